@@ -1,0 +1,502 @@
+// The registry of configuration keys: parsing, range checks, and serialisation.
+#include "eqpm/config.hpp"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+
+#include "eqpm/error.hpp"
+
+namespace eqpm {
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+[[noreturn]] void fail(const std::string& where, const std::string& what) {
+  throw ConfigError(where + ": " + what);
+}
+
+double parse_double(const std::string& text, const std::string& where) {
+  const std::string t = trim(text);
+  if (t.empty()) fail(where, "expected a number, got an empty value");
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(t.c_str(), &end);
+  if (end != t.c_str() + t.size() || errno == ERANGE)
+    fail(where, "expected a number, got '" + t + "'");
+  if (!std::isfinite(v)) fail(where, "expected a finite number, got '" + t + "'");
+  return v;
+}
+
+long long parse_integer(const std::string& text, const std::string& where) {
+  const std::string t = trim(text);
+  if (t.empty()) fail(where, "expected an integer, got an empty value");
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(t.c_str(), &end, 10);
+  if (end != t.c_str() + t.size() || errno == ERANGE)
+    fail(where, "expected an integer, got '" + t + "'");
+  return v;
+}
+
+bool parse_bool(const std::string& text, const std::string& where) {
+  const std::string t = trim(text);
+  if (t == "true" || t == "1" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "0" || t == "no" || t == "off") return false;
+  fail(where, "expected true or false, got '" + t + "'");
+}
+
+// Shortest text that reads back to the same double.
+std::string format_double(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == sep) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+// Option builders. Each setter parses the text, checks the range, then assigns.
+OptionSpec int_option(std::string key, std::string help, int RunConfig::*field, long long lo,
+                      long long hi) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "int";
+  o.help = std::move(help);
+  o.set = [field, lo, hi](RunConfig& c, const std::string& v) {
+    const long long x = parse_integer(v, "");
+    if (x < lo || x > hi)
+      throw ConfigError("expected an integer in [" + std::to_string(lo) + ", " +
+                        std::to_string(hi) + "], got " + std::to_string(x));
+    c.*field = static_cast<int>(x);
+  };
+  o.get = [field](const RunConfig& c) { return std::to_string(c.*field); };
+  return o;
+}
+
+OptionSpec long_option(std::string key, std::string help, long RunConfig::*field, long long lo,
+                       long long hi) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "int";
+  o.help = std::move(help);
+  o.set = [field, lo, hi](RunConfig& c, const std::string& v) {
+    const long long x = parse_integer(v, "");
+    if (x < lo || x > hi)
+      throw ConfigError("expected an integer in [" + std::to_string(lo) + ", " +
+                        std::to_string(hi) + "], got " + std::to_string(x));
+    c.*field = static_cast<long>(x);
+  };
+  o.get = [field](const RunConfig& c) { return std::to_string(c.*field); };
+  return o;
+}
+
+OptionSpec seed_option(std::string key, std::string help, std::uint64_t RunConfig::*field) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "int";
+  o.help = std::move(help);
+  o.set = [field](RunConfig& c, const std::string& v) {
+    const long long x = parse_integer(v, "");
+    if (x < 0) throw ConfigError("expected a non-negative integer, got " + std::to_string(x));
+    c.*field = static_cast<std::uint64_t>(x);
+  };
+  o.get = [field](const RunConfig& c) { return std::to_string(c.*field); };
+  return o;
+}
+
+// lo_open/hi_open: whether the bound itself is excluded.
+OptionSpec float_option(std::string key, std::string help, double RunConfig::*field, double lo,
+                        double hi, bool lo_open = false, bool hi_open = false) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "float";
+  o.help = std::move(help);
+  o.set = [field, lo, hi, lo_open, hi_open](RunConfig& c, const std::string& v) {
+    const double x = parse_double(v, "");
+    const bool ok = (lo_open ? x > lo : x >= lo) && (hi_open ? x < hi : x <= hi);
+    if (!ok)
+      throw ConfigError("expected a number in " + std::string(lo_open ? "(" : "[") +
+                        format_double(lo) + ", " + format_double(hi) + (hi_open ? ")" : "]") +
+                        ", got " + format_double(x));
+    c.*field = x;
+  };
+  o.get = [field](const RunConfig& c) { return format_double(c.*field); };
+  return o;
+}
+
+OptionSpec bool_option(std::string key, std::string help, bool RunConfig::*field) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "bool";
+  o.help = std::move(help);
+  o.set = [field](RunConfig& c, const std::string& v) { c.*field = parse_bool(v, ""); };
+  o.get = [field](const RunConfig& c) { return std::string(c.*field ? "true" : "false"); };
+  return o;
+}
+
+OptionSpec string_option(std::string key, std::string help, std::string RunConfig::*field) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "string";
+  o.help = std::move(help);
+  o.set = [field](RunConfig& c, const std::string& v) { c.*field = v; };
+  o.get = [field](const RunConfig& c) { return c.*field; };
+  return o;
+}
+
+// "LO,HI" with lo <= hi inside [min, max]; log_scale additionally requires lo > 0.
+OptionSpec range_option(std::string key, std::string help, Range RunConfig::*field, double min,
+                        double max, bool integer, bool log_scale) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "range";
+  o.help = std::move(help);
+  o.set = [field, min, max, integer, log_scale](RunConfig& c, const std::string& v) {
+    const auto parts = split(v, ',');
+    if (parts.size() != 2) throw ConfigError("expected LO,HI, got '" + v + "'");
+    Range r;
+    if (integer) {
+      r.lo = double(parse_integer(parts[0], ""));
+      r.hi = double(parse_integer(parts[1], ""));
+    } else {
+      r.lo = parse_double(parts[0], "");
+      r.hi = parse_double(parts[1], "");
+    }
+    if (r.lo > r.hi) throw ConfigError("expected LO <= HI, got '" + v + "'");
+    if (r.lo < min || r.hi > max || (log_scale && r.lo <= 0))
+      throw ConfigError("expected values in " + std::string(log_scale ? "(" : "[") +
+                        format_double(min) + ", " + format_double(max) + "], got '" + v + "'");
+    c.*field = r;
+  };
+  o.get = [field](const RunConfig& c) {
+    return format_double((c.*field).lo) + "," + format_double((c.*field).hi);
+  };
+  return o;
+}
+
+template <class E>
+OptionSpec enum_option(std::string key, std::string help, E RunConfig::*field,
+                       std::vector<std::pair<std::string, E>> values) {
+  OptionSpec o;
+  o.key = key;
+  std::string type;
+  for (const auto& [n, e] : values) type += (type.empty() ? "" : "|") + n;
+  o.type = type;
+  o.help = std::move(help);
+  o.set = [field, values, type](RunConfig& c, const std::string& v) {
+    const std::string t = trim(v);
+    for (const auto& [n, e] : values)
+      if (n == t) {
+        c.*field = e;
+        return;
+      }
+    throw ConfigError("expected one of " + type + ", got '" + t + "'");
+  };
+  o.get = [field, values](const RunConfig& c) {
+    for (const auto& [n, e] : values)
+      if (e == c.*field) return n;
+    return std::string();
+  };
+  return o;
+}
+
+OptionSpec run_setting(OptionSpec o) {
+  o.is_run_setting = true;
+  return o;
+}
+
+std::vector<OptionSpec> build_registry() {
+  std::vector<OptionSpec> r;
+  constexpr long long kMaxAgents = 100'000'000;
+  // data
+  r.push_back(string_option("series", "hourly series CSV (timestamp first); empty: synthetic",
+                            &RunConfig::series));
+  r.push_back(string_option("column", "value column of --series", &RunConfig::column));
+  r.push_back(int_option("max_gap", "longest run of missing hours filled by interpolation",
+                         &RunConfig::max_gap, 0, 24 * 7));
+  r.push_back(long_option("series_hours", "length of the synthetic series (hours)",
+                          &RunConfig::series_hours, 100, 10'000'000));
+  r.push_back(seed_option("data_seed", "seed of the synthetic series", &RunConfig::data_seed));
+  r.push_back(string_option("demand_profile", "demand trace CSV for datacenter agents",
+                            &RunConfig::demand_profile));
+  r.push_back(enum_option<Scaling>("scaling", "normalisation: mean (z/c) or paper (min-max to [0,10])",
+                                   &RunConfig::scaling,
+                                   {{"mean", Scaling::mean}, {"paper", Scaling::paper}}));
+  r.push_back(float_option("train_fraction", "chronological share of rows used for training",
+                           &RunConfig::train_fraction, 0.0, 1.0, true, true));
+  r.push_back(float_option("val_fraction", "tail of the training split held out for metrics",
+                           &RunConfig::val_fraction, 0.0, 0.5, false, false));
+  // population
+  r.push_back(string_option("population", "population CSV (the population.csv format)",
+                            &RunConfig::population));
+  r.push_back(long_option("agents", "number of generated agents", &RunConfig::agents, 1,
+                          kMaxAgents));
+  r.push_back(string_option("mix", "family mix, e.g. dc=0.4,ev=0.4,inv=0.2", &RunConfig::mix));
+  r.push_back(seed_option("pop_seed", "seed of the population generator", &RunConfig::pop_seed));
+  r.push_back(range_option("dc_lambda", "datacenter lambda range (log-uniform)",
+                           &RunConfig::dc_lambda, 1e-9, 1e9, false, true));
+  r.push_back(range_option("dc_scale", "datacenter demand scale range (log-uniform)",
+                           &RunConfig::dc_scale, 1e-9, 1e9, false, true));
+  r.push_back(range_option("dc_phase", "datacenter demand phase range (hours)",
+                           &RunConfig::dc_phase, -1e6, 1e6, true, false));
+  r.push_back(range_option("dc_hour", "datacenter decision hour range", &RunConfig::dc_hour, 0,
+                           kMaxHorizon - 1, true, false));
+  r.push_back(range_option("ev_k", "EV hours-needed range", &RunConfig::ev_k, 1, kMaxHorizon,
+                           true, false));
+  r.push_back(int_option("ev_window_min",
+                         "minimum EV availability window (hours); 0: whole horizon",
+                         &RunConfig::ev_window_min, 0, kMaxHorizon));
+  r.push_back(range_option("ev_energy", "EV energy per hour range", &RunConfig::ev_energy, 1e-9,
+                           1e9, false, false));
+  r.push_back(range_option("inv_cu", "inventory underage cost range (log-uniform)",
+                           &RunConfig::inv_cu, 1e-9, 1e9, false, true));
+  r.push_back(range_option("inv_co", "inventory overage cost range (log-uniform)",
+                           &RunConfig::inv_co, 1e-9, 1e9, false, true));
+  r.push_back(range_option("inv_hour", "inventory decision hour range", &RunConfig::inv_hour, 0,
+                           kMaxHorizon - 1, true, false));
+  r.push_back(string_option("ev_sessions", "EV charging sessions CSV: one agent per kept session",
+                            &RunConfig::ev_sessions));
+  r.push_back(long_option("ev_sample", "keep a seeded sample of this many sessions (0: all)",
+                          &RunConfig::ev_sample, 0, kMaxAgents));
+  // model
+  r.push_back(int_option("lookback", "L: past hours in the input", &RunConfig::lookback, 1, 512));
+  r.push_back(int_option("horizon", "H: hours predicted", &RunConfig::horizon, 1, kMaxHorizon));
+  {
+    OptionSpec o;
+    o.key = "hidden";
+    o.type = "int-list";
+    o.help = "hidden layer widths, e.g. 64,64 (empty: linear model)";
+    o.set = [](RunConfig& c, const std::string& v) {
+      std::vector<int> w;
+      if (!trim(v).empty()) {
+        for (const auto& p : split(v, ',')) {
+          const long long x = parse_integer(p, "");
+          if (x < 1 || x > kMaxWidth)
+            throw ConfigError("expected widths in [1, " + std::to_string(kMaxWidth) + "], got '" +
+                              v + "'");
+          w.push_back(int(x));
+        }
+      }
+      if (int(w.size()) + 1 > kMaxLayers)
+        throw ConfigError("at most " + std::to_string(kMaxLayers - 1) + " hidden layers");
+      c.hidden = w;
+    };
+    o.get = [](const RunConfig& c) {
+      std::string s;
+      for (size_t i = 0; i < c.hidden.size(); ++i) s += (i ? "," : "") + std::to_string(c.hidden[i]);
+      return s;
+    };
+    r.push_back(o);
+  }
+  r.push_back(enum_option<Activation>(
+      "activation", "hidden activation", &RunConfig::activation,
+      {{"relu", Activation::relu}, {"tanh", Activation::tanh}, {"gelu", Activation::gelu}}));
+  // objective
+  r.push_back(float_option("q", "fairness exponent (0: mean regret)", &RunConfig::q, 0, 1000));
+  r.push_back(float_option("beta", "accuracy weight (1: plain MSE)", &RunConfig::beta, 0, 1));
+  r.push_back(enum_option<Estimator>("estimator", "gradient estimator", &RunConfig::estimator,
+                                     {{"score", Estimator::score},
+                                      {"pathwise", Estimator::pathwise},
+                                      {"auto", Estimator::automatic}}));
+  r.push_back(float_option("sigma", "policy noise (normalised units)", &RunConfig::sigma, 0, 1e3,
+                           true, false));
+  r.push_back(int_option("samples", "S: perturbations per input", &RunConfig::samples, 2,
+                         kMaxSamples));
+  r.push_back(bool_option("antithetic", "antithetic pairs (eps, -eps)", &RunConfig::antithetic));
+  r.push_back(float_option("floor", "decisions use max(prediction, floor)", &RunConfig::floor,
+                           0, 1e3, true, false));
+  r.push_back(float_option("rho", "smoothing of per-agent regrets across steps", &RunConfig::rho,
+                           0, 1, false, true));
+  // optimisation
+  r.push_back(seed_option("seed", "seed of initialisation, shuffles and perturbations",
+                          &RunConfig::seed));
+  r.push_back(int_option("epochs", "total epochs", &RunConfig::epochs, 1, 100000));
+  r.push_back(int_option("warm_start_epochs", "first epochs trained on plain MSE",
+                         &RunConfig::warm_start_epochs, 0, 100000));
+  r.push_back(int_option("batch", "B: inputs per step", &RunConfig::batch, 1, 65536));
+  r.push_back(float_option("lr", "Adam learning rate", &RunConfig::lr, 0, 10, true, false));
+  r.push_back(float_option("lr_decay_gamma", "learning-rate factor per decay",
+                           &RunConfig::lr_decay_gamma, 0, 1, true, false));
+  r.push_back(int_option("lr_decay_epochs", "epochs between decays (0: none)",
+                         &RunConfig::lr_decay_epochs, 0, 100000));
+  r.push_back(float_option("adam_beta1", "Adam beta1", &RunConfig::adam_beta1, 0, 1, false, true));
+  r.push_back(float_option("adam_beta2", "Adam beta2", &RunConfig::adam_beta2, 0, 1, false, true));
+  r.push_back(float_option("adam_eps", "Adam epsilon", &RunConfig::adam_eps, 0, 1, true, false));
+  r.push_back(float_option("grad_clip", "global gradient-norm clip (0: off)",
+                           &RunConfig::grad_clip, 0, 1e12));
+  r.push_back(int_option("max_bad_steps", "stop after this many non-finite steps in a row",
+                         &RunConfig::max_bad_steps, 1, 1000000));
+  // run settings
+  r.push_back(run_setting(string_option("backend", "cpu | cuda | auto", &RunConfig::backend)));
+  r.push_back(run_setting(int_option("threads", "CPU threads (0: OpenMP default)",
+                                     &RunConfig::threads, 0, 4096)));
+  r.push_back(run_setting(string_option("out", "output folder", &RunConfig::out)));
+  r.push_back(run_setting(long_option("checkpoint_every", "steps between checkpoints (0: end only)",
+                                      &RunConfig::checkpoint_every, 0, 1LL << 40)));
+  r.push_back(run_setting(bool_option("quiet", "no progress output", &RunConfig::quiet)));
+  r.push_back(run_setting(bool_option("log_json", "progress as JSON lines", &RunConfig::log_json)));
+  r.push_back(run_setting(bool_option("profile", "print time per stage", &RunConfig::profile)));
+  r.push_back(run_setting(bool_option("overwrite", "replace an existing output folder",
+                                      &RunConfig::overwrite)));
+  // backend names are checked here rather than through an enum so that the help text
+  // can say which ones this build has.
+  return r;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      case '\t': o += "\\t"; break;
+      case '\r': o += "\\r"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          o += buf;
+        } else {
+          o += c;
+        }
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& option_registry() {
+  static const std::vector<OptionSpec> registry = build_registry();
+  return registry;
+}
+
+const OptionSpec* find_option(const std::string& key) {
+  std::string k = key;
+  for (char& c : k)
+    if (c == '-') c = '_';
+  for (const auto& o : option_registry())
+    if (o.key == k) return &o;
+  return nullptr;
+}
+
+void set_option(RunConfig& cfg, const std::string& key, const std::string& value,
+                const std::string& where) {
+  const OptionSpec* o = find_option(key);
+  if (!o) throw ConfigError(where + ": unknown key '" + key + "'");
+  try {
+    o->set(cfg, value);
+  } catch (const ConfigError& e) {
+    std::string msg = e.what();
+    if (msg.rfind(": ", 0) == 0) msg = msg.substr(2);
+    throw ConfigError(where + ": " + o->key + ": " + msg);
+  }
+}
+
+std::vector<std::pair<Family, double>> parse_mix(const std::string& text) {
+  std::vector<std::pair<Family, double>> out;
+  double total = 0;
+  for (const auto& part : split(text, ',')) {
+    const auto kv = split(part, '=');
+    if (kv.size() != 2) throw ConfigError("mix: expected NAME=FRACTION items, got '" + part + "'");
+    const std::string name = trim(kv[0]);
+    Family f;
+    if (name == "dc" || name == "datacenter") f = Family::datacenter;
+    else if (name == "ev" || name == "ev_charging") f = Family::ev_charging;
+    else if (name == "inv" || name == "inventory") f = Family::inventory;
+    else throw ConfigError("mix: unknown family '" + name + "' (expected dc, ev or inv)");
+    for (const auto& [g, w] : out)
+      if (g == f) throw ConfigError("mix: family '" + name + "' given twice");
+    const double w = parse_double(kv[1], "mix");
+    if (w < 0) throw ConfigError("mix: fraction of '" + name + "' must be >= 0");
+    out.emplace_back(f, w);
+    total += w;
+  }
+  if (total <= 0) throw ConfigError("mix: fractions must sum to a positive number");
+  for (auto& [f, w] : out) w /= total;
+  return out;
+}
+
+void validate(const RunConfig& c) {
+  if (c.warm_start_epochs > c.epochs)
+    throw ConfigError("warm_start_epochs (" + std::to_string(c.warm_start_epochs) +
+                      ") exceeds epochs (" + std::to_string(c.epochs) + ")");
+  if (c.backend != "cpu" && c.backend != "cuda" && c.backend != "auto")
+    throw ConfigError("backend: expected cpu, cuda or auto, got '" + c.backend + "'");
+  if (c.antithetic && c.samples % 2 != 0)
+    throw ConfigError("samples: antithetic sampling needs an even number of samples, got " +
+                      std::to_string(c.samples));
+  if (c.ev_k.hi > c.horizon)
+    throw ConfigError("ev_k: upper bound " + format_double(c.ev_k.hi) + " exceeds horizon " +
+                      std::to_string(c.horizon));
+  if (c.ev_window_min > c.horizon)
+    throw ConfigError("ev_window_min: " + std::to_string(c.ev_window_min) + " exceeds horizon " +
+                      std::to_string(c.horizon));
+  parse_mix(c.mix);
+  if (c.series.empty() && c.series_hours < c.lookback + c.horizon + 10)
+    throw ConfigError("series_hours: too short for lookback + horizon");
+}
+
+std::string config_to_json(const RunConfig& cfg) {
+  std::string s = "{";
+  bool first = true;
+  for (const auto& o : option_registry()) {
+    s += first ? "" : ", ";
+    first = false;
+    s += "\"" + o.key + "\": ";
+    const std::string v = o.get(cfg);
+    if (o.type == "int" || o.type == "float" || o.type == "bool") {
+      s += v;
+    } else if (o.type == "range" || o.type == "int-list") {
+      s += "[" + v + "]";
+    } else {
+      s += "\"" + json_escape(v) + "\"";
+    }
+  }
+  return s + "}";
+}
+
+std::string config_to_toml(const RunConfig& cfg) {
+  std::string s;
+  for (const auto& o : option_registry()) {
+    const std::string v = o.get(cfg);
+    s += o.key + " = ";
+    if (o.type == "int" || o.type == "bool") {
+      s += v;
+    } else if (o.type == "float") {
+      // TOML floats need a fraction or exponent.
+      s += (v.find_first_of(".eEn") == std::string::npos) ? v + ".0" : v;
+    } else if (o.type == "range" || o.type == "int-list") {
+      s += "[" + v + "]";
+    } else {
+      s += "\"" + json_escape(v) + "\"";
+    }
+    s += "\n";
+  }
+  return s;
+}
+
+}  // namespace eqpm

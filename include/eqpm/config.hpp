@@ -1,0 +1,124 @@
+// The run configuration: every setting of a run in one struct, and a registry of its
+// keys. Each key is a TOML key (`warm_start_epochs`) and a command-line flag
+// (`--warm-start-epochs`); both go through the same parser and range checks, so a file
+// and the command line can never disagree on what a value means.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eqpm/families.hpp"
+#include "eqpm/mlp.hpp"
+
+namespace eqpm {
+
+enum class Scaling : int { mean = 0, paper = 1 };
+
+struct Range {
+  double lo = 0.0;
+  double hi = 0.0;
+};
+
+struct RunConfig {
+  // --- data
+  std::string series;           // CSV path; empty: the embedded synthetic series
+  std::string column = "avg_CI";
+  int max_gap = 3;              // longest run of missing hours filled by interpolation
+  long series_hours = 8760;     // length of the synthetic series
+  std::uint64_t data_seed = 7;  // seed of the synthetic series
+  std::string demand_profile;   // CSV trace for the datacenter demand; empty: synthetic
+  Scaling scaling = Scaling::mean;
+  double train_fraction = 0.7;
+  double val_fraction = 0.1;    // tail of the training split held out for metrics.csv
+
+  // --- population
+  std::string population;       // population.csv to read; empty: generate
+  long agents = 1000;
+  std::string mix = "dc=0.4,ev=0.4,inv=0.2";
+  std::uint64_t pop_seed = 1;
+  Range dc_lambda{0.1, 10.0};   // log-uniform
+  Range dc_scale{0.2, 5.0};     // log-uniform
+  Range dc_phase{0, 23};        // uniform integer hours
+  Range dc_hour{0, 0};          // uniform integer decision hour, clamped to [0, H)
+  Range ev_k{1, 6};             // uniform integer hours needed
+  int ev_window_min = 0;        // 0: every EV agent may charge over the whole horizon
+  Range ev_energy{0.5, 2.0};    // uniform
+  Range inv_cu{0.1, 4.0};       // log-uniform
+  Range inv_co{0.1, 4.0};       // log-uniform
+  Range inv_hour{0, 11};        // uniform integer, clamped to [0, H)
+  std::string ev_sessions;      // Caltech-style sessions CSV: one EV agent per kept session
+  long ev_sample = 0;           // keep a seeded sample of this many sessions (0: all)
+
+  // --- model
+  int lookback = 24;
+  int horizon = 12;
+  std::vector<int> hidden{64, 64};
+  Activation activation = Activation::relu;
+
+  // --- objective and estimator
+  double q = 0.0;
+  double beta = 0.3;
+  Estimator estimator = Estimator::automatic;
+  double sigma = 0.05;
+  int samples = 16;
+  bool antithetic = true;
+  double floor = 1e-3;
+  double rho = 0.99;
+
+  // --- optimisation
+  std::uint64_t seed = 42;
+  int epochs = 20;
+  int warm_start_epochs = 5;
+  int batch = 64;
+  double lr = 1e-3;
+  double lr_decay_gamma = 0.5;
+  int lr_decay_epochs = 4;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  double grad_clip = 1.0;       // global-norm clipping; 0 disables it
+  int max_bad_steps = 10;
+
+  // --- run
+  std::string backend = "auto";  // cpu | cuda | auto
+  int threads = 0;               // 0: OpenMP's default
+  std::string out;
+  long checkpoint_every = 0;     // steps; 0: only at the end
+  bool quiet = false;
+  bool log_json = false;
+  bool profile = false;
+  bool overwrite = false;
+};
+
+// One key of the registry.
+struct OptionSpec {
+  std::string key;    // TOML key, snake_case
+  std::string type;   // "int", "float", "bool", "string", "range", "int-list", or "a|b|c"
+  std::string help;
+  std::function<void(RunConfig&, const std::string&)> set;  // parses and range-checks
+  std::function<std::string(const RunConfig&)> get;         // canonical text
+  bool is_run_setting = false;  // not part of the model's identity (out, threads, ...)
+};
+
+const std::vector<OptionSpec>& option_registry();
+const OptionSpec* find_option(const std::string& key);  // accepts dashes or underscores
+
+// Sets a key from its text; throws ConfigError naming `where` (e.g. "--lr" or
+// "run.toml:3:1 (lr)") and what was expected.
+void set_option(RunConfig& cfg, const std::string& key, const std::string& value,
+                const std::string& where);
+
+// Cross-field checks (horizon limits, window vs k, warm start <= epochs, ...).
+void validate(const RunConfig& cfg);
+
+// Parsed mix "dc=0.4,ev=0.4,inv=0.2" as fractions per family (summing to 1).
+std::vector<std::pair<Family, double>> parse_mix(const std::string& text);
+
+// The whole configuration as a JSON object (stable key order) and as TOML.
+std::string config_to_json(const RunConfig& cfg);
+std::string config_to_toml(const RunConfig& cfg);
+
+}  // namespace eqpm

@@ -1,0 +1,197 @@
+// Agent families (DESIGN.md section 4). Each family is a type with a tag, its compact
+// parameters, and its regret (and, where it has one, the derivative of the regret with
+// respect to the prediction) as EQPM_HD templates: the same code runs in the CPU
+// reference backend and in the CUDA kernels. Backends iterate over the type list
+// `Families`; adding a family means writing one struct like these and appending it
+// there, never touching the training loop.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "eqpm/hd.hpp"
+
+namespace eqpm {
+
+enum class Family : std::uint8_t { datacenter = 0, ev_charging = 1, inventory = 2 };
+inline constexpr int kFamilyCount = 3;
+
+// One agent as users see it (the columns of population.csv, DESIGN.md 8.1). Fields that
+// do not apply to the agent's family are ignored.
+struct Agent {
+  Family family = Family::datacenter;
+  double weight = 1.0;
+  // datacenter
+  double lambda = 0.0;
+  double scale = 0.0;
+  int phase = 0;
+  // datacenter, inventory: which forecast hour the agent acts on
+  int hour = 0;
+  // ev_charging
+  int k = 0;
+  int window_start = 0;
+  int window_end = 0;
+  double energy = 0.0;
+  // inventory
+  double cu = 0.0;
+  double co = 0.0;
+};
+
+// What a regret needs besides the agent and the (prediction, truth) pair.
+struct RegretContext {
+  const float* demand = nullptr;  // datacenter demand profile D (DESIGN.md 4.1)
+  long demand_length = 0;
+  float floor = 1e-3f;            // decisions use max(prediction, floor)
+};
+
+template <class T>
+EQPM_HD_INLINE T clamp_floor(T v, float floor) {
+  return v < T(floor) ? T(floor) : v;
+}
+
+// ---------------------------------------------------------------- datacenter (4.1)
+struct Datacenter {
+  static constexpr Family tag = Family::datacenter;
+  static constexpr const char* name = "datacenter";
+  static constexpr bool differentiable = true;
+  struct Params {
+    float lambda;
+    float scale;
+    int phase;
+    int hour;
+  };
+  static Params params(const Agent& a) {
+    return {float(a.lambda), float(a.scale), a.phase, a.hour};
+  }
+
+  template <class T>
+  EQPM_HD_INLINE static T demand(const Params& p, const RegretContext& c, long t) {
+    long i = (t + p.phase) % c.demand_length;
+    if (i < 0) i += c.demand_length;
+    return T(p.scale) * T(c.demand[i]);
+  }
+  // Capacity decision for a predicted carbon intensity v and its cost under truth y.
+  template <class T>
+  EQPM_HD_INLINE static T decision(T v, T d, T lambda) {
+    return d + sqrt(lambda * d / v);
+  }
+  template <class T>
+  EQPM_HD_INLINE static T cost(T a, T y, T d, T lambda) {
+    return a * y + lambda * d / (a - d);
+  }
+  // Closed form of cost(decision(v)) - cost(decision(y)); stable for any v, y > 0.
+  template <class T>
+  EQPM_HD_INLINE static T regret(const Params& p, const T* v, const T* y,
+                                 const RegretContext& c, long t) {
+    const T vv = clamp_floor(v[p.hour], c.floor);
+    const T yy = y[p.hour];
+    const T d = demand<T>(p, c, t);
+    const T diff = sqrt(yy) - sqrt(vv);
+    return sqrt(T(p.lambda) * d) * diff * diff / sqrt(vv);
+  }
+  // grad[h] += weight * d regret / d v[h]; zero below the floor (the decision is flat).
+  template <class T>
+  EQPM_HD_INLINE static void add_dregret(const Params& p, const T* v, const T* y,
+                                         const RegretContext& c, long t, T weight, T* grad) {
+    const T vv = v[p.hour];
+    if (vv < T(c.floor)) return;
+    const T yy = y[p.hour];
+    const T d = demand<T>(p, c, t);
+    grad[p.hour] += weight * sqrt(T(p.lambda) * d) * (vv - yy) / (T(2) * vv * sqrt(vv));
+  }
+};
+
+// -------------------------------------------------------------- ev_charging (4.2)
+struct EvCharging {
+  static constexpr Family tag = Family::ev_charging;
+  static constexpr const char* name = "ev_charging";
+  static constexpr bool differentiable = false;
+  struct Params {
+    int k;
+    int window_start;
+    int window_end;
+    float energy;
+  };
+  static Params params(const Agent& a) {
+    return {a.k, a.window_start, a.window_end, float(a.energy)};
+  }
+
+  // Sum of truth[h] over the k hours of [a, b) with the lowest key[h] (ties: lower h).
+  // O(width^2) rank counting: branch-light, no sorting, no scratch memory.
+  template <class T, class K>
+  EQPM_HD_INLINE static T cost_of_k_lowest(const K* key, const T* truth, int a, int b, int k) {
+    T total = T(0);
+    for (int h = a; h < b; ++h) {
+      int rank = 0;
+      for (int j = a; j < b; ++j) rank += (key[j] < key[h]) || (key[j] == key[h] && j < h);
+      if (rank < k) total += truth[h];
+    }
+    return total;
+  }
+  template <class T>
+  EQPM_HD_INLINE static T regret(const Params& p, const T* v, const T* y,
+                                 const RegretContext& c, long /*t*/) {
+    // Clamping to the floor is monotone, so the chosen hours are those of the clamped
+    // prediction: ties created by the clamp resolve to the lower hour, as required.
+    T key[kMaxHorizon];
+    for (int h = p.window_start; h < p.window_end; ++h) key[h] = clamp_floor(v[h], c.floor);
+    const T chosen = cost_of_k_lowest(key, y, p.window_start, p.window_end, p.k);
+    const T best = cost_of_k_lowest(y, y, p.window_start, p.window_end, p.k);
+    return T(p.energy) * (chosen - best);
+  }
+};
+
+// ---------------------------------------------------------------- inventory (4.3)
+struct Inventory {
+  static constexpr Family tag = Family::inventory;
+  static constexpr const char* name = "inventory";
+  static constexpr bool differentiable = true;
+  struct Params {
+    float cu;
+    float co;
+    int hour;
+  };
+  static Params params(const Agent& a) { return {float(a.cu), float(a.co), a.hour}; }
+
+  template <class T>
+  EQPM_HD_INLINE static T regret(const Params& p, const T* v, const T* y,
+                                 const RegretContext& c, long /*t*/) {
+    const T a = clamp_floor(v[p.hour], c.floor);
+    const T yy = y[p.hour];
+    return a < yy ? T(p.cu) * (yy - a) : T(p.co) * (a - yy);
+  }
+  template <class T>
+  EQPM_HD_INLINE static void add_dregret(const Params& p, const T* v, const T* y,
+                                         const RegretContext& c, long /*t*/, T weight, T* grad) {
+    const T a = v[p.hour];
+    if (a < T(c.floor)) return;
+    const T yy = y[p.hour];
+    if (a < yy) grad[p.hour] -= weight * T(p.cu);
+    else if (a > yy) grad[p.hour] += weight * T(p.co);
+  }
+};
+
+// The registry every backend iterates over.
+template <class... F>
+struct FamilyList {
+  static constexpr int size = sizeof...(F);
+  template <class Fn>
+  static void for_each(Fn&& fn) {
+    (fn(F{}), ...);
+  }
+};
+using Families = FamilyList<Datacenter, EvCharging, Inventory>;
+
+const char* family_name(Family f);
+// Parses "datacenter" | "ev_charging" | "inventory"; returns false when unknown.
+bool parse_family(const char* text, Family* out);
+
+enum class Estimator : std::uint8_t { score, pathwise, automatic };
+
+// Whether agents of family F contribute through the pathwise estimator (5.3).
+template <class F>
+constexpr bool uses_pathwise(Estimator e) {
+  return F::differentiable && e != Estimator::score;
+}
+
+}  // namespace eqpm

@@ -1,0 +1,53 @@
+// Populations of agents (DESIGN.md 4.4): a seeded generator with heterogeneity controls,
+// validation of agent parameters, and the grouping of agents by family that backends use.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "eqpm/config.hpp"
+#include "eqpm/families.hpp"
+
+namespace eqpm {
+
+struct Population {
+  std::vector<Agent> agents;
+  long size() const { return static_cast<long>(agents.size()); }
+  double total_weight() const;
+  long count(Family f) const;
+};
+
+// The synthetic population of the configuration (agents, mix, pop_seed and ranges).
+Population generate_population(const RunConfig& cfg);
+
+// Checks one agent against the horizon; returns an empty string when valid, else what is
+// wrong ("k = 7 exceeds the window width 4", ...) so callers can add the position.
+std::string check_agent(const Agent& a, int horizon);
+
+// Throws InputError naming `source` and the agent's (1-based) row for the first bad agent.
+void validate_population(const Population& p, int horizon, const std::string& source);
+
+// Agents of one family in population order: their indices in the population, their
+// weights w_n / W, and their family parameters.
+template <class F>
+struct FamilyGroup {
+  std::vector<long> index;
+  std::vector<double> weight;  // w_n / W
+  std::vector<typename F::Params> params;
+};
+
+template <class F>
+FamilyGroup<F> group_of(const Population& p) {
+  FamilyGroup<F> g;
+  const double W = p.total_weight();
+  for (long n = 0; n < p.size(); ++n) {
+    const Agent& a = p.agents[static_cast<size_t>(n)];
+    if (a.family != F::tag) continue;
+    g.index.push_back(n);
+    g.weight.push_back(a.weight / W);
+    g.params.push_back(F::params(a));
+  }
+  return g;
+}
+
+}  // namespace eqpm

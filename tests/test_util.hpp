@@ -1,0 +1,106 @@
+// Shared test helpers: the one tolerance check used everywhere, where the real data lives,
+// and temporary folders.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <unistd.h>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace eqpm::test {
+
+// Tolerances used across the suite (one place, so they are easy to audit).
+inline constexpr double kFloatRtol = 1e-5;     // one float op chain vs another
+inline constexpr double kFloatAtol = 1e-7;
+inline constexpr double kLargeSumRtol = 1e-4;  // float sums over >= 1e5 terms
+
+// |got - ref| <= atol + rtol |ref| elementwise; on failure names the worst index and the
+// share of the budget it used.
+template <class A, class B>
+::testing::AssertionResult all_close(const std::vector<A>& got, const std::vector<B>& ref,
+                                     double atol, double rtol) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure()
+           << "size " << got.size() << " vs reference " << ref.size();
+  double worst = 0.0;
+  size_t worst_i = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double g = double(got[i]), r = double(ref[i]);
+    const double budget = atol + rtol * std::abs(r);
+    const double used = std::isfinite(g) ? std::abs(g - r) / budget : INFINITY;
+    if (used > worst || std::isnan(used)) {
+      worst = std::isnan(used) ? INFINITY : used;
+      worst_i = i;
+    }
+  }
+  if (worst <= 1.0)
+    return ::testing::AssertionSuccess() << "worst " << worst * 100 << "% of allowed";
+  return ::testing::AssertionFailure()
+         << "index " << worst_i << ": got " << double(got[worst_i]) << ", reference "
+         << double(ref[worst_i]) << " (" << worst * 100 << "% of allowed, atol " << atol
+         << ", rtol " << rtol << ")";
+}
+
+#define EXPECT_ALL_CLOSE(got, ref, atol, rtol) \
+  EXPECT_TRUE(::eqpm::test::all_close((got), (ref), (atol), (rtol)))
+
+// ../shared/data beside the checkout, or $EQPM_SHARED_DATA; empty when absent.
+inline std::string shared_data_dir() {
+  if (const char* env = std::getenv("EQPM_SHARED_DATA")) {
+    if (std::filesystem::exists(env)) return env;
+  }
+#ifdef EQPM_SOURCE_DIR
+  const std::string p = std::string(EQPM_SOURCE_DIR) + "/../shared/data";
+  if (std::filesystem::exists(p)) return p;
+#endif
+  return "";
+}
+
+#define EQPM_REQUIRE_SHARED_DATA(dir)                                                   \
+  const std::string dir = ::eqpm::test::shared_data_dir();                             \
+  if (dir.empty()) GTEST_SKIP() << "real data folder ../shared/data not found; set "    \
+                                   "EQPM_SHARED_DATA to run this test"
+
+// A fresh temporary folder removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "eqpm";
+    for (char& c : name)
+      if (c == '/') c = '_';
+    path_ = std::filesystem::temp_directory_path() /
+            ("eqpm-test-" + name + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string write(const std::string& name, const std::string& content) const {
+    const std::string p = file(name);
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace eqpm::test
