@@ -251,7 +251,7 @@ std::vector<OptionSpec> build_registry() {
   // population
   r.push_back(string_option("population", "population CSV (the population.csv format)",
                             &RunConfig::population));
-  r.push_back(long_option("agents", "number of generated agents", &RunConfig::agents, 1,
+  r.push_back(long_option("agents", "number of generated agents", &RunConfig::agents, 0,
                           kMaxAgents));
   r.push_back(string_option("mix", "family mix, e.g. dc=0.4,ev=0.4,inv=0.2", &RunConfig::mix));
   r.push_back(seed_option("pop_seed", "seed of the population generator", &RunConfig::pop_seed));

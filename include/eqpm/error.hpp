@@ -27,10 +27,12 @@ class InputError : public Error {
  private:
   static std::string format(const std::string& file, long line, long column,
                             const std::string& message) {
+    // Appends piece by piece (GCC 12 misreports -Wrestrict on chained operator+).
     std::string s = file;
-    if (line > 0) s += ":" + std::to_string(line);
-    if (line > 0 && column > 0) s += ":" + std::to_string(column);
-    return s + ": " + message;
+    if (line > 0) s.append(":").append(std::to_string(line));
+    if (line > 0 && column > 0) s.append(":").append(std::to_string(column));
+    s.append(": ").append(message);
+    return s;
   }
   std::string file_;
   long line_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "eqpm/config.hpp"
@@ -47,6 +48,28 @@ FamilyGroup<F> group_of(const Population& p) {
     g.weight.push_back(a.weight / W);
     g.params.push_back(F::params(a));
   }
+  return g;
+}
+
+}  // namespace eqpm
+
+namespace eqpm {
+
+// One FamilyGroup per family of the registry, e.g. std::tuple<FamilyGroup<Datacenter>, ...>.
+template <class List>
+struct GroupTupleOf;
+template <class... F>
+struct GroupTupleOf<FamilyList<F...>> {
+  using type = std::tuple<FamilyGroup<F>...>;
+};
+using FamilyGroups = GroupTupleOf<Families>::type;
+
+inline FamilyGroups group_population(const Population& p) {
+  FamilyGroups g;
+  Families::for_each([&](auto fam) {
+    using F = decltype(fam);
+    std::get<FamilyGroup<F>>(g) = group_of<F>(p);
+  });
   return g;
 }
 

@@ -1,0 +1,224 @@
+// TOML configuration files: checks each value's TOML type against the option registry,
+// then hands its text to set_option with the value's file:line:col. toml++ is included
+// here only (it is slow to compile).
+#include "eqpm/config_toml.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string_view>
+#include <vector>
+
+#if __has_include(<toml++/toml.hpp>)
+#include <toml++/toml.hpp>
+#else
+#include <toml++/toml.h>  // Debian's libtomlplusplus-dev names the header toml.h
+#endif
+
+#include "eqpm/error.hpp"
+
+namespace eqpm {
+namespace {
+
+constexpr const char* kSections[] = {"data", "objective", "optimiser", "model", "population",
+                                     "run"};
+
+bool is_section(std::string_view name) {
+  for (const char* s : kSections)
+    if (name == s) return true;
+  return false;
+}
+
+std::string position(const std::string& path, const toml::source_position& p) {
+  if (p.line == 0) return path;
+  return path + ":" + std::to_string(p.line) + ":" + std::to_string(p.column);
+}
+
+const char* found_type(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+std::string expected_type(const std::string& type) {
+  if (type == "int") return "an integer";
+  if (type == "float") return "a number";
+  if (type == "bool") return "a boolean (true or false)";
+  if (type == "string") return "a string";
+  if (type == "range") return "an array of 2 numbers [LO, HI]";
+  if (type == "int-list") return "an array of integers";
+  return "a string, one of " + type;
+}
+
+std::string number_text(const toml::node& n) {
+  if (const auto* i = n.as_integer()) return std::to_string(i->get());
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n.as_floating_point()->get());
+  return std::string(buf, r.ptr);
+}
+
+// Levenshtein distance, for "did you mean" hints on short keys.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string suggestion(const std::string& key) {
+  if (key.size() > 64) return "";
+  std::string best;
+  size_t best_d = 3;  // only close misspellings
+  for (const auto& o : option_registry()) {
+    const size_t d = edit_distance(key, o.key);
+    if (d < best_d) {
+      best_d = d;
+      best = o.key;
+    }
+  }
+  return best.empty() ? "" : " (did you mean '" + best + "'?)";
+}
+
+// The text set_option expects for `value`, after checking its TOML type against `spec`.
+std::string value_text(const std::string& path, const std::string& key, const OptionSpec& spec,
+                       const toml::node& value) {
+  const auto wrong = [&](const std::string& found, const toml::node& at) {
+    throw ConfigError(position(path, at.source().begin) + ": " + key + ": expected " +
+                      expected_type(spec.type) + ", found " + found);
+  };
+  const std::string& t = spec.type;
+  if (t == "int") {
+    if (!value.is_integer()) wrong(found_type(value), value);
+    return number_text(value);
+  }
+  if (t == "float") {
+    if (!value.is_number()) wrong(found_type(value), value);
+    return number_text(value);
+  }
+  if (t == "bool") {
+    if (!value.is_boolean()) wrong(found_type(value), value);
+    return value.as_boolean()->get() ? "true" : "false";
+  }
+  if (t == "range") {
+    const toml::array* a = value.as_array();
+    if (!a) wrong(found_type(value), value);
+    if (a->size() != 2)
+      wrong("an array of " + std::to_string(a->size()) + " value" + (a->size() == 1 ? "" : "s"),
+            value);
+    for (const toml::node& e : *a)
+      if (!e.is_number()) wrong(std::string("an array holding ") + found_type(e), e);
+    return number_text(*a->get(0)) + "," + number_text(*a->get(1));
+  }
+  if (t == "int-list") {
+    const toml::array* a = value.as_array();
+    if (!a) wrong(found_type(value), value);
+    std::string s;
+    for (const toml::node& e : *a) {
+      if (!e.is_integer()) wrong(std::string("an array holding ") + found_type(e), e);
+      s += (s.empty() ? "" : ",") + number_text(e);
+    }
+    return s;
+  }
+  // "string" and enums "a|b|c"
+  if (!value.is_string()) wrong(found_type(value), value);
+  return value.as_string()->get();
+}
+
+struct Entry {
+  std::string section;        // empty at the top level
+  std::string key;
+  const toml::node* value;
+  toml::source_position pos;  // of the key
+  bool unknown_table;
+};
+
+toml::source_position key_position(const toml::key& k, const toml::node& v) {
+  return k.source().begin.line != 0 ? k.source().begin : v.source().begin;
+}
+
+}  // namespace
+
+void load_config_toml(const std::string& path, RunConfig& cfg) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw ConfigError(path + ": cannot read the configuration: " + std::strerror(err));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": cannot read the configuration");
+  const std::string text = ss.str();
+
+#if TOML_EXCEPTIONS
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(position(path, e.source().begin) + ": " + std::string(e.description()));
+  }
+#else
+  toml::parse_result result = toml::parse(text, path);
+  if (!result) {
+    const toml::parse_error& e = result.error();
+    throw ConfigError(position(path, e.source().begin) + ": " + std::string(e.description()));
+  }
+  toml::table root = std::move(result).table();
+#endif
+
+  // toml++ keeps keys sorted; report problems in the order a reader of the file meets them.
+  std::vector<Entry> entries;
+  for (auto&& [k, v] : root) {
+    const std::string name(k.str());
+    if (v.is_table() && is_section(name)) {
+      for (auto&& [k2, v2] : *v.as_table())
+        entries.push_back({name, std::string(k2.str()), &v2, key_position(k2, v2), false});
+    } else {
+      entries.push_back({"", name, &v, key_position(k, v), v.is_table()});
+    }
+  }
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::pair(a.pos.line, a.pos.column) < std::pair(b.pos.line, b.pos.column);
+  });
+
+  std::map<std::string, std::string> first_seen;  // canonical key -> where
+  for (const Entry& e : entries) {
+    const std::string where = position(path, e.pos);
+    const std::string full = e.section.empty() ? e.key : e.section + "." + e.key;
+    if (e.unknown_table)
+      throw ConfigError(where + ": unknown table '" + e.key +
+                        "' (the tables are data, population, model, objective, optimiser "
+                        "and run)");
+    const OptionSpec* spec = find_option(e.key);
+    if (!spec || e.value->is_table())
+      throw ConfigError(where + ": unknown key '" + full + "'" + suggestion(e.key));
+    if (const auto it = first_seen.find(spec->key); it != first_seen.end())
+      throw ConfigError(where + ": key '" + spec->key + "' given twice (first at " + it->second +
+                        ")");
+    first_seen[spec->key] = where;
+    const std::string value = value_text(path, spec->key, *spec, *e.value);
+    set_option(cfg, spec->key, value, position(path, e.value->source().begin));
+  }
+}
+
+}  // namespace eqpm

@@ -1,0 +1,391 @@
+// CPU reference backend (see cpu_backend.hpp).
+#include "cpu_backend.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "eqpm/error.hpp"
+#include "eqpm/objective.hpp"
+#include "eqpm/rng.hpp"
+
+namespace eqpm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Boundaries of the fixed reduction chunks of a family group of n agents.
+long chunk_count(long n) { return std::min(n, CpuBackend::kReductionChunks); }
+long chunk_begin(long n, long c) { return n * c / chunk_count(n); }
+
+bool all_finite(const double* v, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(v[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+int CpuBackend::thread_count() const { return threads_ > 0 ? threads_ : omp_get_max_threads(); }
+
+void CpuBackend::setup_impl() {
+  const Problem& p = problem_;
+  groups_ = group_population(*p.population);
+  ctx_.demand = p.demand.data();
+  ctx_.demand_length = static_cast<long>(p.demand.size());
+  ctx_.floor = p.floor;
+  const long P = p.layout.parameter_count;
+  state_.params = init_mlp_parameters(p.layout, p.seed);
+  state_.adam_m.assign(static_cast<size_t>(P), 0.0f);
+  state_.adam_v.assign(static_cast<size_t>(P), 0.0f);
+  state_.adam_step = 0;
+  state_.rbar.clear();
+  state_.msebar = 0.0;
+
+  const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
+               H = static_cast<size_t>(p.layout.output_dim()), N = static_cast<size_t>(p.population->size());
+  mu_.resize(B * H);
+  pre_.resize(B * static_cast<size_t>(p.layout.activation_count()));
+  yhat_.resize(B * S * H);
+  eps_.resize(B * S * H);
+  ybatch_.resize(B * H);
+  tbatch_.resize(B);
+  rhat_.resize(N);
+  rbar_new_.resize(N);
+  omega_.resize(N);
+  A_.resize(B * S);
+  G_.resize(B * H);
+  g_.resize(B * H);
+  partial_A_.resize(static_cast<size_t>(kReductionChunks) * Families::size * B * S);
+  partial_G_.resize(static_cast<size_t>(kReductionChunks) * Families::size * B * H);
+  grad_acc_.resize(static_cast<size_t>(P));
+  grad_.resize(static_cast<size_t>(P));
+}
+
+void CpuBackend::set_state_impl(const BackendState& s) { state_ = s; }
+
+void CpuBackend::forward(const std::vector<long>& rows, std::vector<float>& mu,
+                         std::vector<float>* pre) {
+  const MlpLayout& L = problem_.layout;
+  const Dataset& d = *problem_.data;
+  const long R = static_cast<long>(rows.size());
+  const int H = L.output_dim();
+  const long A = L.activation_count();
+  if (static_cast<long>(mu.size()) < R * H) mu.resize(static_cast<size_t>(R * H));
+  std::vector<float> scratch;
+#pragma omp parallel for num_threads(thread_count()) schedule(static) firstprivate(scratch)
+  for (long r = 0; r < R; ++r) {
+    float* pr;
+    if (pre) {
+      pr = pre->data() + r * A;
+    } else {
+      scratch.resize(static_cast<size_t>(A));
+      pr = scratch.data();
+    }
+    mlp_forward<float>(L, state_.params.data(), d.x_row(rows[static_cast<size_t>(r)]), pr,
+                       mu.data() + r * H);
+  }
+}
+
+void CpuBackend::mean_regrets(int B, std::vector<double>& rhat) {
+  const int S = problem_.samples, H = problem_.layout.output_dim();
+  const float* yhat = yhat_.data();
+  const float* y = ybatch_.data();
+  const long* t = tbatch_.data();
+  const RegretContext ctx = ctx_;
+  const double inv = 1.0 / (static_cast<double>(B) * S);
+  Families::for_each([&](auto fam) {
+    using F = decltype(fam);
+    const auto& g = std::get<FamilyGroup<F>>(groups_);
+    const long n_agents = static_cast<long>(g.index.size());
+#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 64)
+    for (long i = 0; i < n_agents; ++i) {
+      const auto& prm = g.params[static_cast<size_t>(i)];
+      double sum = 0.0;
+      for (int b = 0; b < B; ++b)
+        for (int s = 0; s < S; ++s)
+          sum += F::template regret<float>(prm, yhat + (static_cast<long>(b) * S + s) * H,
+                                           y + static_cast<long>(b) * H, ctx, t[b]);
+      rhat[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = sum * inv;
+    }
+  });
+}
+
+void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector<double>& A,
+                            std::vector<double>& G) {
+  const Problem& p = problem_;
+  const int S = p.samples, H = p.layout.output_dim();
+  const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
+  const float* yhat = yhat_.data();
+  const float* y = ybatch_.data();
+  const long* t = tbatch_.data();
+  const RegretContext ctx = ctx_;
+  const double inv_bs = 1.0 / static_cast<double>(BS);
+  const bool antithetic = p.antithetic;
+  std::fill(A.begin(), A.begin() + BS, 0.0);
+  std::fill(G.begin(), G.begin() + BH, 0.0);
+  int family_slot = 0;
+  Families::for_each([&](auto fam) {
+    using F = decltype(fam);
+    const auto& g = std::get<FamilyGroup<F>>(groups_);
+    const long n_agents = static_cast<long>(g.index.size());
+    const int slot = family_slot++;
+    if (n_agents == 0) return;
+    const bool pathwise = uses_pathwise<F>(p.estimator);
+    const long chunks = chunk_count(n_agents);
+    double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
+    double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
+#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1)
+    for (long c = 0; c < chunks; ++c) {
+      double* Ac = pa + c * BS;
+      double* Gc = pg + c * BH;
+      std::fill(Ac, Ac + BS, 0.0);
+      std::fill(Gc, Gc + BH, 0.0);
+      float r[kMaxSamples];
+      float dv[kMaxHorizon];
+      for (long i = chunk_begin(n_agents, c); i < chunk_begin(n_agents, c + 1); ++i) {
+        const auto& prm = g.params[static_cast<size_t>(i)];
+        const double w = omega[static_cast<size_t>(g.index[static_cast<size_t>(i)])];
+        if (w == 0.0) continue;
+        for (int b = 0; b < B; ++b) {
+          const float* yb = y + static_cast<long>(b) * H;
+          const float* yh = yhat + static_cast<long>(b) * S * H;
+          if constexpr (F::differentiable) {
+            if (pathwise) {
+              std::fill(dv, dv + H, 0.0f);
+              for (int s = 0; s < S; ++s)
+                F::template add_dregret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b],
+                                               1.0f, dv);
+              for (int h = 0; h < H; ++h) Gc[b * H + h] += w * inv_bs * dv[h];
+              continue;
+            }
+          }
+          double total = 0.0;
+          for (int s = 0; s < S; ++s) {
+            r[s] = F::template regret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b]);
+            total += r[s];
+          }
+          for (int s = 0; s < S; ++s) {
+            // Leave-one-out baseline without antithetic pairs; none with them (5.2).
+            const double base = antithetic ? 0.0 : (total - r[s]) / (S - 1);
+            Ac[b * S + s] += w * (r[s] - base);
+          }
+        }
+      }
+    }
+    for (long c = 0; c < chunks; ++c) {
+      for (long i = 0; i < BS; ++i) A[static_cast<size_t>(i)] += pa[c * BS + i];
+      for (long i = 0; i < BH; ++i) G[static_cast<size_t>(i)] += pg[c * BH + i];
+    }
+  });
+}
+
+StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
+  const Problem& p = problem_;
+  const Dataset& d = *p.data;
+  const MlpLayout& L = p.layout;
+  const int B = static_cast<int>(spec.rows.size());
+  const int S = p.samples, H = L.output_dim();
+  const long N = p.population->size();
+  const long P = L.parameter_count;
+  StepStats st;
+
+  // Forward pass.
+  auto t0 = Clock::now();
+  forward(spec.rows, mu_, &pre_);
+  for (int b = 0; b < B; ++b) {
+    const long row = spec.rows[static_cast<size_t>(b)];
+    std::copy(d.y_row(row), d.y_row(row) + H, ybatch_.begin() + static_cast<long>(b) * H);
+    tbatch_[static_cast<size_t>(b)] = d.t[static_cast<size_t>(row)];
+  }
+  double mse = 0.0;
+  for (long i = 0; i < static_cast<long>(B) * H; ++i) {
+    const double e = double(mu_[static_cast<size_t>(i)]) - double(ybatch_[static_cast<size_t>(i)]);
+    mse += e * e;
+  }
+  mse /= static_cast<double>(B) * H;
+  st.mse = mse;
+  const double msebar = state_.msebar > 0 ? p.rho * state_.msebar + (1 - p.rho) * mse : mse;
+  times_.forward += seconds_since(t0);
+
+  const bool equitable = spec.beta < 1.0;
+  double Mbar = 0.0;
+  std::fill(g_.begin(), g_.begin() + static_cast<long>(B) * H, 0.0);
+  if (equitable) {
+    // Perturbations from the counter (seed, step, b, s, h-block).
+    t0 = Clock::now();
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < S; ++s) {
+        const long off = (static_cast<long>(b) * S + s) * H;
+        perturbation(p.seed, spec.step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
+                     p.antithetic, eps_.data() + off);
+        for (int h = 0; h < H; ++h)
+          yhat_[static_cast<size_t>(off + h)] =
+              mu_[static_cast<size_t>(b * H + h)] + p.sigma * eps_[static_cast<size_t>(off + h)];
+      }
+    times_.sampling += seconds_since(t0);
+
+    // Pass 1: per-agent mean regret of the minibatch.
+    t0 = Clock::now();
+    mean_regrets(B, rhat_);
+    times_.regrets += seconds_since(t0);
+
+    // Smoothed regrets, power means and agent weights.
+    t0 = Clock::now();
+    const Population& pop = *p.population;
+    const bool started = !state_.rbar.empty();
+    std::vector<double> w(static_cast<size_t>(N));
+    const double W = pop.total_weight();
+    for (long n = 0; n < N; ++n) {
+      w[static_cast<size_t>(n)] = pop.agents[static_cast<size_t>(n)].weight;
+      rbar_new_[static_cast<size_t>(n)] =
+          started ? p.rho * state_.rbar[static_cast<size_t>(n)] + (1 - p.rho) * rhat_[static_cast<size_t>(n)]
+                  : rhat_[static_cast<size_t>(n)];
+    }
+    Mbar = power_mean(rbar_new_.data(), w.data(), N, p.q);
+    st.power_mean = power_mean(rhat_.data(), w.data(), N, p.q);
+    st.smoothed_power_mean = Mbar;
+    double sum = 0.0, mx = 0.0;
+    for (long n = 0; n < N; ++n) {
+      omega_[static_cast<size_t>(n)] =
+          agent_weight(rbar_new_[static_cast<size_t>(n)], w[static_cast<size_t>(n)] / W, Mbar, p.q);
+      sum += rhat_[static_cast<size_t>(n)];
+      mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
+    }
+    st.mean_regret = sum / static_cast<double>(N);
+    st.max_regret = mx;
+
+    // Pass 2: advantages and pathwise terms.
+    advantages(B, omega_, A_, G_);
+    // g_b = (1 - beta) / Mbar * [score term + pathwise term]
+    const double coef = Mbar > 0 ? (1.0 - spec.beta) / Mbar : 0.0;
+    const double inv_bss = 1.0 / (static_cast<double>(B) * S * p.sigma);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        double score = 0.0;
+        for (int s = 0; s < S; ++s)
+          score += A_[static_cast<size_t>(b * S + s)] *
+                   double(eps_[static_cast<size_t>((static_cast<long>(b) * S + s) * H + h)]);
+        g_[static_cast<size_t>(b * H + h)] = coef * (score * inv_bss + G_[static_cast<size_t>(b * H + h)]);
+      }
+    times_.reductions += seconds_since(t0);
+  }
+  // Accuracy term beta * 2 (mu - y) / (B H MSEbar).
+  if (spec.beta > 0 && msebar > 0) {
+    const double c = spec.beta * 2.0 / (static_cast<double>(B) * H * msebar);
+    for (long i = 0; i < static_cast<long>(B) * H; ++i)
+      g_[static_cast<size_t>(i)] += c * (double(mu_[static_cast<size_t>(i)]) - double(ybatch_[static_cast<size_t>(i)]));
+  }
+  st.loss = (equitable && Mbar > 0 ? (1 - spec.beta) * st.power_mean / Mbar : 0.0) +
+            (msebar > 0 ? spec.beta * mse / msebar : 0.0);
+
+  // Backward pass, accumulated in double in sample order.
+  t0 = Clock::now();
+  std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0);
+  const long Aw = L.activation_count();
+  double gb[kMaxHorizon];
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) gb[h] = g_[static_cast<size_t>(b * H + h)];
+    std::vector<double> x(d.x_row(spec.rows[static_cast<size_t>(b)]),
+                          d.x_row(spec.rows[static_cast<size_t>(b)]) + L.input_dim());
+    std::vector<double> pre(pre_.begin() + b * Aw, pre_.begin() + (b + 1) * Aw);
+    mlp_backward<double>(L, state_.params.data(), x.data(), pre.data(), gb, grad_acc_.data());
+  }
+  double norm2 = 0.0;
+  for (long i = 0; i < P; ++i) {
+    grad_[static_cast<size_t>(i)] = static_cast<float>(grad_acc_[static_cast<size_t>(i)]);
+    norm2 += grad_acc_[static_cast<size_t>(i)] * grad_acc_[static_cast<size_t>(i)];
+  }
+  st.grad_norm = std::sqrt(norm2);
+  times_.backward += seconds_since(t0);
+
+  if (trace) {
+    trace->mu.assign(mu_.begin(), mu_.begin() + static_cast<long>(B) * H);
+    trace->eps.assign(eps_.begin(), eps_.begin() + (equitable ? static_cast<long>(B) * S * H : 0));
+    trace->rhat = equitable ? rhat_ : std::vector<double>();
+    trace->rbar = equitable ? rbar_new_ : std::vector<double>();
+    trace->omega = equitable ? omega_ : std::vector<double>();
+    trace->advantage.assign(A_.begin(), A_.begin() + (equitable ? static_cast<long>(B) * S : 0));
+    trace->g.assign(g_.begin(), g_.begin() + static_cast<long>(B) * H);
+    trace->grad = grad_;
+  }
+
+  // Numerical guard: a non-finite step changes nothing.
+  st.finite = std::isfinite(st.loss) && std::isfinite(st.grad_norm) && std::isfinite(mse) &&
+              (!equitable || (all_finite(rhat_.data(), static_cast<size_t>(N)) && std::isfinite(Mbar)));
+  if (!st.finite) return st;
+
+  // Adam with global-norm clipping.
+  t0 = Clock::now();
+  const float clip = st.grad_norm > p.grad_clip && p.grad_clip > 0
+                         ? static_cast<float>(p.grad_clip / st.grad_norm)
+                         : 1.0f;
+  state_.adam_step += 1;
+  const double t = static_cast<double>(state_.adam_step);
+  const float b1 = static_cast<float>(p.adam_beta1), b2 = static_cast<float>(p.adam_beta2);
+  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta1, t)));
+  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta2, t)));
+  const float lr = static_cast<float>(spec.lr), eps = static_cast<float>(p.adam_eps);
+  for (long i = 0; i < P; ++i) {
+    const float gi = grad_[static_cast<size_t>(i)] * clip;
+    float& m = state_.adam_m[static_cast<size_t>(i)];
+    float& v = state_.adam_v[static_cast<size_t>(i)];
+    m = b1 * m + (1.0f - b1) * gi;
+    v = b2 * v + (1.0f - b2) * gi * gi;
+    state_.params[static_cast<size_t>(i)] -= lr * (m * c1) / (std::sqrt(v * c2) + eps);
+  }
+  state_.msebar = msebar;
+  if (equitable) state_.rbar = rbar_new_;
+  times_.optimiser += seconds_since(t0);
+  return st;
+}
+
+std::vector<float> CpuBackend::predict_impl(const std::vector<long>& rows) {
+  std::vector<float> mu(rows.size() * static_cast<size_t>(problem_.layout.output_dim()));
+  forward(rows, mu, nullptr);
+  return mu;
+}
+
+EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
+  const Problem& p = problem_;
+  const Dataset& d = *p.data;
+  const int H = p.layout.output_dim();
+  const long R = static_cast<long>(rows.size());
+  const std::vector<float> mu = predict_impl(rows);
+  EvalResult e;
+  e.regret.assign(static_cast<size_t>(p.population->size()), 0.0);
+  if (R == 0) return e;
+  double se = 0.0, ae = 0.0;
+  for (long r = 0; r < R; ++r)
+    for (int h = 0; h < H; ++h) {
+      const double err = double(mu[static_cast<size_t>(r * H + h)]) - double(d.y_row(rows[static_cast<size_t>(r)])[h]);
+      se += err * err;
+      ae += std::abs(err);
+    }
+  e.mse = se / (static_cast<double>(R) * H);
+  e.mae = ae / (static_cast<double>(R) * H);
+  const RegretContext ctx = ctx_;
+  Families::for_each([&](auto fam) {
+    using F = decltype(fam);
+    const auto& g = std::get<FamilyGroup<F>>(groups_);
+    const long n_agents = static_cast<long>(g.index.size());
+#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 16)
+    for (long i = 0; i < n_agents; ++i) {
+      double sum = 0.0;
+      for (long r = 0; r < R; ++r) {
+        const long row = rows[static_cast<size_t>(r)];
+        sum += F::template regret<float>(g.params[static_cast<size_t>(i)], mu.data() + r * H,
+                                         d.y_row(row), ctx, d.t[static_cast<size_t>(row)]);
+      }
+      e.regret[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = sum / static_cast<double>(R);
+    }
+  });
+  return e;
+}
+
+}  // namespace eqpm

@@ -1,0 +1,49 @@
+// The CPU reference backend: DESIGN.md 5.2/5.3 written out plainly, parallel over agents
+// with OpenMP and a reduction order fixed by the data (chunks of agents whose partial sums
+// are added in chunk order), so results do not depend on the number of threads.
+#pragma once
+
+#include <vector>
+
+#include "eqpm/backend.hpp"
+
+namespace eqpm {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads = 0) : threads_(threads) {}
+  std::string name() const override { return "cpu"; }
+
+  // Agents are reduced in this many fixed chunks per family (fewer if the family is small).
+  static constexpr long kReductionChunks = 64;
+
+ protected:
+  void setup_impl() override;
+  void set_state_impl(const BackendState& s) override;
+  BackendState state_impl() const override { return state_; }
+  StepStats step_impl(const StepSpec& spec, StepTrace* trace) override;
+  EvalResult evaluate_impl(const std::vector<long>& rows) override;
+  std::vector<float> predict_impl(const std::vector<long>& rows) override;
+
+ private:
+  int thread_count() const;
+  void forward(const std::vector<long>& rows, std::vector<float>& mu, std::vector<float>* pre);
+  // Pass 1: Rhat_n over the minibatch's samples, in population order.
+  void mean_regrets(int B, std::vector<double>& rhat);
+  // Pass 2: advantages A (B x S) and pathwise gradient G (B x H) under weights omega.
+  void advantages(int B, const std::vector<double>& omega, std::vector<double>& A,
+                  std::vector<double>& G);
+
+  int threads_;
+  FamilyGroups groups_;
+  RegretContext ctx_;
+  BackendState state_;
+  // Per-step scratch, sized once in setup (no allocation inside a step).
+  std::vector<float> mu_, pre_, yhat_, eps_, ybatch_;
+  std::vector<long> tbatch_;
+  std::vector<double> rhat_, rbar_new_, omega_, A_, G_, g_, partial_A_, partial_G_;
+  std::vector<double> grad_acc_;
+  std::vector<float> grad_;
+};
+
+}  // namespace eqpm

@@ -1,0 +1,123 @@
+// The embedded synthetic data and the supervised dataset of DESIGN.md section 2.
+#include "eqpm/data.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "eqpm/error.hpp"
+#include "eqpm/rng.hpp"
+
+namespace eqpm {
+
+Series synthetic_series(long hours, std::uint64_t seed) {
+  // A grid's carbon intensity in gCO2/kWh: a base level with seasonal and weekly drift,
+  // a midday solar dip that deepens in summer, an evening ramp, a slow "weather" factor
+  // (wind) and hourly noise, all multiplicative so the result stays positive.
+  const double pi = 3.14159265358979323846;
+  SplitMix64 rng(seed ^ 0x5eed5e7ULL);
+  Series s;
+  s.source = "synthetic";
+  s.values.resize(static_cast<size_t>(hours));
+  s.hour_of_day.resize(static_cast<size_t>(hours));
+  double weather = 0.0, noise = 0.0;
+  for (long t = 0; t < hours; ++t) {
+    const int h = static_cast<int>(t % 24);
+    const double day = static_cast<double>(t) / 24.0;
+    const double season = std::cos(2 * pi * (day - 172.0) / 365.0);   // +1 at midsummer
+    const double weekday = static_cast<int>(day) % 7;
+    const double weekly = weekday >= 5 ? -0.06 : 0.0;                    // lighter weekends
+    const double solar_depth = 0.22 + 0.14 * season;                    // deeper in summer
+    const double solar = -solar_depth * std::exp(-0.5 * std::pow((h - 13.0) / 2.6, 2.0));
+    const double evening = 0.10 * std::exp(-0.5 * std::pow((h - 19.5) / 2.0, 2.0));
+    const double night = -0.04 * std::exp(-0.5 * std::pow((h - 3.5) / 2.5, 2.0));
+    weather = 0.985 * weather + 0.025 * rng.normal();  // slow, multi-day swings
+    noise = 0.6 * noise + 0.025 * rng.normal();
+    const double log_ci = std::log(300.0) - 0.08 * season + weekly + solar + evening + night +
+                          weather + noise;
+    s.values[static_cast<size_t>(t)] = std::exp(log_ci);
+    s.hour_of_day[static_cast<size_t>(t)] = h;
+  }
+  return s;
+}
+
+std::vector<float> synthetic_demand_profile() {
+  // Datacenter load over a day: low overnight, business-hours plateau, evening peak.
+  const double pi = 3.14159265358979323846;
+  std::vector<float> d(24);
+  double sum = 0;
+  for (int h = 0; h < 24; ++h) {
+    const double v = 1.0 + 0.35 * std::sin(2 * pi * (h - 8.0) / 24.0) +
+                     0.15 * std::exp(-0.5 * std::pow((h - 20.0) / 2.0, 2.0));
+    d[static_cast<size_t>(h)] = static_cast<float>(v);
+    sum += v;
+  }
+  for (auto& v : d) v = static_cast<float>(v / (sum / 24.0));
+  return d;
+}
+
+Dataset build_dataset(const Series& s, int L, int H, double train_fraction, double val_fraction,
+                      Scaling scaling) {
+  const long T = static_cast<long>(s.values.size());
+  const long U = T - H - L + 1;  // usable t: L <= t <= T - H
+  const std::string where = s.source.empty() ? std::string("series") : s.source;
+  if (U < 4)
+    throw Error(where + ": series of " + std::to_string(T) + " rows is too short for lookback " +
+                std::to_string(L) + " + horizon " + std::to_string(H));
+  Dataset d;
+  d.lookback = L;
+  d.horizon = H;
+  d.rows = U;
+  d.train_rows = static_cast<long>(std::floor(train_fraction * static_cast<double>(U)));
+  if (d.train_rows < 1 || d.train_rows >= U)
+    throw Error(where + ": train_fraction " + std::to_string(train_fraction) +
+                " leaves the training or test split empty (" + std::to_string(U) +
+                " usable rows)");
+  d.fit_rows = d.train_rows - static_cast<long>(std::floor(val_fraction * d.train_rows));
+  if (d.fit_rows < 1) d.fit_rows = 1;
+  d.scaling = scaling;
+
+  // Normalisation from the rows the training targets reach: 0 .. last training t + H - 1.
+  const long last = (L + d.train_rows - 1) + H - 1;
+  double sum = 0, lo = s.values[0], hi = s.values[0];
+  for (long i = 0; i <= last; ++i) {
+    const double v = s.values[static_cast<size_t>(i)];
+    sum += v;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (scaling == Scaling::mean) {
+    d.offset = 0.0;
+    d.scale = sum / static_cast<double>(last + 1);
+  } else {
+    d.offset = lo;
+    d.scale = (hi - lo) / 10.0;
+  }
+  if (!(d.scale > 0))
+    throw Error(where + ": the training rows are constant; cannot normalise");
+  std::vector<float> zn(static_cast<size_t>(T));
+  for (long i = 0; i < T; ++i) {
+    double v = (s.values[static_cast<size_t>(i)] - d.offset) / d.scale;
+    if (scaling == Scaling::paper && v <= 0.01) v = 0.01;  // the released code's clamp
+    zn[static_cast<size_t>(i)] = static_cast<float>(v);
+  }
+  const double pi = 3.14159265358979323846;
+  const int D = L + 2;
+  d.x.resize(static_cast<size_t>(U * D));
+  d.y.resize(static_cast<size_t>(U * H));
+  d.t.resize(static_cast<size_t>(U));
+  for (long r = 0; r < U; ++r) {
+    const long t = L + r;
+    d.t[static_cast<size_t>(r)] = t;
+    float* x = d.x.data() + r * D;
+    for (int i = 0; i < L; ++i) x[i] = zn[static_cast<size_t>(t - L + i)];
+    const int h = s.hour_of_day.empty() ? static_cast<int>(t % 24)
+                                        : s.hour_of_day[static_cast<size_t>(t)];
+    x[L] = static_cast<float>(std::sin(2 * pi * h / 24.0));
+    x[L + 1] = static_cast<float>(std::cos(2 * pi * h / 24.0));
+    float* y = d.y.data() + r * H;
+    for (int j = 0; j < H; ++j) y[j] = zn[static_cast<size_t>(t + j)];
+  }
+  return d;
+}
+
+}  // namespace eqpm

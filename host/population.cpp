@@ -1,0 +1,149 @@
+// Populations: the seeded synthetic generator of DESIGN.md 4.4 and agent validation.
+#include "eqpm/population.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "eqpm/error.hpp"
+#include "eqpm/rng.hpp"
+
+namespace eqpm {
+
+const char* family_name(Family f) {
+  switch (f) {
+    case Family::datacenter: return Datacenter::name;
+    case Family::ev_charging: return EvCharging::name;
+    case Family::inventory: return Inventory::name;
+  }
+  return "?";
+}
+
+bool parse_family(const char* text, Family* out) {
+  for (Family f : {Family::datacenter, Family::ev_charging, Family::inventory}) {
+    if (std::strcmp(text, family_name(f)) == 0) {
+      *out = f;
+      return true;
+    }
+  }
+  return false;
+}
+
+double Population::total_weight() const {
+  double w = 0;
+  for (const auto& a : agents) w += a.weight;
+  return w;
+}
+
+long Population::count(Family f) const {
+  return static_cast<long>(std::count_if(agents.begin(), agents.end(),
+                                         [f](const Agent& a) { return a.family == f; }));
+}
+
+std::string check_agent(const Agent& a, int H) {
+  auto bad = [](double v) { return !std::isfinite(v); };
+  if (bad(a.weight) || a.weight <= 0) return "weight must be a positive number";
+  const std::string horizon = std::to_string(H);
+  switch (a.family) {
+    case Family::datacenter:
+      if (bad(a.lambda) || a.lambda <= 0) return "lambda must be > 0";
+      if (bad(a.scale) || a.scale <= 0) return "scale must be > 0";
+      if (a.hour < 0 || a.hour >= H) return "hour must lie in [0, " + horizon + ")";
+      return "";
+    case Family::ev_charging:
+      if (a.k < 1 || a.k > H) return "k must lie in [1, " + horizon + "]";
+      if (a.window_start < 0 || a.window_end > H || a.window_start >= a.window_end)
+        return "window [window_start, window_end) must lie within [0, " + horizon + ")";
+      if (a.window_end - a.window_start < a.k)
+        return "k = " + std::to_string(a.k) + " exceeds the window width " +
+               std::to_string(a.window_end - a.window_start);
+      if (bad(a.energy) || a.energy <= 0) return "energy must be > 0";
+      return "";
+    case Family::inventory:
+      if (bad(a.cu) || a.cu < 0) return "cu must be >= 0";
+      if (bad(a.co) || a.co < 0) return "co must be >= 0";
+      if (a.hour < 0 || a.hour >= H) return "hour must lie in [0, " + horizon + ")";
+      return "";
+  }
+  return "unknown family";
+}
+
+void validate_population(const Population& p, int H, const std::string& source) {
+  if (p.agents.empty()) throw InputError(source, 0, 0, "the population has no agents");
+  for (long n = 0; n < p.size(); ++n) {
+    const std::string why = check_agent(p.agents[static_cast<size_t>(n)], H);
+    if (!why.empty())
+      throw InputError(source, 0, 0, "agent " + std::to_string(n) + ": " + why);
+  }
+}
+
+namespace {
+
+double log_uniform(SplitMix64& rng, const Range& r) {
+  return std::exp(rng.uniform(std::log(r.lo), std::log(r.hi)));
+}
+long int_uniform(SplitMix64& rng, const Range& r) {
+  return rng.integer(static_cast<long>(std::lround(r.lo)), static_cast<long>(std::lround(r.hi)));
+}
+
+}  // namespace
+
+Population generate_population(const RunConfig& cfg) {
+  const int H = cfg.horizon;
+  const auto mix = parse_mix(cfg.mix);
+  // Largest-remainder apportionment of N agents over the families of the mix.
+  std::vector<long> counts(mix.size());
+  long assigned = 0;
+  std::vector<std::pair<double, size_t>> remainders;
+  for (size_t i = 0; i < mix.size(); ++i) {
+    const double exact = mix[i].second * static_cast<double>(cfg.agents);
+    counts[i] = static_cast<long>(std::floor(exact));
+    assigned += counts[i];
+    remainders.emplace_back(exact - std::floor(exact), i);
+  }
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; assigned < cfg.agents; ++i, ++assigned) ++counts[remainders[i].second];
+
+  Population p;
+  p.agents.reserve(static_cast<size_t>(cfg.agents));
+  SplitMix64 rng(cfg.pop_seed * 0x2545f4914f6cdd1dULL + 17);
+  auto clamp_hour = [H](long h) { return static_cast<int>(std::clamp<long>(h, 0, H - 1)); };
+  for (size_t i = 0; i < mix.size(); ++i) {
+    for (long j = 0; j < counts[i]; ++j) {
+      Agent a;
+      a.family = mix[i].first;
+      switch (a.family) {
+        case Family::datacenter:
+          a.lambda = log_uniform(rng, cfg.dc_lambda);
+          a.scale = log_uniform(rng, cfg.dc_scale);
+          a.phase = static_cast<int>(int_uniform(rng, cfg.dc_phase));
+          a.hour = clamp_hour(int_uniform(rng, cfg.dc_hour));
+          break;
+        case Family::ev_charging: {
+          a.k = static_cast<int>(std::clamp<long>(int_uniform(rng, cfg.ev_k), 1, H));
+          if (cfg.ev_window_min <= 0) {
+            a.window_start = 0;
+            a.window_end = H;
+          } else {
+            const long min_width = std::max<long>(cfg.ev_window_min, a.k);
+            const long width = rng.integer(std::min<long>(min_width, H), H);
+            a.window_start = static_cast<int>(rng.integer(0, H - width));
+            a.window_end = a.window_start + static_cast<int>(width);
+          }
+          a.energy = rng.uniform(cfg.ev_energy.lo, cfg.ev_energy.hi);
+          break;
+        }
+        case Family::inventory:
+          a.cu = log_uniform(rng, cfg.inv_cu);
+          a.co = log_uniform(rng, cfg.inv_co);
+          a.hour = clamp_hour(int_uniform(rng, cfg.inv_hour));
+          break;
+      }
+      p.agents.push_back(a);
+    }
+  }
+  return p;
+}
+
+}  // namespace eqpm

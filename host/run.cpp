@@ -1,0 +1,453 @@
+// Loading a run's inputs, training, evaluating and writing the output folder (run.hpp).
+#include "eqpm/run.hpp"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "eqpm/atomic_file.hpp"
+#include "eqpm/checkpoint.hpp"
+#include "eqpm/error.hpp"
+#include "eqpm/io.hpp"
+#include "eqpm/objective.hpp"
+
+namespace eqpm {
+
+std::string format_double(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+namespace {
+std::string json_number(double v) { return std::isfinite(v) ? format_double(v) : "null"; }
+}  // namespace
+
+RunInputs load_inputs(const RunConfig& cfg) {
+  validate(cfg);
+  RunInputs in;
+  if (cfg.series.empty()) {
+    in.series = synthetic_series(cfg.series_hours, cfg.data_seed);
+  } else {
+    SeriesLoadInfo info;
+    in.series = load_series_csv(cfg.series, cfg.column, cfg.max_gap, &info);
+    in.notes.push_back(cfg.series + ": " + std::to_string(info.rows) + " rows" +
+                       (info.note.empty() ? "" : "; " + info.note));
+  }
+  if (cfg.demand_profile.empty()) {
+    in.demand = synthetic_demand_profile();
+  } else {
+    in.demand = load_demand_profile(cfg.demand_profile);
+    in.notes.push_back(cfg.demand_profile + ": demand profile of " +
+                       std::to_string(in.demand.size()) + " hours (mean 1)");
+  }
+  if (!cfg.population.empty()) {
+    in.population = read_population_csv(cfg.population, cfg.horizon);
+    in.notes.push_back(cfg.population + ": " + std::to_string(in.population.size()) + " agents");
+  } else if (cfg.agents > 0) {
+    in.population = generate_population(cfg);
+  }
+  if (!cfg.ev_sessions.empty()) {
+    EvSessionStats st;
+    const auto ev = load_ev_sessions(cfg.ev_sessions, cfg.horizon, cfg.ev_sample, cfg.pop_seed, &st);
+    in.population.agents.insert(in.population.agents.end(), ev.begin(), ev.end());
+    in.notes.push_back(cfg.ev_sessions + ": " + std::to_string(st.total) + " sessions, kept " +
+                       std::to_string(st.kept) + " (skipped " +
+                       std::to_string(st.skipped_unparseable) + " unparseable, " +
+                       std::to_string(st.skipped_inconsistent) + " inconsistent, " +
+                       std::to_string(st.skipped_duration) + " outside 3-12 h), using " +
+                       std::to_string(ev.size()));
+  }
+  validate_population(in.population, cfg.horizon,
+                      cfg.population.empty() ? std::string("population") : cfg.population);
+  in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
+                          cfg.val_fraction, cfg.scaling);
+  return in;
+}
+
+Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
+  Problem p;
+  p.data = &in.data;
+  p.population = &in.population;
+  p.demand = in.demand;
+  p.layout = make_mlp_layout(in.data.input_dim(), cfg.hidden, cfg.horizon, cfg.activation);
+  p.samples = cfg.samples;
+  p.antithetic = cfg.antithetic;
+  p.sigma = static_cast<float>(cfg.sigma);
+  p.floor = static_cast<float>(cfg.floor);
+  p.estimator = cfg.estimator;
+  p.q = cfg.q;
+  p.rho = cfg.rho;
+  p.seed = cfg.seed;
+  p.max_batch = cfg.batch;
+  p.adam_beta1 = cfg.adam_beta1;
+  p.adam_beta2 = cfg.adam_beta2;
+  p.adam_eps = cfg.adam_eps;
+  p.grad_clip = cfg.grad_clip;
+  return p;
+}
+
+// ------------------------------------------------------------------ progress
+ProgressLog::ProgressLog(const RunConfig& cfg, std::string label)
+    : cfg_(cfg), label_(std::move(label)), tty_(isatty(STDERR_FILENO) != 0) {}
+
+namespace {
+std::string duration_text(double s) {
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%.0fs", s);
+  return buf;
+}
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void ProgressLog::step(const Progress& p) {
+  if (cfg_.quiet || cfg_.log_json) return;
+  const double now = now_seconds();
+  const bool last = p.step == p.total_steps;
+  if (!last && now - last_print_ < (tty_ ? 0.2 : 10.0)) return;
+  last_print_ = now;
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "%s epoch %d/%d step %ld/%ld loss %.4g mean regret %.4g max %.4g | %.1f steps/s "
+                "ETA %s",
+                label_.c_str(), p.epoch + 1, p.epochs, p.step, p.total_steps, p.last.loss,
+                p.last.mean_regret, p.last.max_regret, p.steps_per_second,
+                duration_text(p.eta_seconds).c_str());
+  if (tty_) {
+    std::fprintf(stderr, "\r\033[K%s", buf);
+    dirty_ = true;
+  } else {
+    std::fprintf(stderr, "%s\n", buf);
+  }
+}
+
+void ProgressLog::epoch(const EpochMetrics& m) {
+  if (cfg_.quiet) return;
+  if (cfg_.log_json) {
+    std::fprintf(stderr,
+                 "{\"run\": \"%s\", \"epoch\": %d, \"step\": %ld, \"loss\": %s, \"power_mean\": %s, "
+                 "\"mean\": %s, \"var\": %s, \"max\": %s, \"mse\": %s, \"seconds\": %s}\n",
+                 label_.c_str(), m.epoch, m.step, json_number(m.loss).c_str(),
+                 json_number(m.power_mean).c_str(), json_number(m.mean).c_str(),
+                 json_number(m.var).c_str(), json_number(m.max).c_str(),
+                 json_number(m.mse).c_str(), json_number(m.seconds).c_str());
+  }
+}
+
+void ProgressLog::note(const std::string& text) {
+  if (cfg_.quiet) return;
+  if (dirty_) std::fprintf(stderr, "\n");
+  dirty_ = false;
+  if (cfg_.log_json) {
+    std::string esc;
+    for (char c : text) esc += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+    std::fprintf(stderr, "{\"run\": \"%s\", \"note\": \"%s\"}\n", label_.c_str(), esc.c_str());
+  } else {
+    std::fprintf(stderr, "%s %s\n", label_.c_str(), text.c_str());
+  }
+}
+
+void ProgressLog::finish() {
+  if (dirty_) std::fprintf(stderr, "\n");
+  dirty_ = false;
+}
+
+// ------------------------------------------------------------------ output files
+std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train) {
+  std::string s = "agent,family,regret,train_regret\n";
+  for (long n = 0; n < p.size(); ++n)
+    s += std::to_string(n) + "," + family_name(p.agents[static_cast<size_t>(n)].family) + "," +
+         format_double(test.regret[static_cast<size_t>(n)]) + "," +
+         format_double(train.regret[static_cast<size_t>(n)]) + "\n";
+  return s;
+}
+
+std::string metrics_csv(const std::vector<EpochMetrics>& epochs) {
+  std::string s = "epoch,step,loss,power_mean,mean,var,max,mse,seconds\n";
+  for (const auto& m : epochs)
+    s += std::to_string(m.epoch) + "," + std::to_string(m.step) + "," + format_double(m.loss) +
+         "," + format_double(m.power_mean) + "," + format_double(m.mean) + "," +
+         format_double(m.var) + "," + format_double(m.max) + "," + format_double(m.mse) + "," +
+         format_double(m.seconds) + "\n";
+  return s;
+}
+
+std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Dataset& d) {
+  return {{"eqpm.version", EQPM_VERSION},
+          {"eqpm.lookback", std::to_string(cfg.lookback)},
+          {"eqpm.horizon", std::to_string(cfg.horizon)},
+          {"eqpm.activation", activation_name(cfg.activation)},
+          {"eqpm.scaling", cfg.scaling == Scaling::mean ? "mean" : "paper"},
+          {"eqpm.offset", format_double(d.offset)},
+          {"eqpm.scale", format_double(d.scale)},
+          {"eqpm.config", config_to_json(cfg)}};
+}
+
+std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o) {
+  RegretStats test = o.test_stats, train = o.train_stats;
+  std::string s = "{\n  \"config\": " + config_to_json(cfg) + ",\n";
+  s += "  \"version\": \"" EQPM_VERSION "\",\n";
+  s += "  \"backend\": \"" + o.backend + "\",\n";
+  s += "  \"scaling\": \"" + std::string(cfg.scaling == Scaling::mean ? "mean" : "paper") + "\",\n";
+  s += "  \"data\": {\"source\": \"" + in.series.source + "\", \"hours\": " +
+       std::to_string(in.series.values.size()) + ", \"filled\": " +
+       std::to_string(in.series.filled) + ", \"rows\": " + std::to_string(in.data.rows) +
+       ", \"train_rows\": " + std::to_string(in.data.train_rows) + ", \"fit_rows\": " +
+       std::to_string(in.data.fit_rows) + ", \"offset\": " + json_number(in.data.offset) +
+       ", \"scale\": " + json_number(in.data.scale) + "},\n";
+  s += "  \"population\": {\"agents\": " + std::to_string(in.population.size());
+  Families::for_each([&](auto fam) {
+    using F = decltype(fam);
+    s += ", \"" + std::string(F::name) + "\": " + std::to_string(in.population.count(F::tag));
+  });
+  s += "},\n";
+  s += "  \"train\": {\"steps\": " + std::to_string(o.train.steps) + ", \"seconds\": " +
+       json_number(o.train.seconds) + ", \"skipped_steps\": " +
+       std::to_string(o.train.skipped_steps) + ", \"steps_per_second\": " +
+       json_number(o.train.seconds > 0 ? o.train.steps / o.train.seconds : 0) + "},\n";
+  s += "  \"test\": " + stats_to_json(test) + ",\n";
+  s += "  \"train_split\": " + stats_to_json(train) + ",\n";
+  s += "  \"test_original_units\": {\"mse\": " + json_number(test.mse * in.data.scale * in.data.scale) +
+       ", \"mae\": " + json_number(test.mae * in.data.scale) + "}\n}\n";
+  return s;
+}
+
+namespace {
+
+std::string write_text(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = (std::filesystem::path(dir) / name).string();
+  write_file_atomic(path, text);
+  return path;
+}
+
+void evaluate_splits(Backend& backend, const Trainer& trainer, RunOutcome& o) {
+  o.test = backend.evaluate(trainer.test_rows());
+  o.train_split = backend.evaluate(trainer.train_rows());
+  o.test_stats = regret_stats(o.test.regret);
+  o.test_stats.mse = o.test.mse;
+  o.test_stats.mae = o.test.mae;
+  o.train_stats = regret_stats(o.train_split.regret);
+  o.train_stats.mse = o.train_split.mse;
+  o.train_stats.mae = o.train_split.mae;
+}
+
+void write_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o,
+                   const MlpLayout& layout) {
+  const std::string& dir = cfg.out;
+  save_model((std::filesystem::path(dir) / "model.safetensors").string(), layout, o.params,
+             model_metadata(cfg, in.data));
+  std::ostringstream pop, dem;
+  write_population_csv(in.population, pop);
+  write_text(dir, "population.csv", pop.str());
+  write_demand_profile_csv(in.demand, dem);
+  write_text(dir, "demand_profile.csv", dem.str());
+  write_text(dir, "agents.csv", agents_csv(in.population, o.test, o.train_split));
+  write_text(dir, "summary.json", summary_json(cfg, in, o));
+}
+
+}  // namespace
+
+RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from) {
+  RunOutcome o;
+  o.out_dir = cfg.out;
+  auto backend = make_backend(cfg.backend, cfg.threads);
+  o.backend = backend->name();
+  const Problem problem = make_problem(cfg, in);
+  backend->setup(problem);
+  Trainer trainer(cfg, in.data, in.population, *backend);
+  ProgressLog log(cfg, cfg.out.empty() ? std::string("[train]")
+                                       : "[" + std::filesystem::path(cfg.out).filename().string() + "]");
+  long first_step = 0;
+  std::vector<EpochMetrics> history;
+  const std::string ckpt_path =
+      cfg.out.empty() ? std::string() : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
+  if (!resume_from.empty()) {
+    CheckpointData ck = load_checkpoint(resume_from);
+    if (ck.layout.parameter_count != problem.layout.parameter_count)
+      throw InputError(resume_from, 0, 0, "checkpoint holds a model of another shape");
+    backend->set_state(ck.state);
+    first_step = static_cast<long>(ck.step);
+    // Metrics of the epochs already done travel in the checkpoint's metadata.
+    if (auto it = ck.metadata.find("eqpm.metrics_csv"); it != ck.metadata.end()) {
+      std::istringstream ss(it->second);
+      std::string line;
+      std::getline(ss, line);  // header
+      while (std::getline(ss, line)) {
+        EpochMetrics m;
+        if (std::sscanf(line.c_str(), "%d,%ld,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &m.epoch, &m.step,
+                        &m.loss, &m.power_mean, &m.mean, &m.var, &m.max, &m.mse, &m.seconds) == 9)
+          history.push_back(m);
+      }
+    }
+    log.note("resuming at step " + std::to_string(first_step) + " of " +
+             std::to_string(trainer.total_steps()));
+  }
+  auto save_ckpt = [&](long steps_done) {
+    if (ckpt_path.empty()) return;
+    CheckpointData ck;
+    ck.layout = problem.layout;
+    ck.state = backend->state();
+    ck.step = static_cast<std::uint64_t>(steps_done);
+    ck.metadata = model_metadata(cfg, in.data);
+    ck.metadata["eqpm.metrics_csv"] = metrics_csv(history);
+    save_checkpoint(ckpt_path, ck);
+    if (!cfg.out.empty()) write_text(cfg.out, "metrics.csv", metrics_csv(history));
+  };
+  for (const auto& n : in.notes) log.note(n);
+  o.train = trainer.run(
+      first_step, [&](const Progress& p) { log.step(p); }, save_ckpt,
+      [&](const EpochMetrics& m) {
+        history.push_back(m);
+        log.epoch(m);
+      });
+  log.finish();
+  o.train.epochs = history;
+  save_ckpt(trainer.total_steps());
+  o.params = backend->state().params;
+  evaluate_splits(*backend, trainer, o);
+  o.stages = backend->stage_times();
+  if (!cfg.out.empty()) write_outputs(cfg, in, o, problem.layout);
+  return o;
+}
+
+RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params) {
+  RunOutcome o;
+  o.out_dir = cfg.out;
+  auto backend = make_backend(cfg.backend, cfg.threads);
+  o.backend = backend->name();
+  const Problem problem = make_problem(cfg, in);
+  backend->setup(problem);
+  BackendState st = backend->state();
+  if (params.size() != st.params.size())
+    throw Error("model has " + std::to_string(params.size()) + " parameters, the configuration " +
+                std::to_string(st.params.size()));
+  st.params = params;
+  backend->set_state(st);
+  Trainer trainer(cfg, in.data, in.population, *backend);
+  o.params = params;
+  evaluate_splits(*backend, trainer, o);
+  if (!cfg.out.empty()) {
+    write_text(cfg.out, "agents.csv", agents_csv(in.population, o.test, o.train_split));
+    write_text(cfg.out, "summary.json", summary_json(cfg, in, o));
+  }
+  return o;
+}
+
+// ------------------------------------------------------------------ config from JSON
+namespace {
+
+struct FlatJsonParser {
+  const std::string& s;
+  const std::string& source;
+  size_t i = 0;
+
+  [[noreturn]] void fail(const std::string& what) {
+    throw InputError(source, 0, 0, "eqpm.config at byte " + std::to_string(i) + ": " + what);
+  }
+  void ws() {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  }
+  void expect(char c) {
+    ws();
+    if (i >= s.size() || s[i] != c) fail(std::string("expected '") + c + "'");
+    ++i;
+  }
+  std::string string_value() {
+    expect('"');
+    std::string out;
+    while (i < s.size() && s[i] != '"') {
+      char c = s[i++];
+      if (c == '\\') {
+        if (i >= s.size()) fail("unterminated escape");
+        const char e = s[i++];
+        switch (e) {
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          case 'r': out += '\r'; break;
+          case 'u': {
+            if (i + 4 > s.size()) fail("bad \\u escape");
+            out += static_cast<char>(std::stoi(s.substr(i, 4), nullptr, 16));
+            i += 4;
+            break;
+          }
+          default: out += e;
+        }
+      } else {
+        out += c;
+      }
+    }
+    if (i >= s.size()) fail("unterminated string");
+    ++i;
+    return out;
+  }
+  std::string scalar() {
+    ws();
+    const size_t b = i;
+    while (i < s.size() && s[i] != ',' && s[i] != ']' && s[i] != '}' &&
+           !std::isspace(static_cast<unsigned char>(s[i])))
+      ++i;
+    if (b == i) fail("expected a value");
+    return s.substr(b, i - b);
+  }
+  std::string value() {
+    ws();
+    if (i < s.size() && s[i] == '"') return string_value();
+    if (i < s.size() && s[i] == '[') {
+      ++i;
+      std::string out;
+      ws();
+      if (i < s.size() && s[i] == ']') {
+        ++i;
+        return out;
+      }
+      for (;;) {
+        out += (out.empty() ? "" : ",") + scalar();
+        ws();
+        if (i < s.size() && s[i] == ',') {
+          ++i;
+          continue;
+        }
+        expect(']');
+        return out;
+      }
+    }
+    return scalar();
+  }
+};
+
+}  // namespace
+
+RunConfig config_from_json(const std::string& json, const std::string& source) {
+  RunConfig cfg;
+  FlatJsonParser p{json, source};
+  p.expect('{');
+  p.ws();
+  if (p.i < json.size() && json[p.i] == '}') return cfg;
+  for (;;) {
+    const std::string key = p.string_value();
+    p.expect(':');
+    const std::string v = p.value();
+    set_option(cfg, key, v, source + " (eqpm.config)");
+    p.ws();
+    if (p.i < json.size() && json[p.i] == ',') {
+      ++p.i;
+      continue;
+    }
+    p.expect('}');
+    break;
+  }
+  return cfg;
+}
+
+}  // namespace eqpm

@@ -1,0 +1,144 @@
+// The training loop (see trainer.hpp).
+#include "eqpm/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "eqpm/error.hpp"
+#include "eqpm/metrics.hpp"
+#include "eqpm/objective.hpp"
+#include "eqpm/rng.hpp"
+
+namespace eqpm {
+
+Trainer::Trainer(const RunConfig& cfg, const Dataset& data, const Population& population,
+                 Backend& backend)
+    : cfg_(cfg), data_(data), population_(population), backend_(backend) {
+  steps_per_epoch_ = (data_.fit_rows + cfg_.batch - 1) / cfg_.batch;
+}
+
+std::vector<long> Trainer::batch_rows(long step) const {
+  const long epoch = step / steps_per_epoch_;
+  const long j = step % steps_per_epoch_;
+  // Fisher-Yates permutation of the fit rows, seeded by (seed, epoch).
+  std::vector<long> perm(static_cast<size_t>(data_.fit_rows));
+  std::iota(perm.begin(), perm.end(), 0L);
+  SplitMix64 rng(cfg_.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(epoch) + 1);
+  for (long i = data_.fit_rows - 1; i > 0; --i)
+    std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(rng.integer(0, i))]);
+  const long begin = j * cfg_.batch;
+  const long end = std::min(begin + cfg_.batch, data_.fit_rows);
+  return std::vector<long>(perm.begin() + begin, perm.begin() + end);
+}
+
+double Trainer::beta_at(long step) const {
+  return step / steps_per_epoch_ < cfg_.warm_start_epochs ? 1.0 : cfg_.beta;
+}
+
+double Trainer::lr_at(long step) const {
+  if (cfg_.lr_decay_epochs <= 0) return cfg_.lr;
+  const long epoch = step / steps_per_epoch_;
+  return cfg_.lr * std::pow(cfg_.lr_decay_gamma, static_cast<double>(epoch / cfg_.lr_decay_epochs));
+}
+
+std::vector<long> Trainer::train_rows() const {
+  std::vector<long> r(static_cast<size_t>(data_.train_rows));
+  std::iota(r.begin(), r.end(), 0L);
+  return r;
+}
+
+std::vector<long> Trainer::validation_rows() const {
+  std::vector<long> r;
+  for (long i = data_.fit_rows; i < data_.train_rows; ++i) r.push_back(i);
+  if (r.empty())  // no held-out slice: every 4th fit row
+    for (long i = 0; i < data_.fit_rows; i += 4) r.push_back(i);
+  return r;
+}
+
+std::vector<long> Trainer::test_rows() const {
+  std::vector<long> r(static_cast<size_t>(data_.rows - data_.train_rows));
+  std::iota(r.begin(), r.end(), data_.train_rows);
+  return r;
+}
+
+EpochMetrics Trainer::evaluate_epoch(int epoch, long step) {
+  const EvalResult e = backend_.evaluate(validation_rows());
+  const RegretStats s = regret_stats(e.regret);
+  std::vector<double> w(population_.agents.size());
+  for (size_t n = 0; n < w.size(); ++n) w[n] = population_.agents[n].weight;
+  EpochMetrics m;
+  m.epoch = epoch;
+  m.step = step;
+  m.power_mean = power_mean(e.regret.data(), w.data(), static_cast<long>(w.size()), cfg_.q);
+  m.mean = s.mean;
+  m.var = s.var;
+  m.max = s.max;
+  m.mse = e.mse;
+  return m;
+}
+
+TrainResult Trainer::run(long first_step, const std::function<void(const Progress&)>& on_step,
+                         const std::function<void(long)>& on_checkpoint,
+                         const std::function<void(const EpochMetrics&)>& on_epoch) {
+  using Clock = std::chrono::steady_clock;
+  TrainResult res;
+  const long total = total_steps();
+  int bad_in_a_row = 0;
+  double epoch_loss = 0, epoch_seconds = 0;
+  long epoch_steps = 0;
+  const auto wall0 = Clock::now();
+  for (long step = first_step; step < total; ++step) {
+    StepSpec spec;
+    spec.step = static_cast<std::uint32_t>(step);
+    spec.rows = batch_rows(step);
+    spec.beta = beta_at(step);
+    spec.lr = lr_at(step);
+    const auto t0 = Clock::now();
+    const StepStats st = backend_.step(spec);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    res.seconds += dt;
+    epoch_seconds += dt;
+    if (!st.finite) {
+      ++res.skipped_steps;
+      if (++bad_in_a_row >= cfg_.max_bad_steps)
+        throw Error("training stopped at step " + std::to_string(step) + ": " +
+                    std::to_string(bad_in_a_row) +
+                    " non-finite steps in a row (loss, regrets or gradient NaN/Inf); the last "
+                    "checkpoint is intact. Try a smaller --lr or --sigma, or check the inputs");
+    } else {
+      bad_in_a_row = 0;
+      ++res.steps;
+      epoch_loss += st.loss;
+      ++epoch_steps;
+    }
+    if (on_step) {
+      Progress p;
+      p.epoch = static_cast<int>(step / steps_per_epoch_);
+      p.epochs = cfg_.epochs;
+      p.step = step + 1;
+      p.total_steps = total;
+      p.last = st;
+      const double wall = std::chrono::duration<double>(Clock::now() - wall0).count();
+      p.steps_per_second = wall > 0 ? static_cast<double>(step + 1 - first_step) / wall : 0;
+      p.eta_seconds = p.steps_per_second > 0 ? (total - step - 1) / p.steps_per_second : 0;
+      on_step(p);
+    }
+    if ((step + 1) % steps_per_epoch_ == 0) {
+      EpochMetrics m = evaluate_epoch(static_cast<int>(step / steps_per_epoch_), step + 1);
+      m.loss = epoch_steps ? epoch_loss / static_cast<double>(epoch_steps) : NAN;
+      m.seconds = epoch_seconds;
+      res.epochs.push_back(m);
+      if (on_epoch) on_epoch(m);
+      epoch_loss = 0;
+      epoch_seconds = 0;
+      epoch_steps = 0;
+    }
+    if (on_checkpoint && cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0 &&
+        step + 1 < total)
+      on_checkpoint(step + 1);
+  }
+  return res;
+}
+
+}  // namespace eqpm

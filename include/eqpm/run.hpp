@@ -1,0 +1,84 @@
+// A whole run as the `eqpm` program performs it: loading the inputs a configuration
+// names, training on a backend, evaluating both splits, and writing the output folder of
+// DESIGN.md 8.1 (every file atomically). Sweeps reuse the loaded inputs across runs.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "eqpm/backend.hpp"
+#include "eqpm/config.hpp"
+#include "eqpm/data.hpp"
+#include "eqpm/metrics.hpp"
+#include "eqpm/population.hpp"
+#include "eqpm/trainer.hpp"
+
+namespace eqpm {
+
+struct RunInputs {
+  Series series;
+  Dataset data;
+  Population population;
+  std::vector<float> demand;
+  std::vector<std::string> notes;  // what loading did (filled gaps, skipped sessions, ...)
+};
+
+// Loads or generates the series, demand profile and population of `cfg` and builds the
+// dataset. Throws InputError / ConfigError with positions.
+RunInputs load_inputs(const RunConfig& cfg);
+
+Problem make_problem(const RunConfig& cfg, const RunInputs& in);
+
+// Where progress goes; by default stderr, a rewritten line on a terminal, periodic lines
+// otherwise, JSON lines with log_json, nothing with quiet.
+class ProgressLog {
+ public:
+  ProgressLog(const RunConfig& cfg, std::string label);
+  void step(const Progress& p);
+  void epoch(const EpochMetrics& m);
+  void note(const std::string& text);
+  void finish();
+
+ private:
+  RunConfig cfg_;
+  std::string label_;
+  bool tty_ = false;
+  double last_print_ = -1e9;
+  bool dirty_ = false;
+};
+
+struct RunOutcome {
+  std::string out_dir;
+  TrainResult train;
+  EvalResult test, train_split;
+  RegretStats test_stats, train_stats;
+  std::vector<float> params;
+  std::string backend;
+  StageTimes stages;
+};
+
+// Trains one model and writes `cfg.out` (which must already be prepared: see
+// ensure_output_dir). With resume_from non-empty, continues from that checkpoint file.
+RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from = "");
+
+// Evaluates parameters on both splits and writes agents.csv and summary.json into out_dir
+// (when non-empty).
+RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params);
+
+// Text of the output files (exposed for tests).
+std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train_split);
+std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
+std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o);
+
+// Model metadata of DESIGN.md 8.1.
+std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Dataset& d);
+
+// A configuration from the eqpm.config JSON object written into models and checkpoints.
+RunConfig config_from_json(const std::string& json, const std::string& source);
+
+// Shortest round-trip text of a double.
+std::string format_double(double v);
+
+}  // namespace eqpm

@@ -1,0 +1,81 @@
+// The backend-agnostic training loop (DESIGN.md 5.2, 5.3a): epochs of shuffled
+// minibatches, warm start on plain MSE, step decay of the learning rate, per-epoch
+// metrics on the held-out slice of the training split, the numerical guard, and
+// checkpoint hooks. A step's minibatch depends only on (seed, step), so a run resumed
+// from a checkpoint continues exactly where it stopped.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "eqpm/backend.hpp"
+#include "eqpm/config.hpp"
+#include "eqpm/data.hpp"
+
+namespace eqpm {
+
+struct EpochMetrics {
+  int epoch = 0;
+  long step = 0;          // optimiser steps completed at the end of the epoch
+  double loss = 0;        // mean step loss over the epoch
+  double power_mean = 0;  // M_q of per-agent regrets on the validation slice
+  double mean = 0, var = 0, max = 0;
+  double mse = 0;         // forecast MSE on the validation slice
+  double seconds = 0;     // wall time of the epoch's steps
+};
+
+struct Progress {
+  int epoch = 0;
+  int epochs = 0;
+  long step = 0;          // steps completed
+  long total_steps = 0;
+  StepStats last;
+  double steps_per_second = 0;
+  double eta_seconds = 0;
+};
+
+struct TrainResult {
+  long steps = 0;          // optimiser steps taken in this call (skipped ones excluded)
+  long skipped_steps = 0;  // non-finite steps skipped
+  double seconds = 0;      // wall time inside Backend::step
+  std::vector<EpochMetrics> epochs;
+};
+
+class Trainer {
+ public:
+  Trainer(const RunConfig& cfg, const Dataset& data, const Population& population,
+          Backend& backend);
+
+  long steps_per_epoch() const { return steps_per_epoch_; }
+  long total_steps() const { return steps_per_epoch_ * cfg_.epochs; }
+
+  // Minibatch rows, beta and learning rate of global step `step`.
+  std::vector<long> batch_rows(long step) const;
+  double beta_at(long step) const;
+  double lr_at(long step) const;
+
+  // Runs steps [first_step, total_steps()). `on_step` is called after every step,
+  // `on_checkpoint(steps_done)` every cfg.checkpoint_every steps (never at the end: the
+  // caller writes the final state). Throws Error after max_bad_steps non-finite steps in
+  // a row, before changing anything else.
+  TrainResult run(long first_step, const std::function<void(const Progress&)>& on_step,
+                  const std::function<void(long)>& on_checkpoint,
+                  const std::function<void(const EpochMetrics&)>& on_epoch = nullptr);
+
+  // Rows of the splits.
+  std::vector<long> train_rows() const;       // the whole training split
+  std::vector<long> validation_rows() const;  // held-out tail of it (or the fit rows if empty)
+  std::vector<long> test_rows() const;
+
+ private:
+  EpochMetrics evaluate_epoch(int epoch, long step);
+
+  RunConfig cfg_;
+  const Dataset& data_;
+  const Population& population_;
+  Backend& backend_;
+  long steps_per_epoch_ = 0;
+};
+
+}  // namespace eqpm
