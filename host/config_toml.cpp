@@ -27,6 +27,9 @@ namespace {
 constexpr const char* kSections[] = {"data", "objective", "optimiser", "model", "population",
                                      "run"};
 
+constexpr const char* kTablesHint =
+    "the tables are data, population, model, objective, optimiser and run";
+
 bool is_section(std::string_view name) {
   for (const char* s : kSections)
     if (name == s) return true;
@@ -206,12 +209,12 @@ void load_config_toml(const std::string& path, RunConfig& cfg) {
     const std::string where = position(path, e.pos);
     const std::string full = e.section.empty() ? e.key : e.section + "." + e.key;
     if (e.unknown_table)
-      throw ConfigError(where + ": unknown table '" + e.key +
-                        "' (the tables are data, population, model, objective, optimiser "
-                        "and run)");
+      throw ConfigError(where + ": unknown table '" + e.key + "' (" + kTablesHint + ")");
     const OptionSpec* spec = find_option(e.key);
-    if (!spec || e.value->is_table())
-      throw ConfigError(where + ": unknown key '" + full + "'" + suggestion(e.key));
+    if (!spec && e.section.empty() && is_section(e.key))
+      throw ConfigError(where + ": '" + e.key + "' must be a table [" + e.key + "], found " +
+                        found_type(*e.value));
+    if (!spec) throw ConfigError(where + ": unknown key '" + full + "'" + suggestion(e.key));
     if (const auto it = first_seen.find(spec->key); it != first_seen.end())
       throw ConfigError(where + ": key '" + spec->key + "' given twice (first at " + it->second +
                         ")");

@@ -35,7 +35,10 @@ int CpuBackend::thread_count() const { return threads_ > 0 ? threads_ : omp_get_
 
 void CpuBackend::setup_impl() {
   const Problem& p = problem_;
-  groups_ = group_population(*p.population);
+  all_groups_ = group_population(*p.population);
+  groups_ = all_groups_;
+  shortcuts_ = CpuShortcuts();
+  if (p.shortcuts) shortcuts_.setup(groups_, p);
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());
   ctx_.floor = p.floor;
@@ -232,6 +235,10 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
 
     // Pass 1: per-agent mean regret of the minibatch.
     t0 = Clock::now();
+    if (!shortcuts_.empty()) {
+      shortcuts_.prepare(B, yhat_.data(), ybatch_.data(), tbatch_.data(), thread_count());
+      shortcuts_.mean_regrets(rhat_, thread_count());
+    }
     mean_regrets(B, rhat_);
     times_.regrets += seconds_since(t0);
 
@@ -262,6 +269,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
 
     // Pass 2: advantages and pathwise terms.
     advantages(B, omega_, A_, G_);
+    if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
     // g_b = (1 - beta) / Mbar * [score term + pathwise term]
     const double coef = Mbar > 0 ? (1.0 - spec.beta) / Mbar : 0.0;
     const double inv_bss = 1.0 / (static_cast<double>(B) * S * p.sigma);
@@ -372,7 +380,7 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
   const RegretContext ctx = ctx_;
   Families::for_each([&](auto fam) {
     using F = decltype(fam);
-    const auto& g = std::get<FamilyGroup<F>>(groups_);
+    const auto& g = std::get<FamilyGroup<F>>(all_groups_);
     const long n_agents = static_cast<long>(g.index.size());
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 16)
     for (long i = 0; i < n_agents; ++i) {

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "cpu_shortcuts.hpp"
 #include "eqpm/backend.hpp"
 
 namespace eqpm {
@@ -35,7 +36,9 @@ class CpuBackend final : public Backend {
                   std::vector<double>& G);
 
   int threads_;
-  FamilyGroups groups_;
+  FamilyGroups all_groups_;  // every agent (evaluation)
+  FamilyGroups groups_;      // agents on the general path of a training step
+  CpuShortcuts shortcuts_;  // agents with a shared per-(b, s) factorisation
   RegretContext ctx_;
   BackendState state_;
   // Per-step scratch, sized once in setup (no allocation inside a step).

@@ -71,7 +71,8 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
   bool open = false;  // the last gap is still running
   Series s;
   s.source = path;
-  auto add_missing = [&](int hour, long line, long col) {
+  // Appends `count` missing hours whose first has hour of day `first_hour`.
+  auto add_missing = [&](std::int64_t count, int first_hour, long line, long col) {
     if (s.values.empty())
       throw InputError(path, line, col,
                        "the first hour has no " + name +
@@ -80,9 +81,18 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
       gaps.push_back({s.values.size(), 0, line, col});
       open = true;
     }
-    ++gaps.back().length;
-    s.values.push_back(std::nan(""));
-    s.hour_of_day.push_back(hour);
+    Gap& g = gaps.back();
+    // Only what can be filled is stored: a run longer than max_gap is an error once its
+    // length is known, so its excess is counted, and a huge jump costs no memory.
+    const std::int64_t stored = std::min<std::int64_t>(count, std::max<std::int64_t>(0, max_gap - g.length));
+    if (static_cast<std::int64_t>(s.values.size()) + stored > kMaxSeriesHours)
+      throw InputError(path, line, col,
+                       "series longer than " + std::to_string(kMaxSeriesHours) + " hours");
+    for (std::int64_t j = 0; j < stored; ++j) {
+      s.values.push_back(std::nan(""));
+      s.hour_of_day.push_back(static_cast<int>((first_hour + j) % 24));
+    }
+    g.length += count;
   };
   auto close_gap = [&] {
     if (!open) return;
@@ -105,14 +115,7 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     if (prev_line > 0) {
       const std::int64_t d = checked_step(path, tc, prev, prev_line, ts, 3600, true);
       const std::int64_t absent = d / 3600 - 1;  // hours with no row at all
-      if (absent > 0) {
-        if (static_cast<std::int64_t>(s.values.size()) + absent >= kMaxSeriesHours)
-          throw InputError(path, tc.line, tc.column,
-                           "timestamp jump makes the series longer than " +
-                               std::to_string(kMaxSeriesHours) + " hours");
-        for (std::int64_t j = 1; j <= absent; ++j)
-          add_missing(static_cast<int>((prev.hour + j) % 24), tc.line, tc.column);
-      }
+      if (absent > 0) add_missing(absent, (prev.hour + 1) % 24, tc.line, tc.column);
     }
     if (static_cast<long>(s.values.size()) >= kMaxSeriesHours)
       throw InputError(path, row.line, 1,
@@ -120,7 +123,7 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     const CsvCell& vcell = row.cells[static_cast<size_t>(vc)];
     if (vcell.text.empty()) {
       // The EIA files leave every cell of an unreported hour empty.
-      add_missing(ts.hour, vcell.line, vcell.column);
+      add_missing(1, ts.hour, vcell.line, vcell.column);
     } else {
       const double v = parse_number_cell(vcell, path, name);
       if (v <= 0)
@@ -208,7 +211,7 @@ std::vector<float> load_demand_profile(const std::string& path) {
     throw InputError(path, 1, 1, "the first column must hold the timestamps, found 'Demand' there");
 
   std::vector<double> values;
-  std::vector<long> lines;
+  std::vector<std::pair<long, long>> where;  // line and column of each demand cell
   Timestamp prev;
   long prev_line = 0;
   std::int64_t step = 0;
@@ -233,14 +236,17 @@ std::vector<float> load_demand_profile(const std::string& path) {
     const double v = parse_number_cell(c, path, csv.header()[static_cast<size_t>(dc)].text);
     if (v < 0)
       throw InputError(path, c.line, c.column, "demand " + c.text + " is negative; expected >= 0");
+    if (static_cast<long>(values.size()) >= 2 * kMaxSeriesHours)
+      throw InputError(path, c.line, c.column, "demand trace longer than " +
+                                                   std::to_string(2 * kMaxSeriesHours) + " rows");
     values.push_back(v);
-    lines.push_back(row.line);
+    where.emplace_back(c.line, c.column);
     prev = ts;
     prev_line = row.line;
   }
   csv.require_data();
   if (values.size() < 2)
-    throw InputError(path, lines[0], 0, "a single row: need at least two to detect the time step");
+    throw InputError(path, where[0].first, 0, "a single row: need at least two to detect the time step");
 
   // Half-hours are summed in consecutive pairs (as the paper sums the Azure trace to
   // hours); an unpaired last half-hour is dropped.
@@ -258,11 +264,10 @@ std::vector<float> load_demand_profile(const std::string& path) {
   if (!(mean > 0) || !std::isfinite(mean))
     throw InputError(path, 0, 0, "the demand has no positive finite mean; cannot normalise it");
   out.resize(hours);
-  const long vcol = row.cells.empty() ? 0 : row.cells[static_cast<size_t>(dc)].column;
   for (size_t h = 0; h < hours; ++h) {
     out[h] = static_cast<float>(hourly[h] / mean);
     if (!(out[h] > 0))
-      throw InputError(path, lines[h * per_hour], vcol,
+      throw InputError(path, where[h * per_hour].first, where[h * per_hour].second,
                        "hour " + std::to_string(h) + " of the demand profile is zero (from this " +
                            "line on); the datacenter regret needs a demand > 0 in every hour");
   }

@@ -35,6 +35,9 @@ struct Problem {
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
   double grad_clip = 0.0;      // global-norm clipping; 0 disables it
+  // Use the per-(b,s) factorisations of DESIGN.md 5.4 where a family has one (datacenter,
+  // EV agents without a window). Off: every agent takes the general path (the reference).
+  bool shortcuts = true;
 };
 
 // One optimiser step.

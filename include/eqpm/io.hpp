@@ -24,7 +24,7 @@ namespace eqpm {
 inline constexpr std::uint64_t kMaxInputBytes = std::uint64_t(1) << 30;  // 1 GiB per file
 inline constexpr long kMaxLineBytes = 1L << 20;                          // 1 MiB per line/record
 inline constexpr long kMaxAgents = 100'000'000;                          // rows of population.csv
-inline constexpr long kMaxSeriesHours = 100'000'000;                     // a series, gaps included
+inline constexpr long kMaxSeriesHours = 10'000'000;  // a series, gaps included (> 1000 years)
 
 // ------------------------------------------------------------------------------- CSV
 

@@ -1,0 +1,208 @@
+// Shared per-(b, s) work for datacenter and whole-horizon EV agents (cpu_shortcuts.hpp).
+#include "cpu_shortcuts.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace eqpm {
+namespace {
+
+constexpr long kChunks = 64;  // fixed reduction chunks: results independent of threads
+long chunk_begin(long n, long c, long chunks) { return n * c / chunks; }
+
+}  // namespace
+
+void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
+  p_ = &p;
+  auto& dc = std::get<FamilyGroup<Datacenter>>(groups);
+  dc_ = std::move(dc);
+  dc = FamilyGroup<Datacenter>();
+  dc_pathwise_ = uses_pathwise<Datacenter>(p.estimator);
+  auto& ev = std::get<FamilyGroup<EvCharging>>(groups);
+  FamilyGroup<EvCharging> windowed;
+  const int H = p.layout.output_dim();
+  for (size_t i = 0; i < ev.index.size(); ++i) {
+    const bool whole = ev.params[i].window_start == 0 && ev.params[i].window_end == H;
+    FamilyGroup<EvCharging>& dst = whole ? ev_ : windowed;
+    dst.index.push_back(ev.index[i]);
+    dst.weight.push_back(ev.weight[i]);
+    dst.params.push_back(ev.params[i]);
+  }
+  ev = std::move(windowed);
+  const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
+               Hs = static_cast<size_t>(H);
+  F_.resize(B * S * Hs);
+  Fsum_.resize(B * Hs);
+  Dsum_.resize(B * Hs);
+  K_.resize(B * Hs);
+  Kpart_.resize(static_cast<size_t>(kChunks) * B * Hs);
+  Gk_.resize(B * S * Hs);
+  Gsum_.resize(B * Hs);
+  Gtot_.resize(Hs);
+  E_.resize(Hs);
+  Epart_.resize(static_cast<size_t>(kChunks) * Hs);
+  t_.resize(B);
+}
+
+double CpuShortcuts::demand_root(long i, long t) const {
+  const auto& prm = dc_.params[static_cast<size_t>(i)];
+  RegretContext c;
+  c.demand = p_->demand.data();
+  c.demand_length = static_cast<long>(p_->demand.size());
+  const float d = Datacenter::demand<float>(prm, c, t);
+  return std::sqrt(static_cast<double>(prm.lambda * d));
+}
+
+void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long* t, int threads) {
+  const int S = p_->samples, H = p_->layout.output_dim();
+  B_ = B;
+  S_ = S;
+  H_ = H;
+  std::copy(t, t + B, t_.begin());
+  const double floor = p_->floor;
+  if (!dc_.index.empty()) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        const double yy = y[b * H + h];
+        double fs = 0.0, ds = 0.0;
+        for (int s = 0; s < S; ++s) {
+          const double raw = yhat[(static_cast<long>(b) * S + s) * H + h];
+          const double v = raw < floor ? floor : raw;
+          const double diff = std::sqrt(yy) - std::sqrt(v);
+          const double f = diff * diff / std::sqrt(v);
+          F_[(static_cast<size_t>(b) * S + s) * H + h] = f;
+          fs += f;
+          if (raw >= floor) ds += (v - yy) / (2.0 * v * std::sqrt(v));
+        }
+        Fsum_[static_cast<size_t>(b * H + h)] = fs;
+        Dsum_[static_cast<size_t>(b * H + h)] = ds;
+      }
+  }
+  if (!ev_.index.empty()) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int b = 0; b < B; ++b) {
+      const float* yb = y + static_cast<long>(b) * H;
+      int order[kMaxHorizon];
+      // Cheapest true hours: the optimum shared by every sample of this input.
+      double best[kMaxHorizon + 1];
+      std::iota(order, order + H, 0);
+      std::stable_sort(order, order + H, [&](int i, int j) { return yb[i] < yb[j]; });
+      best[0] = 0.0;
+      for (int k = 0; k < H; ++k) best[k + 1] = best[k] + yb[order[k]];
+      for (int k = 0; k < H; ++k) Gsum_[static_cast<size_t>(b * H + k)] = 0.0;
+      for (int s = 0; s < S; ++s) {
+        const float* v = yhat + (static_cast<long>(b) * S + s) * H;
+        float key[kMaxHorizon];
+        for (int h = 0; h < H; ++h) key[h] = v[h] < p_->floor ? p_->floor : v[h];
+        std::iota(order, order + H, 0);
+        // Lowest predicted price first, ties to the lower hour (stable sort on index order).
+        std::stable_sort(order, order + H, [&](int i, int j) { return key[i] < key[j]; });
+        double chosen = 0.0;
+        for (int k = 0; k < H; ++k) {
+          chosen += yb[order[k]];
+          const double g = chosen - best[k + 1];
+          Gk_[(static_cast<size_t>(b) * S + s) * H + k] = g;
+          Gsum_[static_cast<size_t>(b * H + k)] += g;
+        }
+      }
+    }
+    for (int k = 0; k < H; ++k) {
+      double tot = 0.0;
+      for (int b = 0; b < B; ++b) tot += Gsum_[static_cast<size_t>(b * H + k)];
+      Gtot_[static_cast<size_t>(k)] = tot;
+    }
+  }
+}
+
+void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
+  const int B = B_, H = H_;
+  const double inv = 1.0 / (static_cast<double>(B_) * S_);
+  const long n_dc = static_cast<long>(dc_.index.size());
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (long i = 0; i < n_dc; ++i) {
+    const int h = dc_.params[static_cast<size_t>(i)].hour;
+    double sum = 0.0;
+    for (int b = 0; b < B; ++b)
+      sum += demand_root(i, t_[static_cast<size_t>(b)]) * Fsum_[static_cast<size_t>(b * H + h)];
+    rhat[static_cast<size_t>(dc_.index[static_cast<size_t>(i)])] = sum * inv;
+  }
+  const long n_ev = static_cast<long>(ev_.index.size());
+  for (long i = 0; i < n_ev; ++i) {
+    const auto& prm = ev_.params[static_cast<size_t>(i)];
+    rhat[static_cast<size_t>(ev_.index[static_cast<size_t>(i)])] =
+        static_cast<double>(prm.energy) * Gtot_[static_cast<size_t>(prm.k - 1)] * inv;
+  }
+}
+
+void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, double* G, int threads) {
+  const int B = B_, S = S_, H = H_;
+  const bool antithetic = p_->antithetic;
+  const double loo = 1.0 / (S - 1);
+  const long BH = static_cast<long>(B) * H;
+  // K_{b,h} = sum over datacenter agents deciding at hour h of omega_n sqrt(lambda_n d_n(t_b)).
+  const long n_dc = static_cast<long>(dc_.index.size());
+  if (n_dc > 0) {
+    const long chunks = std::min(n_dc, kChunks);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (long c = 0; c < chunks; ++c) {
+      double* Kc = Kpart_.data() + c * BH;
+      std::fill(Kc, Kc + BH, 0.0);
+      for (long i = chunk_begin(n_dc, c, chunks); i < chunk_begin(n_dc, c + 1, chunks); ++i) {
+        const double w = omega[static_cast<size_t>(dc_.index[static_cast<size_t>(i)])];
+        if (w == 0.0) continue;
+        const int h = dc_.params[static_cast<size_t>(i)].hour;
+        for (int b = 0; b < B; ++b) Kc[b * H + h] += w * demand_root(i, t_[static_cast<size_t>(b)]);
+      }
+    }
+    std::fill(K_.begin(), K_.begin() + BH, 0.0);
+    for (long c = 0; c < chunks; ++c)
+      for (long j = 0; j < BH; ++j) K_[static_cast<size_t>(j)] += Kpart_[static_cast<size_t>(c * BH + j)];
+    if (dc_pathwise_) {
+      const double inv_bs = 1.0 / (static_cast<double>(B) * S);
+      for (long j = 0; j < BH; ++j) G[j] += K_[static_cast<size_t>(j)] * inv_bs * Dsum_[static_cast<size_t>(j)];
+    } else {
+      for (int b = 0; b < B; ++b)
+        for (int s = 0; s < S; ++s) {
+          double a = 0.0;
+          for (int h = 0; h < H; ++h) {
+            const double f = F_[(static_cast<size_t>(b) * S + s) * H + h];
+            const double centred = antithetic ? f : (S * f - Fsum_[static_cast<size_t>(b * H + h)]) * loo;
+            a += K_[static_cast<size_t>(b * H + h)] * centred;
+          }
+          A[b * S + s] += a;
+        }
+    }
+  }
+  // E_k = sum over whole-horizon EV agents needing k hours of omega_n e_n.
+  const long n_ev = static_cast<long>(ev_.index.size());
+  if (n_ev > 0) {
+    const long chunks = std::min(n_ev, kChunks);
+    for (long c = 0; c < chunks; ++c) {
+      double* Ec = Epart_.data() + c * H;
+      std::fill(Ec, Ec + H, 0.0);
+      for (long i = chunk_begin(n_ev, c, chunks); i < chunk_begin(n_ev, c + 1, chunks); ++i) {
+        const auto& prm = ev_.params[static_cast<size_t>(i)];
+        Ec[prm.k - 1] += omega[static_cast<size_t>(ev_.index[static_cast<size_t>(i)])] *
+                         static_cast<double>(prm.energy);
+      }
+    }
+    std::fill(E_.begin(), E_.end(), 0.0);
+    for (long c = 0; c < chunks; ++c)
+      for (int k = 0; k < H; ++k) E_[static_cast<size_t>(k)] += Epart_[static_cast<size_t>(c * H + k)];
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < S; ++s) {
+        double a = 0.0;
+        for (int k = 0; k < H; ++k) {
+          if (E_[static_cast<size_t>(k)] == 0.0) continue;
+          const double g = Gk_[(static_cast<size_t>(b) * S + s) * H + k];
+          const double centred = antithetic ? g : (S * g - Gsum_[static_cast<size_t>(b * H + k)]) * loo;
+          a += E_[static_cast<size_t>(k)] * centred;
+        }
+        A[b * S + s] += a;
+      }
+  }
+}
+
+}  // namespace eqpm

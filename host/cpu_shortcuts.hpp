@@ -1,0 +1,49 @@
+// The structure of DESIGN.md 5.4 on the CPU: work that does not depend on the agent is
+// done once per (b, s) and shared by all agents.
+//  - datacenter: r_{n,b,s} = sqrt(lambda_n d_n(t_b)) f(yhat_{b,s,h_n}, y_{b,h_n}) with
+//    f(v, y) = (sqrt y - sqrt v)^2 / sqrt v, so per-agent work is O(B) and the advantages
+//    need only sum_n omega_n sqrt(lambda_n d_n(t_b)) per (b, h);
+//  - ev_charging over the whole horizon: r = e_n G_{b,s,k_n}, where G_{b,s,k} is the true
+//    cost of the k cheapest predicted hours minus the k cheapest true hours, from one sort
+//    per (b, s): per-agent work is O(1).
+// Agents of other families (and EV agents with a window) stay on the general path.
+// Results equal the general path's up to float rounding; tests compare the two.
+#pragma once
+
+#include <vector>
+
+#include "eqpm/backend.hpp"
+#include "eqpm/population.hpp"
+
+namespace eqpm {
+
+class CpuShortcuts {
+ public:
+  // Moves the agents it handles out of `groups`.
+  void setup(FamilyGroups& groups, const Problem& p);
+  bool empty() const { return dc_.index.empty() && ev_.index.empty(); }
+
+  // Per-step tables from the samples yhat (B x S x H), truths y (B x H), times t (B).
+  void prepare(int B, const float* yhat, const float* y, const long* t, int threads);
+  // Pass 1: Rhat_n of the agents it handles (population order).
+  void mean_regrets(std::vector<double>& rhat, int threads) const;
+  // Pass 2: adds sum_n omega_n (r - baseline) into A (B x S) for score-function agents and
+  // sum_n omega_n / (B S) dr/dv into G (B x H) for pathwise ones.
+  void advantages(const std::vector<double>& omega, double* A, double* G, int threads);
+
+ private:
+  double demand_root(long i, long t) const;  // sqrt(lambda_n d_n(t)) of datacenter agent i
+
+  FamilyGroup<Datacenter> dc_;
+  FamilyGroup<EvCharging> ev_;
+  const Problem* p_ = nullptr;
+  bool dc_pathwise_ = false;
+  int B_ = 0, S_ = 0, H_ = 0;
+  std::vector<long> t_;
+  // datacenter tables
+  std::vector<double> F_, Fsum_, Dsum_, K_, Kpart_;
+  // ev tables (k = 1..H stored at k - 1)
+  std::vector<double> Gk_, Gsum_, Gtot_, E_, Epart_;
+};
+
+}  // namespace eqpm

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what eqpm needs on a fresh Debian machine (only what is missing), then
+# configures and builds it. Used by tools/test.sh and tools/demo.sh.
+#   tools/setup.sh [BUILD_DIR] [extra cmake args...]
+# Environment: EQPM_BUILD_TYPE (default Release), CI=true turns warnings into errors.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_dir="${1:-build}"
+shift || true
+
+packages=(cmake ninja-build g++ libgtest-dev libbenchmark-dev librandom123-dev
+          libtomlplusplus-dev python3 python3-numpy python3-matplotlib)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# nvcc is often installed outside PATH.
+if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ] && [ "${EQPM_NO_CUDA:-0}" != 1 ]; then
+  export PATH="/usr/local/cuda/bin:$PATH"
+fi
+
+werror=OFF
+[ "${CI:-}" = "true" ] && werror=ON
+cuda_flag=()
+[ "${EQPM_NO_CUDA:-0}" = 1 ] && cuda_flag=(-DEQPM_CUDA=OFF)
+
+cmake -S . -B "$build_dir" -G Ninja \
+  -DCMAKE_BUILD_TYPE="${EQPM_BUILD_TYPE:-Release}" -DEQPM_WERROR="$werror" \
+  "${cuda_flag[@]}" "$@" >/dev/null
+jobs="$(nproc 2>/dev/null || echo 2)"
+cmake --build "$build_dir" -j "$jobs"
