@@ -46,8 +46,8 @@ struct RunConfig {
   Range ev_k{1, 6};             // uniform integer hours needed
   int ev_window_min = 0;        // 0: every EV agent may charge over the whole horizon
   Range ev_energy{0.5, 2.0};    // uniform
-  Range inv_cu{0.1, 4.0};       // log-uniform
-  Range inv_co{0.1, 4.0};       // log-uniform
+  Range inv_cu{1.0, 10.0};      // log-uniform: most inventory agents fear running short...
+  Range inv_co{0.1, 1.0};       // ...by different amounts, so they want different quantiles
   Range inv_hour{0, 11};        // uniform integer, clamped to [0, H)
   std::string ev_sessions;      // Caltech-style sessions CSV: one EV agent per kept session
   long ev_sample = 0;           // keep a seeded sample of this many sessions (0: all)
@@ -60,7 +60,7 @@ struct RunConfig {
 
   // --- objective and estimator
   double q = 0.0;
-  double beta = 0.3;
+  double beta = 0.1;            // see README: 0.3 left the q = 0 model short of its M_0 optimum
   Estimator estimator = Estimator::automatic;
   double sigma = 0.05;
   int samples = 16;
