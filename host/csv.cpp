@@ -70,12 +70,14 @@ CsvReader::CsvReader(std::unique_ptr<Source> src, std::string path)
   for (size_t i = 0; i < header_.size(); ++i) {
     const CsvCell& c = header_[i];
     if (c.text.empty())
-      fail(c.line, c.column, "empty column name in the header (column " + std::to_string(i + 1) +
-                                 "); every column needs a name");
+      fail(c.line, c.column,
+           "empty column name in the header (column " + std::to_string(i + 1) +
+               "); every column needs a name");
     for (size_t j = 0; j < i; ++j) {
       if (header_[j].text == c.text)
-        fail(c.line, c.column, "duplicate column name " + quote_cell(c.text) + " (also column " +
-                                   std::to_string(j + 1) + " of the header)");
+        fail(c.line, c.column,
+             "duplicate column name " + quote_cell(c.text) + " (also column " +
+                 std::to_string(j + 1) + " of the header)");
     }
   }
 }
@@ -84,8 +86,7 @@ CsvReader::CsvReader(const std::string& path) : path_(path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st))
-    throw InputError(path, 0, 0, "cannot open the file: no such file");
+  if (ec || !fs::exists(st)) throw InputError(path, 0, 0, "cannot open the file: no such file");
   if (fs::is_directory(st)) throw InputError(path, 0, 0, "is a directory, expected a CSV file");
   // Devices and pipes could stream without end; only plain files have a size to check.
   if (!fs::is_regular_file(st)) throw InputError(path, 0, 0, "not a regular file");
@@ -165,7 +166,8 @@ bool CsvReader::read_record(CsvRow* row) {
       }
       const int c = peek();
       if (c != ',' && c != '\n' && c != '\r' && c != kEof)
-        fail(line_, column_, "expected a comma or the end of the line after a closing double quote");
+        fail(line_, column_,
+             "expected a comma or the end of the line after a closing double quote");
     } else {
       for (;;) {
         const int c = peek();
@@ -184,7 +186,8 @@ bool CsvReader::read_record(CsvRow* row) {
     if (c == ',') continue;
     if (c == '\r') {
       const int n = peek();
-      if (n == '\n') get();
+      if (n == '\n')
+        get();
       else if (n != kEof)
         fail(line_, column_ - 1, "carriage return not followed by a line feed");
     }
@@ -200,16 +203,33 @@ bool CsvReader::next(CsvRow* row) {
     ++rows_;
     return true;
   }
-  const std::string counts = "expected " + plural(want, "cell", "cells") + " as in the header, found " +
-                             std::to_string(got);
+  const std::string counts = "expected " + plural(want, "cell", "cells") +
+                             " as in the header, found " + std::to_string(got);
   if (got > want) {
     const CsvCell& extra = row->cells[static_cast<size_t>(want)];
     fail(extra.line, extra.column, counts + " (too many cells)");
   }
   const long line = row->cells.back().line;
+  if (got == 1 && row->cells[0].text.empty() && !row->cells[0].quoted) {
+    // Blank lines at the very end (an editor's habit) are harmless; elsewhere they are
+    // an error, since rows after them would shift meaning.
+    for (;;) {
+      const int c = peek();
+      if (c == kEof) return false;
+      if (c == '\n') {
+        get();
+      } else if (c == '\r') {
+        get();
+        if (peek() == '\n')
+          get();
+        else if (peek() != kEof)
+          fail(line_, column_ - 1, "carriage return not followed by a line feed");
+      } else {
+        fail(line, 1, "blank line: " + counts);
+      }
+    }
+  }
   if (peek() == kEof) fail(line, row->end_column, "truncated last line: " + counts);
-  if (got == 1 && row->cells[0].text.empty() && !row->cells[0].quoted)
-    fail(line, 1, "blank line: " + counts);
   fail(line, row->end_column, counts + " (too few cells)");
 }
 
@@ -234,8 +254,7 @@ std::string CsvReader::column_list() const {
 
 int CsvReader::require_column(std::string_view name) const {
   const int i = find_column(name);
-  if (i < 0)
-    fail(1, 1, "no column " + quote_cell(name) + "; available columns: " + column_list());
+  if (i < 0) fail(1, 1, "no column " + quote_cell(name) + "; available columns: " + column_list());
   return i;
 }
 
@@ -281,7 +300,8 @@ bool parse_real(std::string_view text, T* out, std::string* why) {
   T v{};
   const char* first = body.data();
   const char* last = body.data() + body.size();
-  const bool signed_twice = !body.empty() && s.front() == '+' && (body.front() == '-' || body.front() == '+');
+  const bool signed_twice =
+      !body.empty() && s.front() == '+' && (body.front() == '-' || body.front() == '+');
   const auto res = std::from_chars(first, last, v);
   if (body.empty() || signed_twice || res.ec == std::errc::invalid_argument || res.ptr != last) {
     *why = "expected a number, found " + quote_cell(text);
@@ -310,30 +330,44 @@ std::string subject(std::string_view what) {
 
 }  // namespace
 
+bool try_parse_number(std::string_view text, double* out, std::string* why) {
+  return parse_real(text, out, why);
+}
+
 double parse_number_cell(const CsvCell& cell, const std::string& path, std::string_view what) {
   double v = 0;
   std::string why;
-  if (!parse_real(cell.text, &v, &why)) throw InputError(path, cell.line, cell.column, subject(what) + why);
+  if (!parse_real(cell.text, &v, &why))
+    throw InputError(path, cell.line, cell.column, subject(what) + why);
   return v;
 }
 
 float parse_float_cell(const CsvCell& cell, const std::string& path, std::string_view what) {
   float v = 0;
   std::string why;
-  if (!parse_real(cell.text, &v, &why)) throw InputError(path, cell.line, cell.column, subject(what) + why);
+  if (!parse_real(cell.text, &v, &why))
+    throw InputError(path, cell.line, cell.column, subject(what) + why);
   return v;
 }
 
 long parse_integer_cell(const CsvCell& cell, const std::string& path, std::string_view what,
                         long lo, long hi) {
   const double v = parse_number_cell(cell, path, what);
+  // 2^63 itself does not fit a long: compare in double below it before converting.
+  constexpr double kLongLimit = 9223372036854775808.0;
+  if (std::fabs(v) >= kLongLimit)
+    throw InputError(path, cell.line, cell.column,
+                     subject(what) + quote_cell(cell.text) +
+                         " is out of range: expected an integer in [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
   if (v != std::floor(v))
     throw InputError(path, cell.line, cell.column,
                      subject(what) + "expected an integer, found " + quote_cell(cell.text));
   if (v < static_cast<double>(lo) || v > static_cast<double>(hi))
     throw InputError(path, cell.line, cell.column,
-                     subject(what) + quote_cell(cell.text) + " is out of range: expected an integer in [" +
-                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
+                     subject(what) + quote_cell(cell.text) +
+                         " is out of range: expected an integer in [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
   return static_cast<long>(v);
 }
 
@@ -437,8 +471,9 @@ bool parse_timestamp(std::string_view text, Timestamp* out, std::string* why) {
   if (hour > 23) return fail("hour " + std::to_string(hour) + " out of range");
   if (minute > 59) return fail("minute " + std::to_string(minute) + " out of range");
   if (second > 59) return fail("second " + std::to_string(second) + " out of range");
-  out->utc_seconds = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86400 +
-                     hour * 3600 + minute * 60 + second - offset;
+  out->utc_seconds =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86400 +
+      hour * 3600 + minute * 60 + second - offset;
   out->hour = hour;
   out->minute = minute;
   return true;

@@ -34,10 +34,11 @@ std::int64_t checked_step(const std::string& path, const CsvCell& cell, const Ti
                      "out-of-order " + here + ": earlier than line " + std::to_string(prev_line) +
                          "; timestamps must increase");
   if (d % expected != 0 || (!allow_jumps && d != expected)) {
-    const std::int64_t minutes = d / 60;
+    const std::string step =
+        d % 60 == 0 ? std::to_string(d / 60) + " minutes" : std::to_string(d) + " seconds";
     throw InputError(path, cell.line, cell.column,
-                     "irregular step: " + here + " is " + std::to_string(minutes) +
-                         " minutes after line " + std::to_string(prev_line) + "; expected exactly " +
+                     "irregular step: " + here + " is " + step + " after line " +
+                         std::to_string(prev_line) + "; expected exactly " +
                          std::to_string(expected / 60) + (allow_jumps ? " (or a multiple)" : ""));
   }
   return d;
@@ -62,9 +63,9 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
   // A missing hour is NaN while reading (NaN in the input itself is refused); runs of
   // them are filled once the value after the run is known.
   struct Gap {
-    size_t start;   // index of the first missing hour
+    size_t start;  // index of the first missing hour
     long length;
-    long line;      // where the run starts in the file
+    long line;  // where the run starts in the file
     long column;
   };
   std::vector<Gap> gaps;
@@ -84,7 +85,8 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     Gap& g = gaps.back();
     // Only what can be filled is stored: a run longer than max_gap is an error once its
     // length is known, so its excess is counted, and a huge jump costs no memory.
-    const std::int64_t stored = std::min<std::int64_t>(count, std::max<std::int64_t>(0, max_gap - g.length));
+    const std::int64_t stored =
+        std::min<std::int64_t>(count, std::max<std::int64_t>(0, max_gap - g.length));
     if (static_cast<std::int64_t>(s.values.size()) + stored > kMaxSeriesHours)
       throw InputError(path, line, col,
                        "series longer than " + std::to_string(kMaxSeriesHours) + " hours");
@@ -99,11 +101,12 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     open = false;
     const Gap& g = gaps.back();
     if (g.length > max_gap)
-      throw InputError(path, g.line, g.column,
-                       "gap of " + hours_text(g.length) + " without a " + name +
-                           " value starting here is longer than max_gap = " +
-                           std::to_string(max_gap) + " (missing hours are filled by linear "
-                           "interpolation only across shorter gaps)");
+      throw InputError(
+          path, g.line, g.column,
+          "gap of " + hours_text(g.length) + " without a " + name +
+              " value starting here is longer than max_gap = " + std::to_string(max_gap) +
+              " (missing hours are filled by linear "
+              "interpolation only across shorter gaps)");
   };
 
   CsvRow row;
@@ -164,7 +167,7 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     info->filled = s.filled;
     info->note.clear();
     if (s.filled > 0)
-      info->note = path + ": filled " + hours_text(s.filled) + " of " + name + " by linear interpolation (" +
+      info->note = "filled " + hours_text(s.filled) + " of " + name + " by linear interpolation (" +
                    std::to_string(gaps.size()) + (gaps.size() == 1 ? " gap" : " gaps") +
                    ", the longest " + hours_text(longest) + " at line " +
                    std::to_string(longest_line) + ")";
@@ -188,8 +191,9 @@ std::vector<float> load_demand_profile(const std::string& path) {
         throw InputError(path, c.line, c.column,
                          "demand = " + c.text + " is not positive; the profile must be > 0");
       if (static_cast<long>(out.size()) >= kMaxSeriesHours)
-        throw InputError(path, c.line, c.column, "demand profile longer than " +
-                                                     std::to_string(kMaxSeriesHours) + " values");
+        throw InputError(
+            path, c.line, c.column,
+            "demand profile longer than " + std::to_string(kMaxSeriesHours) + " values");
       out.push_back(v);
     }
     csv.require_data();
@@ -200,7 +204,7 @@ std::vector<float> load_demand_profile(const std::string& path) {
   for (size_t i = 0; i < csv.header().size(); ++i) {
     std::string lower = csv.header()[i].text;
     for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (lower == "demand") dc = static_cast<int>(i);
+    if (lower == "demand" && dc < 0) dc = static_cast<int>(i);
   }
   if (dc < 0)
     throw InputError(path, 1, 1,
@@ -237,8 +241,8 @@ std::vector<float> load_demand_profile(const std::string& path) {
     if (v < 0)
       throw InputError(path, c.line, c.column, "demand " + c.text + " is negative; expected >= 0");
     if (static_cast<long>(values.size()) >= 2 * kMaxSeriesHours)
-      throw InputError(path, c.line, c.column, "demand trace longer than " +
-                                                   std::to_string(2 * kMaxSeriesHours) + " rows");
+      throw InputError(path, c.line, c.column,
+                       "demand trace longer than " + std::to_string(2 * kMaxSeriesHours) + " rows");
     values.push_back(v);
     where.emplace_back(c.line, c.column);
     prev = ts;
@@ -246,7 +250,8 @@ std::vector<float> load_demand_profile(const std::string& path) {
   }
   csv.require_data();
   if (values.size() < 2)
-    throw InputError(path, where[0].first, 0, "a single row: need at least two to detect the time step");
+    throw InputError(path, where[0].first, 0,
+                     "a single row: need at least two to detect the time step");
 
   // Half-hours are summed in consecutive pairs (as the paper sums the Azure trace to
   // hours); an unpaired last half-hour is dropped.
@@ -286,7 +291,8 @@ std::vector<Agent> load_ev_sessions(const std::string& path, int horizon, long s
   if (horizon < 1 || horizon > kMaxHorizon)
     throw Error("horizon must lie in [1, " + std::to_string(kMaxHorizon) + "], got " +
                 std::to_string(horizon));
-  if (sample < 0) throw Error("the EV session sample size must be >= 0, got " + std::to_string(sample));
+  if (sample < 0)
+    throw Error("the EV session sample size must be >= 0, got " + std::to_string(sample));
   CsvReader csv(path);
   const size_t cs = static_cast<size_t>(csv.require_column("start_time"));
   const size_t cd = static_cast<size_t>(csv.require_column("done_charge"));
@@ -308,16 +314,10 @@ std::vector<Agent> load_ev_sessions(const std::string& path, int horizon, long s
     Timestamp start, done;
     std::string why;
     double kwh = 0;
-    bool ok = parse_timestamp(row.cells[cs].text, &start, &why) &&
-              parse_timestamp(row.cells[cd].text, &done, &why);
-    if (ok) {
-      try {
-        kwh = parse_number_cell(row.cells[ce], path, "total_power");
-      } catch (const InputError&) {
-        ok = false;  // a session without a usable energy is skipped and counted, not fatal
-      }
-      ok = ok && kwh > 0;
-    }
+    // A session without usable times or energy is skipped and counted, not fatal.
+    const bool ok = parse_timestamp(row.cells[cs].text, &start, &why) &&
+                    parse_timestamp(row.cells[cd].text, &done, &why) &&
+                    try_parse_number(row.cells[ce].text, &kwh, &why) && kwh > 0;
     if (!ok) {
       ++st.skipped_unparseable;
       continue;
@@ -349,8 +349,9 @@ std::vector<Agent> load_ev_sessions(const std::string& path, int horizon, long s
   if (kept.empty())
     throw InputError(path, 0, 0,
                      "no session lasts 3 to 12 hours with a valid start_time, done_charge and "
-                     "total_power > 0 (" + std::to_string(st.total) + " rows: " +
-                         std::to_string(st.skipped_unparseable) + " unparseable, " +
+                     "total_power > 0 (" +
+                         std::to_string(st.total) +
+                         " rows: " + std::to_string(st.skipped_unparseable) + " unparseable, " +
                          std::to_string(st.skipped_inconsistent) + " done before start, " +
                          std::to_string(st.skipped_duration) + " outside 3-12 h)");
   if (sample > 0 && sample < st.kept) {
@@ -378,12 +379,24 @@ std::vector<Agent> load_ev_sessions(const std::string& path, int horizon, long s
 namespace {
 
 enum PopColumn : int {
-  kAgent, kFamily, kWeight, kLambda, kScale, kPhase, kHour, kK, kWindowStart, kWindowEnd,
-  kEnergy, kCu, kCo, kPopColumns
+  kAgent,
+  kFamily,
+  kWeight,
+  kLambda,
+  kScale,
+  kPhase,
+  kHour,
+  kK,
+  kWindowStart,
+  kWindowEnd,
+  kEnergy,
+  kCu,
+  kCo,
+  kPopColumns
 };
-const char* const kPopHeader[kPopColumns] = {"agent", "family", "weight", "lambda", "scale",
-                                             "phase", "hour", "k", "window_start",
-                                             "window_end", "energy", "cu", "co"};
+const char* const kPopHeader[kPopColumns] = {
+    "agent", "family",       "weight",     "lambda", "scale", "phase", "hour",
+    "k",     "window_start", "window_end", "energy", "cu",    "co"};
 
 // Whether a column carries a parameter of the family (weight applies to all).
 bool applies(Family f, int col) {
@@ -426,9 +439,9 @@ Population read_population_csv(const std::string& path, int horizon) {
   const auto& head = csv.header();
   for (int i = 0; i < kPopColumns; ++i) {
     if (static_cast<size_t>(i) >= head.size())
-      throw InputError(path, 1, head.back().column,
-                       "the header has " + std::to_string(head.size()) + " columns; expected " +
-                           header_text());
+      throw InputError(
+          path, 1, head.back().column,
+          "the header has " + std::to_string(head.size()) + " columns; expected " + header_text());
     if (head[static_cast<size_t>(i)].text != kPopHeader[i])
       throw InputError(path, 1, head[static_cast<size_t>(i)].column,
                        "expected column " + quote_cell(kPopHeader[i]) + " here, found " +
@@ -446,10 +459,9 @@ Population read_population_csv(const std::string& path, int horizon) {
   while (csv.next(&row)) {
     const long n = csv.rows_read() - 1;
     if (n >= kMaxAgents)
-      throw InputError(path, row.line, 1,
-                       "more than " + std::to_string(kMaxAgents) + " agents");
+      throw InputError(path, row.line, 1, "more than " + std::to_string(kMaxAgents) + " agents");
     const auto cell = [&](int c) -> const CsvCell& { return row.cells[static_cast<size_t>(c)]; };
-    const long index = parse_integer_cell(cell(kAgent), path, "agent", 0, LONG_MAX);
+    const long index = parse_integer_cell(cell(kAgent), path, "agent", 0, kMaxAgents);
     if (index != n)
       throw InputError(path, cell(kAgent).line, cell(kAgent).column,
                        "agent index " + cell(kAgent).text + " does not match its row: expected " +
@@ -467,9 +479,9 @@ Population read_population_csv(const std::string& path, int horizon) {
     for (int c = kLambda; c < kPopColumns; ++c) {
       const CsvCell& x = cell(c);
       if (applies(a.family, c) && x.text.empty())
-        throw InputError(path, x.line, x.column,
-                         std::string("missing ") + kPopHeader[c] + " (required for a " + fname +
-                             " agent)");
+        throw InputError(
+            path, x.line, x.column,
+            std::string("missing ") + kPopHeader[c] + " (required for a " + fname + " agent)");
       if (!applies(a.family, c) && !x.text.empty())
         throw InputError(path, x.line, x.column,
                          std::string(kPopHeader[c]) + " does not apply to a " + fname +

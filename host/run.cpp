@@ -274,8 +274,11 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
       cfg.out.empty() ? std::string() : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
   if (!resume_from.empty()) {
     CheckpointData ck = load_checkpoint(resume_from);
-    if (ck.layout.parameter_count != problem.layout.parameter_count)
-      throw InputError(resume_from, 0, 0, "checkpoint holds a model of another shape");
+    bool same_shape = ck.layout.layers == problem.layout.layers &&
+                      ck.layout.activation == problem.layout.activation;
+    for (int l = 0; same_shape && l <= problem.layout.layers; ++l)
+      same_shape = ck.layout.width[l] == problem.layout.width[l];
+    if (!same_shape) throw InputError(resume_from, 0, 0, "checkpoint holds a model of another shape");
     backend->set_state(ck.state);
     first_step = static_cast<long>(ck.step);
     // Metrics of the epochs already done travel in the checkpoint's metadata.

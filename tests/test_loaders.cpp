@@ -41,8 +41,7 @@ using test::TempDir;
   return ::testing::AssertionFailure() << "did not throw";
 }
 
-#define EXPECT_INPUT_ERROR(stmt, ...) \
-  EXPECT_TRUE(input_error([&] { (void)(stmt); }, {__VA_ARGS__}))
+#define EXPECT_INPUT_ERROR(stmt, ...) EXPECT_TRUE(input_error([&] { (void)(stmt); }, {__VA_ARGS__}))
 
 std::string pos(const std::string& file, long line, long column) {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ":";
@@ -96,7 +95,10 @@ std::string ci_path(const std::string& dir, const std::string& name) {
 // ================================================================ CSV reader
 
 TEST(CsvReader, QuotesCrlfBomAndPositions) {
-  auto csv = CsvReader::from_text("\xEF\xBB\xBF" "a,b,c\r\n1,\"x,\"\"y\"\"\",3\r\n\"multi\nline\",,\"\"\r\n", "t.csv");
+  auto csv = CsvReader::from_text(
+      "\xEF\xBB\xBF"
+      "a,b,c\r\n1,\"x,\"\"y\"\"\",3\r\n\"multi\nline\",,\"\"\r\n",
+      "t.csv");
   ASSERT_EQ(csv.header().size(), 3u);
   EXPECT_EQ(csv.header()[0].text, "a");
   EXPECT_EQ(csv.header()[2].column, 5);
@@ -125,6 +127,14 @@ TEST(CsvReader, LastLineWithoutNewlineIsAcceptedWhenComplete) {
   EXPECT_FALSE(csv.next(&row));
 }
 
+TEST(CsvReader, TrailingBlankLinesAreIgnored) {
+  auto csv = CsvReader::from_text("a,b\n1,2\n\n\r\n\n", "t.csv");
+  CsvRow row;
+  ASSERT_TRUE(csv.next(&row));
+  EXPECT_FALSE(csv.next(&row));
+  EXPECT_EQ(csv.rows_read(), 1);
+}
+
 TEST(CsvReader, MalformedInputs) {
   auto read_all = [](const std::string& text) {
     auto csv = CsvReader::from_text(text, "t.csv");
@@ -142,6 +152,7 @@ TEST(CsvReader, MalformedInputs) {
   EXPECT_INPUT_ERROR(read_all("a,b\n1,2\n3"), pos("t.csv", 3, 2), "truncated last line");
   EXPECT_INPUT_ERROR(read_all("a,b\n1,2\n3\n"), pos("t.csv", 3, 2), "truncated last line");
   EXPECT_INPUT_ERROR(read_all("a,b\n1,2\n\n4,5\n"), pos("t.csv", 3, 1), "blank line");
+  EXPECT_INPUT_ERROR(read_all("a,b\n1,2\n\r\n\n4,5\n"), pos("t.csv", 3, 1), "blank line");
   EXPECT_INPUT_ERROR(read_all("a,b\n1,\"2\n"), pos("t.csv", 2, 3), "unterminated");
   EXPECT_INPUT_ERROR(read_all("a,b\n1,\"2\"x\n"), pos("t.csv", 2, 6), "closing double quote");
   EXPECT_INPUT_ERROR(read_all("a,b\n1,2\"\n"), pos("t.csv", 2, 4), "double quote");
@@ -168,17 +179,23 @@ TEST(CsvCells, Numbers) {
   EXPECT_EQ(parse_number_cell(cell(" +2e3 "), "f.csv", "x"), 2000.0);
   EXPECT_EQ(parse_number_cell(cell("-0.25"), "f.csv", "x"), -0.25);
   EXPECT_INPUT_ERROR(parse_number_cell(cell(""), "f.csv", "x"), pos("f.csv", 7, 3), "missing");
-  EXPECT_INPUT_ERROR(parse_number_cell(cell("abc"), "f.csv", "x"), pos("f.csv", 7, 3), "expected a number");
-  EXPECT_INPUT_ERROR(parse_number_cell(cell("1.5x"), "f.csv", "x"), pos("f.csv", 7, 3), "expected a number");
-  EXPECT_INPUT_ERROR(parse_number_cell(cell("+-1"), "f.csv", "x"), pos("f.csv", 7, 3), "expected a number");
-  EXPECT_INPUT_ERROR(parse_number_cell(cell("0x10"), "f.csv", "x"), pos("f.csv", 7, 3), "expected a number");
+  EXPECT_INPUT_ERROR(parse_number_cell(cell("abc"), "f.csv", "x"), pos("f.csv", 7, 3),
+                     "expected a number");
+  EXPECT_INPUT_ERROR(parse_number_cell(cell("1.5x"), "f.csv", "x"), pos("f.csv", 7, 3),
+                     "expected a number");
+  EXPECT_INPUT_ERROR(parse_number_cell(cell("+-1"), "f.csv", "x"), pos("f.csv", 7, 3),
+                     "expected a number");
+  EXPECT_INPUT_ERROR(parse_number_cell(cell("0x10"), "f.csv", "x"), pos("f.csv", 7, 3),
+                     "expected a number");
   EXPECT_INPUT_ERROR(parse_number_cell(cell("NaN"), "f.csv", "x"), pos("f.csv", 7, 3), "NaN");
   EXPECT_INPUT_ERROR(parse_number_cell(cell("nan"), "f.csv", "x"), pos("f.csv", 7, 3), "NaN");
   EXPECT_INPUT_ERROR(parse_number_cell(cell("-inf"), "f.csv", "x"), pos("f.csv", 7, 3), "infinity");
   EXPECT_INPUT_ERROR(parse_number_cell(cell("1e999"), "f.csv", "x"), pos("f.csv", 7, 3), "range");
   EXPECT_EQ(parse_integer_cell(cell("3.0"), "f.csv", "k", 0, 10), 3);
-  EXPECT_INPUT_ERROR(parse_integer_cell(cell("3.5"), "f.csv", "k", 0, 10), pos("f.csv", 7, 3), "integer");
-  EXPECT_INPUT_ERROR(parse_integer_cell(cell("11"), "f.csv", "k", 0, 10), pos("f.csv", 7, 3), "range");
+  EXPECT_INPUT_ERROR(parse_integer_cell(cell("3.5"), "f.csv", "k", 0, 10), pos("f.csv", 7, 3),
+                     "integer");
+  EXPECT_INPUT_ERROR(parse_integer_cell(cell("11"), "f.csv", "k", 0, 10), pos("f.csv", 7, 3),
+                     "range");
   // Hostile bytes are escaped in messages.
   EXPECT_EQ(quote_cell(std::string("a\x01'", 3)), "'a\\x01\\x27'");
 }
@@ -218,10 +235,10 @@ TEST(Timestamps, FormatsAndOffsets) {
   ASSERT_TRUE(parse_timestamp("2021-12-31 16:00:00-0800", &b, &why)) << why;
   EXPECT_EQ(b.utc_seconds, a.utc_seconds);
   ASSERT_TRUE(parse_timestamp("2024-02-29 23:59:59", &b, &why)) << why;
-  for (const char* bad : {"", "2022-01-01", "2022-13-01 00:00", "2022-02-29 00:00",
-                          "2022-01-01 24:00", "2022-01-01 00:60", "2022-01-01 00:00+25:00",
-                          "2022-01/01 00:00", "2022-01-01 00:00 extra", "22-01-01 00:00",
-                          "2022-01-01 00:00:00.5"}) {
+  for (const char* bad :
+       {"", "2022-01-01", "2022-13-01 00:00", "2022-02-29 00:00", "2022-01-01 24:00",
+        "2022-01-01 00:60", "2022-01-01 00:00+25:00", "2022-01/01 00:00", "2022-01-01 00:00 extra",
+        "22-01-01 00:00", "2022-01-01 00:00:00.5"}) {
     EXPECT_FALSE(parse_timestamp(bad, &b, &why)) << bad;
   }
 }
@@ -263,8 +280,8 @@ TEST(SeriesCsv, RealCarbonIntensityFiles) {
     EXPECT_TRUE(info.note.empty()) << name;
   }
   // Another column by name (it holds zeros at night, so positivity must refuse it).
-  EXPECT_INPUT_ERROR(load_series_csv(ci_path(dir, "CISO_2022.csv"), "SUN", 3), "CISO_2022.csv:3:",
-                     "not positive");
+  EXPECT_INPUT_ERROR(load_series_csv(ci_path(dir, "CISO_2022.csv"), "SUN", 3),
+                     "CISO_2022.csv:3:", "not positive");
 }
 
 // Every malformed copy of CISO_2022.csv; each names the file, line and column.
@@ -278,19 +295,28 @@ TEST(SeriesCsv, MalformedCopiesOfRealFile) {
     edit(l);
     return tmp.write(f, l.join());
   };
-  auto load = [&](const std::string& p, int max_gap = 3) { return load_series_csv(p, "avg_CI", max_gap); };
+  auto load = [&](const std::string& p, int max_gap = 3) {
+    return load_series_csv(p, "avg_CI", max_gap);
+  };
   Lines orig(text);
   const long vcol = cell_column(orig.line(101), 9);
 
   // A non-numeric cell, a NaN, an infinity, a negative and a zero value.
-  for (const auto& [bad, word] : std::vector<std::pair<std::string, std::string>>{
-           {"abc", "expected a number"}, {"12.5kg", "expected a number"}, {"NaN", "NaN"},
-           {"inf", "infinity"}, {"-3.5", "not positive"}, {"0", "not positive"}}) {
+  for (const auto& bad_word :
+       std::vector<std::pair<std::string, std::string>>{{"abc", "expected a number"},
+                                                        {"12.5kg", "expected a number"},
+                                                        {"NaN", "NaN"},
+                                                        {"inf", "infinity"},
+                                                        {"-3.5", "not positive"},
+                                                        {"0", "not positive"}}) {
+    const std::string& bad = bad_word.first;
+    const std::string& word = bad_word.second;
     const std::string p = edited([&](Lines& l) { l.line(101) = with_cell(l.line(101), 9, bad); });
     EXPECT_INPUT_ERROR(load(p), pos(f, 101, vcol), word, "avg_CI");
   }
   // A duplicated timestamp.
-  std::string p = edited([](Lines& l) { l.line(201) = with_cell(l.line(201), 0, l.line(200).substr(0, 25)); });
+  std::string p =
+      edited([](Lines& l) { l.line(201) = with_cell(l.line(201), 0, l.line(200).substr(0, 25)); });
   EXPECT_INPUT_ERROR(load(p), pos(f, 201, 1), "duplicate", "line 200");
   // Out of order: two rows swapped (the first one reads as a one-hour jump, the second
   // goes back in time).
@@ -307,8 +333,9 @@ TEST(SeriesCsv, MalformedCopiesOfRealFile) {
   EXPECT_INPUT_ERROR(load(p), pos(f, 500, 1), "gap of 5 hours", "max_gap = 3");
   EXPECT_EQ(load(p, 5).filled, 3 + 5);
   // The file's own one-hour gap at line 108 with max_gap 0.
-  EXPECT_INPUT_ERROR(load(ci_path(dir, f), 0), pos(ci_path(dir, f), 108, cell_column(orig.line(108), 9)),
-                     "gap of 1 hour", "max_gap = 0");
+  EXPECT_INPUT_ERROR(load(ci_path(dir, f), 0),
+                     pos(ci_path(dir, f), 108, cell_column(orig.line(108), 9)), "gap of 1 hour",
+                     "max_gap = 0");
   // Missing hours at the very start and end cannot be interpolated.
   p = edited([](Lines& l) { l.line(2) = l.line(2).substr(0, 25) + ",,,,,,,,,"; });
   EXPECT_INPUT_ERROR(load(p), pos(f, 2, 35), "start");
@@ -335,9 +362,10 @@ TEST(SeriesCsv, HandMadeFilesAndInterpolation) {
   TempDir tmp;
   const std::string f = "s.csv";
   // A gap of two empty cells and a one-hour jump; CRLF line ends; quoted value.
-  const std::string p = tmp.write(
-      f, "time,x\r\n2022-01-01 00:00,10\r\n2022-01-01 01:00,\r\n2022-01-01 02:00,\r\n"
-         "2022-01-01 03:00,\"40\"\r\n2022-01-01 05:00,60\r\n");
+  const std::string p =
+      tmp.write(f,
+                "time,x\r\n2022-01-01 00:00,10\r\n2022-01-01 01:00,\r\n2022-01-01 02:00,\r\n"
+                "2022-01-01 03:00,\"40\"\r\n2022-01-01 05:00,60\r\n");
   SeriesLoadInfo info;
   const Series s = load_series_csv(p, "x", 2, &info);
   ASSERT_EQ(s.values.size(), 6u);
@@ -378,9 +406,9 @@ TEST(SeriesCsv, HandMadeFilesAndInterpolation) {
   EXPECT_INPUT_ERROR(load_series_csv(bad("2022-01-01 00:00,1\n2022-01-01 01:00,\n"), "x", 3),
                      pos(f, 3, 18), "end");
   // A jump of thousands of years is refused before it can allocate, whatever max_gap.
-  EXPECT_INPUT_ERROR(load_series_csv(bad("2022-01-01 00:00,1\n9999-01-01 00:00,1\n"), "x",
-                                     2'000'000'000),
-                     pos(f, 3, 1), "longer than");
+  EXPECT_INPUT_ERROR(
+      load_series_csv(bad("2022-01-01 00:00,1\n9999-01-01 00:00,1\n"), "x", 2'000'000'000),
+      pos(f, 3, 1), "longer than");
   EXPECT_INPUT_ERROR(load_series_csv(bad("2022-01-01 00:00,1\n9999-01-01 00:00,1\n"), "x", 3),
                      pos(f, 3, 1), "gap of 69");
   EXPECT_INPUT_ERROR(load_series_csv(bad(""), "x", 3), pos(f, 1), "header only");
@@ -421,8 +449,13 @@ TEST(DemandProfile, MalformedCopiesOfAzureTrace) {
   };
   Lines orig(text);
   const long vcol = cell_column(orig.line(1001), 1);
-  for (const auto& [bad, word] : std::vector<std::pair<std::string, std::string>>{
-           {"lots", "expected a number"}, {"NaN", "NaN"}, {"-5\r", "negative"}, {"\r", "missing"}}) {
+  for (const auto& bad_word :
+       std::vector<std::pair<std::string, std::string>>{{"lots", "expected a number"},
+                                                        {"NaN", "NaN"},
+                                                        {"-5\r", "negative"},
+                                                        {"\r", "missing"}}) {
+    const std::string& bad = bad_word.first;
+    const std::string& word = bad_word.second;
     const std::string p = edited([&](Lines& l) { l.line(1001) = with_cell(l.line(1001), 1, bad); });
     EXPECT_INPUT_ERROR(load_demand_profile(p), pos(f, 1001, vcol), word);
   }
@@ -436,21 +469,24 @@ TEST(DemandProfile, MalformedCopiesOfAzureTrace) {
   p = edited([](Lines& l) { l.line(501) = with_cell(l.line(501), 0, l.line(500).substr(0, 16)); });
   EXPECT_INPUT_ERROR(load_demand_profile(p), pos(f, 501, 1), "duplicate");
   p = edited([](Lines& l) { l.v.erase(l.v.begin() + 700); });
-  EXPECT_INPUT_ERROR(load_demand_profile(p), pos(f, 701, 1), "irregular step", "expected exactly 30");
+  EXPECT_INPUT_ERROR(load_demand_profile(p), pos(f, 701, 1), "irregular step",
+                     "expected exactly 30");
   p = edited([](Lines& l) { std::swap(l.line(800), l.line(801)); });
   EXPECT_INPUT_ERROR(load_demand_profile(p), pos(f, 800, 1), "irregular step");
   EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, text.substr(0, text.rfind(',')))),
                      pos(f, 17281, 17), "truncated last line");
-  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, orig.line(1) + "\n")), pos(f, 1), "header only");
+  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, orig.line(1) + "\n")), pos(f, 1),
+                     "header only");
 }
 
 TEST(DemandProfile, HandMadeTraces) {
   TempDir tmp;
   const std::string f = "d.csv";
   // Half-hourly, five rows: two hours (1+3, 2+2), the unpaired last half-hour dropped.
-  std::vector<float> d = load_demand_profile(tmp.write(
-      f, "Time,Demand\n2019-01-01 11:30,1\n2019-01-01 12:00,3\n2019-01-01 12:30,2\n"
-         "2019-01-01 13:00,2\n2019-01-01 13:30,100\n"));
+  std::vector<float> d = load_demand_profile(
+      tmp.write(f,
+                "Time,Demand\n2019-01-01 11:30,1\n2019-01-01 12:00,3\n2019-01-01 12:30,2\n"
+                "2019-01-01 13:00,2\n2019-01-01 13:30,100\n"));
   EXPECT_EQ(d, (std::vector<float>{1.0f, 1.0f}));
   // Hourly: normalised to mean 1.
   d = load_demand_profile(tmp.write(f, "time,demand\n2019-01-01 00:00,1\n2019-01-01 01:00,3\n"));
@@ -476,8 +512,8 @@ TEST(DemandProfile, HandMadeTraces) {
                      "mean");
   EXPECT_INPUT_ERROR(load_demand_profile(bad("2019-01-01 00:00,1\n")), pos(f, 2), "two");
   EXPECT_INPUT_ERROR(load_demand_profile(bad("")), pos(f, 1), "header only");
-  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "Time,Load\n2019-01-01 00:00,1\n")), pos(f, 1, 1),
-                     "Demand", "available columns: Time, Load");
+  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "Time,Load\n2019-01-01 00:00,1\n")),
+                     pos(f, 1, 1), "Demand", "available columns: Time, Load");
 }
 
 TEST(DemandProfile, OneColumnFormatRoundTrip) {
@@ -493,9 +529,12 @@ TEST(DemandProfile, OneColumnFormatRoundTrip) {
   EXPECT_EQ(again.str(), out.str());
 
   const std::string f = "demand_profile.csv";
-  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\n0\n")), pos(f, 3, 1), "not positive");
-  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\n-2\n")), pos(f, 3, 1), "not positive");
-  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\n\n2\n")), pos(f, 3, 1), "missing");
+  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\n0\n")), pos(f, 3, 1),
+                     "not positive");
+  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\n-2\n")), pos(f, 3, 1),
+                     "not positive");
+  EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\n\n2\n")), pos(f, 3, 1),
+                     "missing");
   EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n1\nNaN\n")), pos(f, 3, 1), "NaN");
   EXPECT_INPUT_ERROR(load_demand_profile(tmp.write(f, "demand\n")), pos(f, 1), "header only");
 }
@@ -518,7 +557,8 @@ TEST(EvSessions, RealCaltechFile) {
   EXPECT_EQ(st.total, 31424);
   EXPECT_EQ(st.kept, 9660);
   EXPECT_EQ(static_cast<long>(all.size()), st.kept);
-  EXPECT_EQ(st.total, st.kept + st.skipped_unparseable + st.skipped_inconsistent + st.skipped_duration);
+  EXPECT_EQ(st.total,
+            st.kept + st.skipped_unparseable + st.skipped_inconsistent + st.skipped_duration);
   EXPECT_EQ(st.skipped_unparseable, 2055);  // rows with an empty done_charge
   double energy = 0;
   for (const Agent& a : all) {
@@ -590,18 +630,18 @@ TEST(EvSessions, HandMadeFileCountsEverySkip) {
   const std::string f = "ev.csv";
   const std::string p = tmp.write(
       f, std::string(kEvHeader) +
-             ev_row("a", "2018/04/25 04:00", "2018/04/25 07:00", "6") +     // 3 h: k 3
-             ev_row("b", "2018/04/25 04:00", "2018/04/25 16:00", "24") +    // 12 h: k 12
-             ev_row("c", "2018/04/25 04:00", "2018/04/25 09:59", "10") +    // 5.98 h: k 5
-             ev_row("d", "2018/04/25 04:00", "2018/04/25 06:59", "6") +     // < 3 h
-             ev_row("e", "2018/04/25 04:00", "2018/04/25 16:01", "6") +     // > 12 h
-             ev_row("f", "2018/04/25 04:00", "2018/04/25 03:00", "6") +     // done before start
-             ev_row("g", "2018/04/25 04:00", "", "6") +                     // no done_charge
-             ev_row("h", "garbage", "2018/04/25 08:00", "6") +              // bad start
-             ev_row("i", "2018/04/25 04:00", "2018/04/25 08:00", "0") +     // zero energy
-             ev_row("j", "2018/04/25 04:00", "2018/04/25 08:00", "-1") +    // negative energy
-             ev_row("k", "2018/04/25 04:00", "2018/04/25 08:00", "NaN") +   // NaN energy
-             ev_row("l", "2018/04/25 04:00", "2018/04/25 08:00", "") +      // no energy
+             ev_row("a", "2018/04/25 04:00", "2018/04/25 07:00", "6") +    // 3 h: k 3
+             ev_row("b", "2018/04/25 04:00", "2018/04/25 16:00", "24") +   // 12 h: k 12
+             ev_row("c", "2018/04/25 04:00", "2018/04/25 09:59", "10") +   // 5.98 h: k 5
+             ev_row("d", "2018/04/25 04:00", "2018/04/25 06:59", "6") +    // < 3 h
+             ev_row("e", "2018/04/25 04:00", "2018/04/25 16:01", "6") +    // > 12 h
+             ev_row("f", "2018/04/25 04:00", "2018/04/25 03:00", "6") +    // done before start
+             ev_row("g", "2018/04/25 04:00", "", "6") +                    // no done_charge
+             ev_row("h", "garbage", "2018/04/25 08:00", "6") +             // bad start
+             ev_row("i", "2018/04/25 04:00", "2018/04/25 08:00", "0") +    // zero energy
+             ev_row("j", "2018/04/25 04:00", "2018/04/25 08:00", "-1") +   // negative energy
+             ev_row("k", "2018/04/25 04:00", "2018/04/25 08:00", "NaN") +  // NaN energy
+             ev_row("l", "2018/04/25 04:00", "2018/04/25 08:00", "") +     // no energy
              ev_row("m", "2018-04-25T04:00:00Z", "2018-04-25T10:00:00+02:00", "5"));  // 4 h
   EvSessionStats st;
   const std::vector<Agent> a = load_ev_sessions(p, 12, 0, 1, &st);
@@ -631,20 +671,22 @@ TEST(EvSessions, HandMadeFileCountsEverySkip) {
   std::vector<int> ks;
   for (const Agent& x : s) ks.push_back(x.k);
   std::vector<int> order{3, 12, 5, 4};
-  EXPECT_LT(std::find(order.begin(), order.end(), ks[0]), std::find(order.begin(), order.end(), ks[1]));
+  EXPECT_LT(std::find(order.begin(), order.end(), ks[0]),
+            std::find(order.begin(), order.end(), ks[1]));
   EXPECT_EQ(load_ev_sessions(p, 12, 10, 9, nullptr).size(), 4u);
 
-  EXPECT_INPUT_ERROR(load_ev_sessions(tmp.write(f, "session_id,start_time,done_charge\nx,a,b\n"), 12, 0, 1),
-                     pos(f, 1, 1), "no column 'total_power'");
+  EXPECT_INPUT_ERROR(
+      load_ev_sessions(tmp.write(f, "session_id,start_time,done_charge\nx,a,b\n"), 12, 0, 1),
+      pos(f, 1, 1), "no column 'total_power'");
   EXPECT_INPUT_ERROR(load_ev_sessions(tmp.write(f, kEvHeader), 12, 0, 1), pos(f, 1), "header only");
   EXPECT_INPUT_ERROR(load_ev_sessions(tmp.write(f, ""), 12, 0, 1), "empty file");
   EXPECT_INPUT_ERROR(
-      load_ev_sessions(tmp.write(f, std::string(kEvHeader) + ev_row("d", "2018/04/25 04:00", "2018/04/25 05:00", "6")),
+      load_ev_sessions(tmp.write(f, std::string(kEvHeader) +
+                                        ev_row("d", "2018/04/25 04:00", "2018/04/25 05:00", "6")),
                        12, 0, 1),
       f + ":", "no session");
-  EXPECT_INPUT_ERROR(
-      load_ev_sessions(tmp.write(f, std::string(kEvHeader) + "a,b,c\n"), 12, 0, 1), pos(f, 2, 6),
-      "expected 9 cells");
+  EXPECT_INPUT_ERROR(load_ev_sessions(tmp.write(f, std::string(kEvHeader) + "a,b,c\n"), 12, 0, 1),
+                     pos(f, 2, 6), "expected 9 cells");
   EXPECT_THROW(load_ev_sessions(p, 0, 0, 1, nullptr), Error);
   EXPECT_THROW(load_ev_sessions(p, 12, -1, 1, nullptr), Error);
 }
@@ -769,6 +811,8 @@ TEST(PopulationCsv, EveryBadRowIsAnErrorAtItsCell) {
       {"1,inventory,1,,,,,,,,,1,1", 6, "missing hour"},
       {"2,datacenter,1,2,1,0,0,,,,,,", 0, "expected 1"},
       {"x,datacenter,1,2,1,0,0,,,,,,", 0, "expected a number"},
+      {"1e19,datacenter,1,2,1,0,0,,,,,,", 0, "out of range"},
+      {"-1,datacenter,1,2,1,0,0,,,,,,", 0, "out of range"},
       {"1,datacenter,0,2,1,0,0,,,,,,", 2, "weight must be a positive"},
       {"1,datacenter,-1,2,1,0,0,,,,,,", 2, "weight must be a positive"},
       {"1,datacenter,nan,2,1,0,0,,,,,,", 2, "NaN"},
@@ -784,13 +828,14 @@ TEST(PopulationCsv, EveryBadRowIsAnErrorAtItsCell) {
                      pos(f, 3, 23), "too few");
   const std::string extra = "1,datacenter,1,2,1,0,0,,,,,,,";
   EXPECT_INPUT_ERROR(load_rows({dc0, extra}), pos(f, 3, cell_column(extra, 13)), "too many");
-  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, std::string(kPopHeader) + dc0 + "\n1,inv"), 12),
-                     pos(f, 3, 6), "truncated last line");
+  EXPECT_INPUT_ERROR(
+      read_population_csv(tmp.write(f, std::string(kPopHeader) + dc0 + "\n1,inv"), 12),
+      pos(f, 3, 6), "truncated last line");
   // Header problems, an empty population and an empty file.
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "agent,family,w\n0,datacenter,1\n"), 12),
                      pos(f, 1, 14), "expected column 'weight'");
-  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "agent,family\n0,datacenter\n"), 12), pos(f, 1),
-                     "the header has 2 columns");
+  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "agent,family\n0,datacenter\n"), 12),
+                     pos(f, 1), "the header has 2 columns");
   const std::string head = std::string(kPopHeader).substr(0, std::string(kPopHeader).size() - 1);
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, head + ",extra\n"), 12),
                      pos(f, 1, static_cast<long>(head.size()) + 2), "unexpected column 'extra'");

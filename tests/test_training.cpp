@@ -60,7 +60,8 @@ double train_mq(const SmallSweep& s, const std::string& run, double q) {
   return power_mean(R.data(), s.w.data(), static_cast<long>(R.size()), q);
 }
 
-TEST(SweepSlow, TrainingReducesTheObjective) {
+// One test (one process under ctest) so the sweep is trained once.
+TEST(SweepSlow, OptimiserAndEquity) {
   const SmallSweep& s = small_sweep();
   // Per-epoch validation power mean falls from the first to the last epoch.
   for (const char* run : {"q=0", "q=19"}) {
@@ -68,13 +69,10 @@ TEST(SweepSlow, TrainingReducesTheObjective) {
     ASSERT_GE(epochs.size(), 2u);
     EXPECT_LT(epochs.back().power_mean, epochs.front().power_mean) << run;
   }
-}
 
-// The optimiser does its job: the model trained at q has the lowest training-split M_q
-// of the sweep's models. Tolerance: 1% (seed-to-seed noise of M_q on this problem is a
-// few tenths of a percent).
-TEST(SweepSlow, ModelTrainedAtQHasLowestTrainingPowerMean) {
-  const SmallSweep& s = small_sweep();
+  // The optimiser does its job: the model trained at q has the lowest training-split M_q
+  // of the sweep's models. Tolerance: 1% (seed-to-seed noise of M_q on this problem is a
+  // few tenths of a percent).
   for (double q : {0.0, 19.0}) {
     const std::string own = "q=" + format_double(q);
     const double own_mq = train_mq(s, own, q);
@@ -84,14 +82,11 @@ TEST(SweepSlow, ModelTrainedAtQHasLowestTrainingPowerMean) {
           << "M_" << q << " of " << own << " vs " << name;
     }
   }
-}
 
-// On the default population (inventory agents that fear shortage by different amounts,
-// datacenter agents whose regret explodes under low forecasts), equitable training
-// beats plain MSE on both the mean and the worst agent of the test split, and the
-// worst training-split agent improves from q = 0 to q = 19.
-TEST(SweepSlow, EquitableModelsBeatPlainOnConflictingPopulation) {
-  const SmallSweep& s = small_sweep();
+  // On the default population (inventory agents that fear shortage by different amounts,
+  // datacenter agents whose regret explodes under low forecasts), equitable training
+  // beats plain MSE on both the mean and the worst agent of the test split, and the
+  // worst training-split agent improves from q = 0 to q = 19.
   const RegretStats& plain = s.runs.at("plain").test_stats;
   for (const char* run : {"q=0", "q=19"}) {
     const RegretStats& eq = s.runs.at(run).test_stats;

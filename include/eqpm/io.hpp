@@ -29,21 +29,23 @@ inline constexpr long kMaxSeriesHours = 10'000'000;  // a series, gaps included 
 // ------------------------------------------------------------------------------- CSV
 
 struct CsvCell {
-  std::string text;   // unquoted content ("" for an empty cell)
-  long line = 0;      // 1-based line where the cell starts
-  long column = 0;    // 1-based character (byte) column where the cell starts
+  std::string text;  // unquoted content ("" for an empty cell)
+  long line = 0;     // 1-based line where the cell starts
+  long column = 0;   // 1-based character (byte) column where the cell starts
   bool quoted = false;
 };
 
 struct CsvRow {
   std::vector<CsvCell> cells;
-  long line = 0;      // 1-based line where the row starts
+  long line = 0;        // 1-based line where the row starts
   long end_column = 0;  // column just past the row's last character (for "too few cells")
 };
 
 // Reads a comma-separated file one row at a time: header row first, then data rows.
 // Fields may be double-quoted ("" inside quotes is a quote; quoted fields may span
-// lines), CRLF line ends and a UTF-8 byte-order mark are tolerated. Rejected with an
+// lines), CRLF line ends and a UTF-8 byte-order mark are tolerated, and so are blank
+// lines at the very end of a file with more than one column (elsewhere a blank line is
+// an error, or, in a one-column file, a row with an empty cell). Rejected with an
 // InputError: a missing, non-regular or > 1 GiB file, an empty file, an empty or
 // duplicated header name, a line or record over 1 MiB, a row whose cell count differs
 // from the header's (a short last row without a final newline is reported as a
@@ -92,6 +94,10 @@ class CsvReader {
 // The cell's text, quoted and shortened for an error message ('abc', '' or '12345...').
 std::string quote_cell(std::string_view text);
 
+// Parses the whole of `text` (surrounding spaces and a leading '+' allowed) as a finite
+// double; false, with the reason in *why, otherwise. Never throws.
+bool try_parse_number(std::string_view text, double* out, std::string* why);
+
 // A finite number; an empty cell, trailing garbage, NaN, Inf or an out-of-range value is
 // an InputError at the cell naming `what` (usually the column name). Leading '+' and
 // surrounding spaces are accepted.
@@ -126,9 +132,9 @@ Timestamp parse_timestamp_cell(const CsvCell& cell, const std::string& path);
 // ------------------------------------------------------------------------ loaders
 
 struct SeriesLoadInfo {
-  long rows = 0;       // data rows in the file
-  long filled = 0;     // hours filled by interpolation (empty cells and timestamp jumps)
-  std::string note;    // one line for the log; empty when nothing was filled
+  long rows = 0;     // data rows in the file
+  long filled = 0;   // hours filled by interpolation (empty cells and timestamp jumps)
+  std::string note;  // one line for the log; empty when nothing was filled
 };
 
 // An hourly series from a CSV file: timestamps in the first column, values in the

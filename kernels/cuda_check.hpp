@@ -1,0 +1,164 @@
+// Error checking and memory ownership for the CUDA backend: every CUDA and cuBLAS call goes
+// through EQPM_CUDA_CHECK / EQPM_CUBLAS_CHECK, which turn a failure into an eqpm::Error that
+// names the call and its file:line; device and pinned host memory live in move-only RAII
+// buffers whose destructors never throw (they report on stderr instead).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "eqpm/error.hpp"
+
+namespace eqpm::cuda {
+
+[[noreturn]] inline void throw_call_failure(const char* api, const char* what, const char* expr,
+                                            const char* file, int line) {
+  std::string msg = file;
+  msg.append(":").append(std::to_string(line)).append(": ").append(api).append(" call '");
+  msg.append(expr).append("' failed: ").append(what);
+  throw Error(msg);
+}
+
+inline void check_cuda(cudaError_t status, const char* expr, const char* file, int line) {
+  if (status == cudaSuccess) return;
+  std::string what = cudaGetErrorName(status);
+  what.append(" (").append(cudaGetErrorString(status)).append(")");
+  throw_call_failure("CUDA", what.c_str(), expr, file, line);
+}
+
+inline void check_cublas(cublasStatus_t status, const char* expr, const char* file, int line) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  throw_call_failure("cuBLAS", cublasGetStatusString(status), expr, file, line);
+}
+
+// For destructors: report, never throw.
+inline void report_cuda(cudaError_t status, const char* expr, const char* file, int line) {
+  if (status == cudaSuccess) return;
+  std::fprintf(stderr, "eqpm: %s:%d: CUDA call '%s' failed during cleanup: %s\n", file, line,
+               expr, cudaGetErrorString(status));
+}
+
+}  // namespace eqpm::cuda
+
+#define EQPM_CUDA_CHECK(expr) ::eqpm::cuda::check_cuda((expr), #expr, __FILE__, __LINE__)
+#define EQPM_CUBLAS_CHECK(expr) ::eqpm::cuda::check_cublas((expr), #expr, __FILE__, __LINE__)
+#define EQPM_CUDA_REPORT(expr) ::eqpm::cuda::report_cuda((expr), #expr, __FILE__, __LINE__)
+// After a kernel launch: a bad configuration shows up here, at the launching line.
+#define EQPM_CUDA_CHECK_LAUNCH() EQPM_CUDA_CHECK(cudaGetLastError())
+
+namespace eqpm::cuda {
+
+// Device memory for n elements of T (no construction: T must be trivially copyable).
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) { allocate(n); }
+  ~DeviceBuffer() { release(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : ptr_(std::exchange(o.ptr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+
+  // Frees what was held and allocates n elements (contents undefined).
+  void allocate(std::size_t n) {
+    release();
+    if (n == 0) return;
+    void* p = nullptr;
+    EQPM_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
+    ptr_ = static_cast<T*>(p);
+    size_ = n;
+  }
+  // Grow-only: keeps the allocation when it already holds n elements.
+  void reserve(std::size_t n) {
+    if (n > size_) allocate(n);
+  }
+
+  T* data() { return ptr_; }
+  const T* data() const { return ptr_; }
+  std::size_t size() const { return size_; }
+  std::size_t bytes() const { return size_ * sizeof(T); }
+  bool empty() const { return size_ == 0; }
+
+  void upload(const T* host, std::size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    if (n > size_) throw Error("DeviceBuffer::upload: " + std::to_string(n) + " elements into " +
+                               std::to_string(size_));
+    EQPM_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+  }
+  void download(T* host, std::size_t n, cudaStream_t stream) const {
+    if (n == 0) return;
+    if (n > size_) throw Error("DeviceBuffer::download: " + std::to_string(n) + " elements from " +
+                               std::to_string(size_));
+    EQPM_CUDA_CHECK(cudaMemcpyAsync(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+  }
+  void zero(cudaStream_t stream) {
+    if (size_) EQPM_CUDA_CHECK(cudaMemsetAsync(ptr_, 0, bytes(), stream));
+  }
+
+ private:
+  void release() noexcept {
+    if (ptr_) EQPM_CUDA_REPORT(cudaFree(ptr_));
+    ptr_ = nullptr;
+    size_ = 0;
+  }
+  T* ptr_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Page-locked host memory, so asynchronous copies (and copies inside CUDA graphs) are legal.
+template <class T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer() { release(); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  PinnedBuffer(PinnedBuffer&& o) noexcept
+      : ptr_(std::exchange(o.ptr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  void reserve(std::size_t n) {
+    if (n <= size_) return;
+    release();
+    void* p = nullptr;
+    EQPM_CUDA_CHECK(cudaMallocHost(&p, n * sizeof(T)));
+    ptr_ = static_cast<T*>(p);
+    size_ = n;
+  }
+  T* data() { return ptr_; }
+  const T* data() const { return ptr_; }
+  std::size_t size() const { return size_; }
+  T& operator[](std::size_t i) { return ptr_[i]; }
+  const T& operator[](std::size_t i) const { return ptr_[i]; }
+
+ private:
+  void release() noexcept {
+    if (ptr_) EQPM_CUDA_REPORT(cudaFreeHost(ptr_));
+    ptr_ = nullptr;
+    size_ = 0;
+  }
+  T* ptr_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace eqpm::cuda

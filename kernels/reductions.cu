@@ -1,0 +1,362 @@
+// The reductions of DESIGN.md 5.2 on the GPU, all in double and all deterministic: a
+// reduction over n items runs on a grid that depends on n alone, each block reduces with
+// cub::BlockReduce, and a single block adds the per-block partials in a fixed order. No
+// floating-point atomics anywhere, so two runs give the same bits.
+// Stages: smoothed regrets Rbar, the power means M_q of Rhat and Rbar, agent weights omega,
+// the per-class weights and sums of the structured path (5.4), the fixed-order sum of
+// per-tile partials, the leave-one-out advantages and the gradient g with respect to mu.
+#include <cub/block/block_reduce.cuh>
+
+#include "eqpm/objective.hpp"
+#include "stages.cuh"
+
+namespace eqpm::cuda {
+namespace {
+
+using BlockSum = cub::BlockReduce<double, kBlock>;
+constexpr int kMaxBases = 4;  // basis regrets per class (RegretStructure::bases)
+
+// max that ignores NaN like the CPU's `r > m ? r : m`.
+struct MaxOp {
+  __device__ double operator()(double a, double b) const { return b > a ? b : a; }
+};
+
+__device__ __forceinline__ long thread_index() {
+  return blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x;
+}
+__device__ __forceinline__ long grid_stride() {
+  return static_cast<long>(gridDim.x) * blockDim.x;
+}
+
+__global__ void __launch_bounds__(kBlock)
+    row_sums_kernel(const float* __restrict__ M, long rows, long cols, double* __restrict__ out) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  for (long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* row = M + r * cols;
+    double s = 0.0;
+    for (long c = threadIdx.x; c < cols; c += kBlock) s += static_cast<double>(row[c]);
+    const double total = BlockSum(tmp).Sum(s);
+    if (threadIdx.x == 0) out[r] = total;
+    __syncthreads();  // tmp is reused for the next row
+  }
+}
+
+__global__ void structured_mean_regret_kernel(const int* __restrict__ class_of,
+                                              const double* __restrict__ coef, int J,
+                                              const double* __restrict__ class_total, long n,
+                                              double scale, double* __restrict__ rhat) {
+  for (long i = thread_index(); i < n; i += grid_stride()) {
+    const long c = class_of[i];
+    double r = 0.0;
+    for (int j = 0; j < J; ++j) r += coef[i * J + j] * class_total[c * J + j];
+    rhat[i] = r * scale;
+  }
+}
+
+__global__ void __launch_bounds__(kBlock)
+    agent_stats_kernel(long N, const double* __restrict__ rhat, const double* __restrict__ rbar,
+                       double rho, const DeviceState* __restrict__ state,
+                       double* __restrict__ rbar_new, double* __restrict__ partials) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  const bool started = state->rbar_started != 0;
+  const double keep = 1.0 - rho;
+  double max_hat = 0.0, max_bar = 0.0, sum = 0.0, bad = 0.0;
+  for (long i = thread_index(); i < N; i += grid_stride()) {
+    const double r = rhat[i];
+    const double rb = started ? __dadd_rn(__dmul_rn(rho, rbar[i]), __dmul_rn(keep, r)) : r;
+    rbar_new[i] = rb;
+    max_hat = r > max_hat ? r : max_hat;
+    max_bar = rb > max_bar ? rb : max_bar;
+    sum += r;
+    bad += isfinite(r) ? 0.0 : 1.0;
+  }
+  double v[4] = {max_hat, max_bar, sum, bad};
+  double out[4];
+  for (int k = 0; k < 4; ++k) {
+    out[k] = k < 2 ? BlockSum(tmp).Reduce(v[k], MaxOp()) : BlockSum(tmp).Sum(v[k]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0)
+    for (int k = 0; k < 4; ++k) partials[blockIdx.x * 4 + k] = out[k];
+}
+
+__global__ void __launch_bounds__(kBlock)
+    finalize_agent_stats_kernel(const double* __restrict__ partials, int blocks,
+                                StepScalars* __restrict__ scalars) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  double v[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += kBlock) {
+    const double* p = partials + b * 4;
+    v[0] = p[0] > v[0] ? p[0] : v[0];
+    v[1] = p[1] > v[1] ? p[1] : v[1];
+    v[2] += p[2];
+    v[3] += p[3];
+  }
+  double out[4];
+  for (int k = 0; k < 4; ++k) {
+    out[k] = k < 2 ? BlockSum(tmp).Reduce(v[k], MaxOp()) : BlockSum(tmp).Sum(v[k]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    scalars->rmax_hat = out[0];
+    scalars->rmax_bar = out[1];
+    scalars->sum_hat = out[2];
+    scalars->nonfinite = out[3];
+  }
+}
+
+// sum_i w_i (R_i / Rmax)^(q+1) for Rhat and Rbar: every term is at most w_i (objective.hpp).
+__global__ void __launch_bounds__(kBlock)
+    power_sums_kernel(long N, const double* __restrict__ rhat,
+                      const double* __restrict__ rbar_new, const double* __restrict__ w,
+                      double q, const StepScalars* __restrict__ scalars,
+                      double* __restrict__ partials) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  const double p = q + 1.0;
+  const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
+  double ah = 0.0, ab = 0.0;
+  for (long i = thread_index(); i < N; i += grid_stride()) {
+    if (mh > 0.0) ah += w[i] * pow(rhat[i] / mh, p);
+    if (mb > 0.0) ab += w[i] * pow(rbar_new[i] / mb, p);
+  }
+  const double sh = BlockSum(tmp).Sum(ah);
+  __syncthreads();
+  const double sb = BlockSum(tmp).Sum(ab);
+  if (threadIdx.x == 0) {
+    partials[blockIdx.x * 2] = sh;
+    partials[blockIdx.x * 2 + 1] = sb;
+  }
+}
+
+__global__ void __launch_bounds__(kBlock)
+    finalize_power_means_kernel(const double* __restrict__ partials, int blocks, double wsum,
+                                double q, StepScalars* __restrict__ scalars) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  double ah = 0.0, ab = 0.0;
+  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += kBlock) {
+    ah += partials[b * 2];
+    ab += partials[b * 2 + 1];
+  }
+  const double sh = BlockSum(tmp).Sum(ah);
+  __syncthreads();
+  const double sb = BlockSum(tmp).Sum(ab);
+  if (threadIdx.x == 0) {
+    const double p = q + 1.0;
+    const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
+    scalars->mhat = (mh > 0.0 && wsum > 0.0) ? mh * pow(sh / wsum, 1.0 / p) : 0.0;
+    scalars->mbar = (mb > 0.0 && wsum > 0.0) ? mb * pow(sb / wsum, 1.0 / p) : 0.0;
+  }
+}
+
+__global__ void agent_weights_kernel(long N, const double* __restrict__ rbar_new,
+                                     const double* __restrict__ w_over_W, double q,
+                                     const StepScalars* __restrict__ scalars,
+                                     double* __restrict__ omega) {
+  const double mbar = scalars->mbar;
+  for (long i = thread_index(); i < N; i += grid_stride())
+    omega[i] = agent_weight(rbar_new[i], w_over_W[i], mbar, q);
+}
+
+__global__ void __launch_bounds__(kBlock)
+    class_weights_kernel(const std::int64_t* __restrict__ seg, int classes, int J,
+                         const double* __restrict__ omega, const double* __restrict__ coef,
+                         double* __restrict__ Wc) {
+  __shared__ typename BlockSum::TempStorage tmp;
+  for (int c = static_cast<int>(blockIdx.x); c < classes; c += gridDim.x) {
+    double s[kMaxBases] = {0.0, 0.0, 0.0, 0.0};
+    for (long i = seg[c] + threadIdx.x; i < seg[c + 1]; i += kBlock) {
+      const double w = omega[i];
+      for (int j = 0; j < J; ++j) s[j] += w * coef[i * J + j];
+    }
+    for (int j = 0; j < J; ++j) {
+      const double total = BlockSum(tmp).Sum(s[j]);
+      if (threadIdx.x == 0) Wc[static_cast<long>(c) * J + j] = total;
+      __syncthreads();
+    }
+  }
+}
+
+__global__ void combine_classes_kernel(const double* __restrict__ Wc, int K,
+                                       const float* __restrict__ M, long L, double scale,
+                                       int chunks, double* __restrict__ partial) {
+  const int chunk = static_cast<int>(blockIdx.y);
+  const long k0 = static_cast<long>(K) * chunk / chunks, k1 = static_cast<long>(K) * (chunk + 1) / chunks;
+  for (long l = thread_index(); l < L; l += grid_stride()) {
+    double acc = 0.0;
+    for (long k = k0; k < k1; ++k) acc += Wc[k] * static_cast<double>(M[k * L + l]);
+    partial[chunk * L + l] = scale * acc;
+  }
+}
+
+__global__ void sum_partials_kernel(const double* __restrict__ partial, int slabs, long L,
+                                    double* __restrict__ out) {
+  for (long l = thread_index(); l < L; l += grid_stride()) {
+    double s = 0.0;
+    for (int k = 0; k < slabs; ++k) s += partial[k * L + l];
+    out[l] = s;
+  }
+}
+
+// A[b, s] = sum_n omega_n (r - base) = X[b, s] - (sum_s' X[b, s'] - X[b, s]) / (S - 1):
+// the leave-one-out baseline is linear, so it applies to X = sum_n omega_n r.
+__global__ void advantages_kernel(const double* __restrict__ X, int B, int S, bool antithetic,
+                                  double* __restrict__ A) {
+  const long n = static_cast<long>(B) * S;
+  for (long i = thread_index(); i < n; i += grid_stride()) {
+    if (antithetic) {
+      A[i] = X[i];
+      continue;
+    }
+    const double* row = X + (i / S) * S;
+    double total = 0.0;
+    for (int s = 0; s < S; ++s) total += row[s];
+    A[i] = X[i] - (total - X[i]) / (S - 1);
+  }
+}
+
+// The CPU's expressions in the CPU's order, with correctly rounded operations.
+__global__ void assemble_g_kernel(int B, int S, int H, bool equitable, float sigma,
+                                  const double* __restrict__ A, const float* __restrict__ eps,
+                                  const double* __restrict__ G, const float* __restrict__ mu,
+                                  const float* __restrict__ y,
+                                  const StepParams* __restrict__ params,
+                                  const StepScalars* __restrict__ scalars,
+                                  double* __restrict__ g) {
+  const double beta = params->beta;
+  const double msebar = scalars->msebar_new;
+  const double mbar = scalars->mbar;
+  const long n = static_cast<long>(B) * H;
+  for (long i = thread_index(); i < n; i += grid_stride()) {
+    const long b = i / H;
+    const long h = i - b * H;
+    double gi = 0.0;
+    if (equitable) {
+      const double coef = mbar > 0 ? (1.0 - beta) / mbar : 0.0;
+      const double inv_bss = 1.0 / (static_cast<double>(B) * S * static_cast<double>(sigma));
+      double score = 0.0;
+      for (int s = 0; s < S; ++s)
+        score = __dadd_rn(score, __dmul_rn(A[b * S + s],
+                                           static_cast<double>(eps[(b * S + s) * H + h])));
+      gi = __dmul_rn(coef, __dadd_rn(__dmul_rn(score, inv_bss), G[i]));
+    }
+    if (beta > 0 && msebar > 0) {
+      const double c = beta * 2.0 / (static_cast<double>(B) * H * msebar);
+      gi = __dadd_rn(gi, __dmul_rn(c, static_cast<double>(mu[i]) - static_cast<double>(y[i])));
+    }
+    g[i] = gi;
+  }
+}
+
+}  // namespace
+
+void launch_row_sums(const float* M, long rows, long cols, double* out, cudaStream_t stream) {
+  if (rows <= 0) return;
+  if (!M || !out || cols < 1) throw Error("launch_row_sums: bad arguments");
+  const unsigned blocks = static_cast<unsigned>(rows < 4096 ? rows : 4096);
+  row_sums_kernel<<<blocks, kBlock, 0, stream>>>(M, rows, cols, out);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_structured_mean_regret(const int* class_of, const double* coef, int J,
+                                   const double* class_total, long n, double scale,
+                                   double* rhat, cudaStream_t stream) {
+  if (n <= 0) return;
+  if (!class_of || !coef || !class_total || !rhat || J < 1 || J > kMaxBases)
+    throw Error("launch_structured_mean_regret: bad arguments");
+  structured_mean_regret_kernel<<<grid_for(n), kBlock, 0, stream>>>(class_of, coef, J,
+                                                                    class_total, n, scale, rhat);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_agent_stats(long N, const double* rhat, const double* rbar, double rho,
+                        const DeviceState* state, double* rbar_new, double* partials,
+                        cudaStream_t stream) {
+  if (N < 1 || !rhat || !rbar || !state || !rbar_new || !partials)
+    throw Error("launch_agent_stats: bad arguments");
+  agent_stats_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar, rho, state,
+                                                                 rbar_new, partials);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_finalize_agent_stats(const double* partials, int blocks, StepScalars* scalars,
+                                 cudaStream_t stream) {
+  if (!partials || !scalars || blocks < 1) throw Error("launch_finalize_agent_stats: bad arguments");
+  finalize_agent_stats_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, scalars);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_power_sums(long N, const double* rhat, const double* rbar_new, const double* w,
+                       double q, const StepScalars* scalars, double* partials,
+                       cudaStream_t stream) {
+  if (N < 1 || !rhat || !rbar_new || !w || !scalars || !partials || !(q >= 0))
+    throw Error("launch_power_sums: bad arguments");
+  power_sums_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar_new, w, q, scalars,
+                                                                partials);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_finalize_power_means(const double* partials, int blocks, double wsum, double q,
+                                 StepScalars* scalars, cudaStream_t stream) {
+  if (!partials || !scalars || blocks < 1) throw Error("launch_finalize_power_means: bad arguments");
+  finalize_power_means_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, wsum, q, scalars);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, double q,
+                          const StepScalars* scalars, double* omega, cudaStream_t stream) {
+  if (N < 1 || !rbar_new || !w_over_W || !scalars || !omega)
+    throw Error("launch_agent_weights: bad arguments");
+  agent_weights_kernel<<<grid_for(N), kBlock, 0, stream>>>(N, rbar_new, w_over_W, q, scalars,
+                                                           omega);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_class_weights(const std::int64_t* seg, int classes, int J, const double* omega,
+                          const double* coef, double* Wc, cudaStream_t stream) {
+  if (classes <= 0) return;
+  if (!seg || !omega || !coef || !Wc || J < 1 || J > kMaxBases)
+    throw Error("launch_class_weights: bad arguments");
+  const unsigned blocks = static_cast<unsigned>(classes < 4096 ? classes : 4096);
+  class_weights_kernel<<<blocks, kBlock, 0, stream>>>(seg, classes, J, omega, coef, Wc);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_combine_classes(const double* Wc, int K, const float* M, long L, double scale,
+                            int chunks, double* partial, cudaStream_t stream) {
+  if (K <= 0 || L <= 0) return;
+  if (!Wc || !M || !partial || chunks < 1 || chunks > K || chunks > 65535)
+    throw Error("launch_combine_classes: bad arguments");
+  const dim3 grid(grid_for(L), static_cast<unsigned>(chunks));
+  combine_classes_kernel<<<grid, kBlock, 0, stream>>>(Wc, K, M, L, scale, chunks, partial);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_sum_partials(const double* partial, int slabs, long L, double* out,
+                         cudaStream_t stream) {
+  if (L <= 0) return;
+  if (!out || slabs < 0 || (slabs > 0 && !partial)) throw Error("launch_sum_partials: bad arguments");
+  sum_partials_kernel<<<grid_for(L), kBlock, 0, stream>>>(partial, slabs, L, out);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_advantages(const double* X, int B, int S, bool antithetic, double* A,
+                       cudaStream_t stream) {
+  if (!X || !A || B < 1 || S < 2) throw Error("launch_advantages: bad arguments");
+  advantages_kernel<<<grid_for(static_cast<long>(B) * S), kBlock, 0, stream>>>(X, B, S,
+                                                                               antithetic, A);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+void launch_assemble_g(int B, int S, int H, bool equitable, float sigma, const double* A,
+                       const float* eps, const double* G, const float* mu, const float* y,
+                       const StepParams* params, const StepScalars* scalars, double* g,
+                       cudaStream_t stream) {
+  if (B < 1 || H < 1 || !mu || !y || !params || !scalars || !g ||
+      (equitable && (S < 1 || !A || !eps || !G)))
+    throw Error("launch_assemble_g: bad arguments");
+  assemble_g_kernel<<<grid_for(static_cast<long>(B) * H), kBlock, 0, stream>>>(
+      B, S, H, equitable, sigma, A, eps, G, mu, y, params, scalars, g);
+  EQPM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace eqpm::cuda

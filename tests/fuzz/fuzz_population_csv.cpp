@@ -1,0 +1,100 @@
+// libFuzzer target: population.csv (read_population_csv). Only eqpm::Error is a clean
+// rejection; any other exception, a sanitizer report, a leak, a timeout, an accepted agent
+// that fails check_agent, or a population whose written form does not read back to the
+// same bytes (write -> read -> write) is a finding. Run by tools/fuzz.sh.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <sstream>
+
+#include "eqpm/error.hpp"
+#include "eqpm/io.hpp"
+#include "eqpm/population.hpp"
+
+namespace {
+
+[[noreturn]] void finding(const std::string& what) {
+  std::fprintf(stderr, "FINDING: %s\n", what.c_str());
+  std::abort();
+}
+
+// The loaders take paths: each input is written to one temporary file per process
+// (in /dev/shm when it is there, so no disk is touched).
+class TempInput {
+ public:
+  explicit TempInput(const char* name) {
+    const char* dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    path_ = std::string(dir) + "/eqpm-fuzz-" + std::to_string(::getpid()) + "-" + name;
+  }
+  ~TempInput() { ::unlink(path_.c_str()); }
+  const std::string& write(const uint8_t* data, size_t size) {
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) finding("cannot create " + path_);
+    size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::write(fd, data + done, size - done);
+      if (n <= 0) finding("cannot write " + path_);
+      done += size_t(n);
+    }
+    ::close(fd);
+    return path_;
+  }
+
+ private:
+  std::string path_;
+};
+
+// Every rejection of an input file must name it (DESIGN.md 9).
+void check_names_file(const eqpm::Error& e, const std::string& path) {
+  if (std::string(e.what()).find(path) == std::string::npos)
+    finding("error does not name the file '" + path + "': " + e.what());
+}
+
+constexpr int kHorizon = 12;
+
+std::string written(const eqpm::Population& p) {
+  std::ostringstream os;
+  eqpm::write_population_csv(p, os);
+  return os.str();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static TempInput input("population.csv");
+  static TempInput again("population-again.csv");
+  try {
+    const std::string& path = input.write(data, size);
+    eqpm::Population pop;
+    try {
+      pop = eqpm::read_population_csv(path, kHorizon);
+    } catch (const eqpm::Error& e) {
+      check_names_file(e, path);
+      return 0;
+    }
+    if (pop.agents.empty()) finding("a population without agents was accepted");
+    for (size_t i = 0; i < pop.agents.size(); ++i) {
+      const std::string why = eqpm::check_agent(pop.agents[i], kHorizon);
+      if (!why.empty()) finding("agent " + std::to_string(i) + " was accepted but " + why);
+    }
+    const std::string first = written(pop);
+    const std::string& path2 =
+        again.write(reinterpret_cast<const uint8_t*>(first.data()), first.size());
+    eqpm::Population back;
+    try {
+      back = eqpm::read_population_csv(path2, kHorizon);
+    } catch (const eqpm::Error& e) {
+      finding(std::string("a written population does not read back: ") + e.what());
+    }
+    if (written(back) != first) finding("write -> read -> write changed the bytes");
+  } catch (const std::exception& e) {
+    finding(std::string("exception other than eqpm::Error: ") + e.what());
+  }
+  return 0;
+}
