@@ -67,6 +67,12 @@ void CpuBackend::setup_impl() {
   partial_A_.resize(static_cast<size_t>(kReductionChunks) * Families::size * B * S);
   partial_G_.resize(static_cast<size_t>(kReductionChunks) * Families::size * B * H);
   grad_acc_.resize(static_cast<size_t>(P));
+  total_weight_ = p.population->total_weight();
+  weight_.resize(N);
+  for (size_t n = 0; n < N; ++n) weight_[n] = p.population->agents[n].weight;
+  A_fused_.resize(B * S);
+  G_fused_.resize(B * H);
+  scratch_.resize(static_cast<size_t>(thread_count()) * (B * S + B * H));
   grad_.resize(static_cast<size_t>(P));
 }
 
@@ -188,6 +194,102 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
   });
 }
 
+// Steady-state fusion of passes 1 and 2 (DESIGN.md 5.2) for the general-path agents.
+// omega_n = (w_n/W) (Rbar_n/Mbar)^q needs Mbar, which needs every agent's Rbar_n, so the
+// reference computes all regrets twice. Here each agent's regrets over the minibatch are
+// computed once into scratch; its contribution enters with the provisional weight
+// (w_n/W) (Rbar_n/Mref)^q, Mref the power mean of the previous smoothed regrets, and the
+// caller rescales the sums by (Mref/Mbar)^q once Mbar is known. Same reduction chunks
+// and order as the reference, so the result is independent of the thread count.
+bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
+                               std::vector<double>& A, std::vector<double>& G) {
+  const Problem& p = problem_;
+  const int S = p.samples, H = p.layout.output_dim();
+  const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
+  const float* yhat = yhat_.data();
+  const float* y = ybatch_.data();
+  const long* t = tbatch_.data();
+  const RegretContext ctx = ctx_;
+  const double inv_bs = 1.0 / static_cast<double>(BS);
+  const bool antithetic = p.antithetic;
+  const double q = p.q, rho = p.rho;
+  const std::vector<double>& rbar_old = state_.rbar;
+  const size_t per_thread = static_cast<size_t>(BS + BH);
+  std::fill(A.begin(), A.begin() + BS, 0.0);
+  std::fill(G.begin(), G.begin() + BH, 0.0);
+  bool finite = true;
+  int family_slot = 0;
+  Families::for_each([&](auto fam) {
+    using F = decltype(fam);
+    const auto& g = std::get<FamilyGroup<F>>(groups_);
+    const long n_agents = static_cast<long>(g.index.size());
+    const int slot = family_slot++;
+    if (n_agents == 0) return;
+    const bool pathwise = uses_pathwise<F>(p.estimator);
+    const long chunks = chunk_count(n_agents);
+    double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
+    double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
+    bool family_finite = true;
+#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) reduction(&& : family_finite)
+    for (long c = 0; c < chunks; ++c) {
+      float* r = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
+      float* dv = r + BS;
+      double* Ac = pa + c * BS;
+      double* Gc = pg + c * BH;
+      std::fill(Ac, Ac + BS, 0.0);
+      std::fill(Gc, Gc + BH, 0.0);
+      for (long i = chunk_begin(n_agents, c); i < chunk_begin(n_agents, c + 1); ++i) {
+        const auto& prm = g.params[static_cast<size_t>(i)];
+        const long n = g.index[static_cast<size_t>(i)];
+        double sum = 0.0;
+        for (int b = 0; b < B; ++b) {
+          const float* yb = y + static_cast<long>(b) * H;
+          const float* yh = yhat + static_cast<long>(b) * S * H;
+          for (int s = 0; s < S; ++s) {
+            r[b * S + s] = F::template regret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b]);
+            sum += r[b * S + s];
+          }
+          if constexpr (F::differentiable) {
+            if (pathwise) {
+              std::fill(dv + b * H, dv + (b + 1) * H, 0.0f);
+              for (int s = 0; s < S; ++s)
+                F::template add_dregret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b],
+                                               1.0f, dv + b * H);
+            }
+          }
+        }
+        const double rh = sum * inv_bs;
+        rhat[static_cast<size_t>(n)] = rh;
+        const double rb = rho * rbar_old[static_cast<size_t>(n)] + (1 - rho) * rh;
+        const double u = agent_weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref, q);
+        if (!std::isfinite(u)) {
+          family_finite = false;
+          continue;
+        }
+        if (u == 0.0) continue;
+        if (pathwise) {
+          for (long j = 0; j < BH; ++j) Gc[j] += u * inv_bs * dv[j];
+          continue;
+        }
+        for (int b = 0; b < B; ++b) {
+          double total = 0.0;
+          for (int s = 0; s < S; ++s) total += r[b * S + s];
+          for (int s = 0; s < S; ++s) {
+            const double base = antithetic ? 0.0 : (total - r[b * S + s]) / (S - 1);
+            Ac[b * S + s] += u * (r[b * S + s] - base);
+          }
+        }
+      }
+    }
+    finite = finite && family_finite;
+    for (long c = 0; c < chunks; ++c) {
+      for (long j = 0; j < BS; ++j) A[static_cast<size_t>(j)] += pa[c * BS + j];
+      for (long j = 0; j < BH; ++j) G[static_cast<size_t>(j)] += pg[c * BH + j];
+    }
+  });
+  return finite;
+}
+
 StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   const Problem& p = problem_;
   const Dataset& d = *p.data;
@@ -239,28 +341,29 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
       shortcuts_.prepare(B, yhat_.data(), ybatch_.data(), tbatch_.data(), thread_count());
       shortcuts_.mean_regrets(rhat_, thread_count());
     }
-    mean_regrets(B, rhat_);
+    const bool started = !state_.rbar.empty();
+    const double* w = weight_.data();
+    const double W = total_weight_;
+    // In the steady state the fast path fuses passes 1 and 2 (see fused_general).
+    const double mref = started && p.shortcuts ? power_mean(state_.rbar.data(), w, N, p.q) : 0.0;
+    bool fused = mref > 0 && std::isfinite(mref) && fused_general(B, mref, rhat_, A_fused_, G_fused_);
+    if (!fused) mean_regrets(B, rhat_);
     times_.regrets += seconds_since(t0);
 
     // Smoothed regrets, power means and agent weights.
     t0 = Clock::now();
-    const Population& pop = *p.population;
-    const bool started = !state_.rbar.empty();
-    std::vector<double> w(static_cast<size_t>(N));
-    const double W = pop.total_weight();
     for (long n = 0; n < N; ++n) {
-      w[static_cast<size_t>(n)] = pop.agents[static_cast<size_t>(n)].weight;
       rbar_new_[static_cast<size_t>(n)] =
           started ? p.rho * state_.rbar[static_cast<size_t>(n)] + (1 - p.rho) * rhat_[static_cast<size_t>(n)]
                   : rhat_[static_cast<size_t>(n)];
     }
-    Mbar = power_mean(rbar_new_.data(), w.data(), N, p.q);
-    st.power_mean = power_mean(rhat_.data(), w.data(), N, p.q);
+    Mbar = power_mean(rbar_new_.data(), w, N, p.q);
+    st.power_mean = power_mean(rhat_.data(), w, N, p.q);
     st.smoothed_power_mean = Mbar;
     double sum = 0.0, mx = 0.0;
     for (long n = 0; n < N; ++n) {
       omega_[static_cast<size_t>(n)] =
-          agent_weight(rbar_new_[static_cast<size_t>(n)], w[static_cast<size_t>(n)] / W, Mbar, p.q);
+          agent_weight(rbar_new_[static_cast<size_t>(n)], w[n] / W, Mbar, p.q);
       sum += rhat_[static_cast<size_t>(n)];
       mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
     }
@@ -268,7 +371,15 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     st.max_regret = mx;
 
     // Pass 2: advantages and pathwise terms.
-    advantages(B, omega_, A_, G_);
+    const double rescale = p.q == 0.0 || !fused ? 1.0 : std::pow(mref / Mbar, p.q);
+    if (fused && std::isfinite(rescale)) {
+      for (long i = 0; i < static_cast<long>(B) * S; ++i)
+        A_[static_cast<size_t>(i)] = rescale * A_fused_[static_cast<size_t>(i)];
+      for (long i = 0; i < static_cast<long>(B) * H; ++i)
+        G_[static_cast<size_t>(i)] = rescale * G_fused_[static_cast<size_t>(i)];
+    } else {
+      advantages(B, omega_, A_, G_);
+    }
     if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
     // g_b = (1 - beta) / Mbar * [score term + pathwise term]
     const double coef = Mbar > 0 ? (1.0 - spec.beta) / Mbar : 0.0;

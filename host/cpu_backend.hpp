@@ -34,6 +34,10 @@ class CpuBackend final : public Backend {
   // Pass 2: advantages A (B x S) and pathwise gradient G (B x H) under weights omega.
   void advantages(int B, const std::vector<double>& omega, std::vector<double>& A,
                   std::vector<double>& G);
+  // Passes 1 and 2 fused for the general-path agents (steady state, shortcuts on): returns
+  // false, having changed nothing the caller uses, when a provisional weight overflows.
+  bool fused_general(int B, double mref, std::vector<double>& rhat, std::vector<double>& A,
+                     std::vector<double>& G);
 
   int threads_;
   FamilyGroups all_groups_;  // every agent (evaluation)
@@ -45,6 +49,10 @@ class CpuBackend final : public Backend {
   std::vector<float> mu_, pre_, yhat_, eps_, ybatch_;
   std::vector<long> tbatch_;
   std::vector<double> rhat_, rbar_new_, omega_, A_, G_, g_, partial_A_, partial_G_;
+  std::vector<double> weight_;            // w_n in population order
+  double total_weight_ = 1.0;             // W
+  std::vector<double> A_fused_, G_fused_;  // provisional sums of fused_general
+  std::vector<float> scratch_;             // per thread: regrets B x S, derivatives B x H
   std::vector<double> grad_acc_;
   std::vector<float> grad_;
 };

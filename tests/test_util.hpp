@@ -33,7 +33,8 @@ template <class A, class B>
   for (size_t i = 0; i < got.size(); ++i) {
     const double g = double(got[i]), r = double(ref[i]);
     const double budget = atol + rtol * std::abs(r);
-    const double used = std::isfinite(g) ? std::abs(g - r) / budget : INFINITY;
+    const double diff = std::abs(g - r);
+    const double used = !std::isfinite(g) ? INFINITY : diff == 0.0 ? 0.0 : diff / budget;
     if (used > worst || std::isnan(used)) {
       worst = std::isnan(used) ? INFINITY : used;
       worst_i = i;
