@@ -3,6 +3,7 @@
 #include "eqpm/backend.hpp"
 
 #include <chrono>
+#include <cmath>
 
 #include "cpu_backend.hpp"
 #include "eqpm/error.hpp"
@@ -39,6 +40,16 @@ void Backend::set_state(const BackendState& s) {
     throw Error("Backend::set_state: parameter count does not match the model");
   if (!s.rbar.empty() && static_cast<long>(s.rbar.size()) != problem_.population->size())
     throw Error("Backend::set_state: smoothed regrets do not match the population size");
+  // A non-finite parameter can hide behind a saturated activation and survive every later
+  // step's guard, so a state is checked before it is taken.
+  auto finite = [](const auto& v) {
+    for (const auto x : v)
+      if (!std::isfinite(x)) return false;
+    return true;
+  };
+  if (!finite(s.params) || !finite(s.adam_m) || !finite(s.adam_v) || !finite(s.rbar) ||
+      !std::isfinite(s.msebar))
+    throw Error("Backend::set_state: the state holds a NaN or infinite value");
   set_state_impl(s);
 }
 

@@ -416,11 +416,14 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     mlp_backward<double>(L, state_.params.data(), x.data(), pre.data(), gb, grad_acc_.data());
   }
   double norm2 = 0.0;
+  bool grad_finite = true;
   for (long i = 0; i < P; ++i) {
     grad_[static_cast<size_t>(i)] = static_cast<float>(grad_acc_[static_cast<size_t>(i)]);
+    grad_finite = grad_finite && std::isfinite(grad_[static_cast<size_t>(i)]);
     norm2 += grad_acc_[static_cast<size_t>(i)] * grad_acc_[static_cast<size_t>(i)];
   }
-  st.grad_norm = std::sqrt(norm2);
+  // A gradient beyond float range counts as non-finite even when its double norm is not.
+  st.grad_norm = grad_finite ? std::sqrt(norm2) : INFINITY;
   times_.backward += seconds_since(t0);
 
   if (trace) {

@@ -177,45 +177,40 @@ TEST(CpuBackend, ResultsDoNotDependOnTheThreadCount) {
   RunConfig score = small_config();
   score.estimator = Estimator::score;
   score.antithetic = false;  // the leave-one-out path
-  for (const RunConfig& cfg : {small_config(), score}) {
-    std::vector<StepStats> s1, s2, s3;
-    std::vector<StepTrace> t1, t2, t3;
-    BackendState b1, b2, b3;
-    EvalResult e1, e2, e3;
-    std::vector<float> p1, p2, p3;
+  RunConfig even = small_config();
+  even.q = 0.0;  // at q = 4 the largest regrets dominate and hide the others' rounding
+  for (const RunConfig& cfg : {small_config(), score, even}) {
+    std::vector<StepStats> s1, s2;
+    std::vector<StepTrace> t1, t2;
+    BackendState b1, b2;
+    EvalResult e1, e2;
+    std::vector<float> p1, p2;
     run_steps(cfg, 1, &s1, &t1, &b1, &e1, &p1);
     run_steps(cfg, 2, &s2, &t2, &b2, &e2, &p2);
-    run_steps(cfg, 3, &s3, &t3, &b3, &e3, &p3);
-    for (auto* other : {&s2, &s3}) {
-      for (size_t k = 0; k < s1.size(); ++k) {
-        const StepStats &a = s1[k], &b = (*other)[k];
-        EXPECT_TRUE(a.finite && b.finite);
-        for (auto [x, y] : {std::pair{a.loss, b.loss}, std::pair{a.power_mean, b.power_mean},
-                            std::pair{a.smoothed_power_mean, b.smoothed_power_mean},
-                            std::pair{a.mean_regret, b.mean_regret}, std::pair{a.max_regret, b.max_regret},
-                            std::pair{a.mse, b.mse}, std::pair{a.grad_norm, b.grad_norm}})
-          EXPECT_TRUE(bitwise_equal(x, y)) << "step " << k << ": " << x << " vs " << y;
-      }
+    for (size_t k = 0; k < s1.size(); ++k) {
+      const StepStats &a = s1[k], &b = s2[k];
+      EXPECT_TRUE(a.finite && b.finite);
+      for (auto [x, y] : {std::pair{a.loss, b.loss}, std::pair{a.power_mean, b.power_mean},
+                          std::pair{a.smoothed_power_mean, b.smoothed_power_mean},
+                          std::pair{a.mean_regret, b.mean_regret}, std::pair{a.max_regret, b.max_regret},
+                          std::pair{a.mse, b.mse}, std::pair{a.grad_norm, b.grad_norm}})
+        EXPECT_TRUE(bitwise_equal(x, y)) << "step " << k << ": " << x << " vs " << y;
     }
-    for (auto* other : {&t2, &t3})
-      for (size_t k = 0; k < t1.size(); ++k) {
-        const StepTrace &a = t1[k], &b = (*other)[k];
-        EXPECT_TRUE(bitwise_equal(a.mu, b.mu)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.eps, b.eps)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.rhat, b.rhat)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.rbar, b.rbar)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.omega, b.omega)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.advantage, b.advantage)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.g, b.g)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(a.grad, b.grad)) << "step " << k;
-      }
+    for (size_t k = 0; k < t1.size(); ++k) {
+      const StepTrace &a = t1[k], &b = t2[k];
+      EXPECT_TRUE(bitwise_equal(a.mu, b.mu)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.eps, b.eps)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.rhat, b.rhat)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.rbar, b.rbar)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.omega, b.omega)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.advantage, b.advantage)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.g, b.g)) << "step " << k;
+      EXPECT_TRUE(bitwise_equal(a.grad, b.grad)) << "step " << k;
+    }
     expect_same_state(b1, b2, "2 threads");
-    expect_same_state(b1, b3, "3 threads");
     EXPECT_TRUE(bitwise_equal(e1.regret, e2.regret));
-    EXPECT_TRUE(bitwise_equal(e1.regret, e3.regret));
-    EXPECT_TRUE(bitwise_equal(e1.mse, e2.mse) && bitwise_equal(e1.mae, e3.mae));
+    EXPECT_TRUE(bitwise_equal(e1.mse, e2.mse) && bitwise_equal(e1.mae, e2.mae));
     EXPECT_TRUE(bitwise_equal(p1, p2));
-    EXPECT_TRUE(bitwise_equal(p1, p3));
     // The run did something: the trace of an equitable step is complete.
     ASSERT_EQ(t1.size(), 5u);
     EXPECT_EQ(t1[4].rhat.size(), static_cast<size_t>(cfg.agents));
@@ -225,165 +220,192 @@ TEST(CpuBackend, ResultsDoNotDependOnTheThreadCount) {
 
 // ------------------------------------------------------------------ one step by hand
 
-// Regrets are recomputed here in double from the backend's float samples; the backend
-// evaluates them in float (general path) or double (shortcuts), hence float tolerances.
-TEST(CpuBackend, EquitableStepMatchesTheFormulasOfDesign52) {
-  for (bool shortcuts : {true, false})
-  for (bool antithetic : {true, false})
-    for (Estimator est : {Estimator::automatic, Estimator::score}) {
-      RunConfig cfg = small_config();
-      cfg.antithetic = antithetic;
-      cfg.estimator = est;
-      cfg.agents = 60;
-      cfg.batch = 5;
-      auto f = make_fixture(cfg, 1, shortcuts);
-      const Problem& P = f->problem;
-      const Dataset& d = f->in.data;
-      const Population& pop = f->in.population;
-      const RegretContext ctx = context_of(P);
-      const int B = 5, S = cfg.samples, H = cfg.horizon;
-      const long N = pop.size();
-      StepSpec spec;
-      spec.step = 17;
-      spec.rows = {0, 40, 41, 300, d.fit_rows - 1};
-      spec.beta = 0.3;
-      spec.lr = 1e-3;
-      StepTrace t;
-      const StepStats st = f->backend->step(spec, &t);
-      ASSERT_TRUE(st.finite);
-      const std::string what = std::string("shortcuts=") + (shortcuts ? "1" : "0") +
-                               " antithetic=" + (antithetic ? "1" : "0") +
-                               " estimator=" + (est == Estimator::score ? "score" : "auto");
+// One step of the backend against 5.2/5.3 written out here. Regrets are recomputed in
+// double from the backend's float samples; the backend evaluates them in float (general
+// path) or double (shortcuts), hence float tolerances. Works for the first step (no
+// smoothing yet) and later ones (Rbar and MSEbar smoothed with rho).
+void check_step_formulas(Fixture& f, const StepSpec& spec, const std::string& what) {
+  const RunConfig& cfg = f.cfg;
+  const Problem& P = f.problem;
+  const Dataset& d = f.in.data;
+  const Population& pop = f.in.population;
+  const RegretContext ctx = context_of(P);
+  const int B = static_cast<int>(spec.rows.size()), S = cfg.samples, H = cfg.horizon;
+  const long N = pop.size();
+  const bool antithetic = cfg.antithetic;
+  const Estimator est = cfg.estimator;
+  const BackendState before = f.backend->state();
+  StepTrace t;
+  const StepStats st = f.backend->step(spec, &t);
+  ASSERT_TRUE(st.finite) << what;
 
-      // Forward pass (on the initial parameters) and perturbations.
-      const std::vector<float> p0 = init_mlp_parameters(P.layout, P.seed);
-      for (int b = 0; b < B; ++b) {
-        std::vector<float> pre(static_cast<size_t>(P.layout.activation_count())), mu(static_cast<size_t>(H));
-        mlp_forward<float>(P.layout, p0.data(), d.x_row(spec.rows[static_cast<size_t>(b)]), pre.data(), mu.data());
-        for (int h = 0; h < H; ++h) ASSERT_EQ(t.mu[static_cast<size_t>(b * H + h)], mu[static_cast<size_t>(h)]) << what;
+  // Forward pass on the parameters before the step, and the perturbations.
+  for (int b = 0; b < B; ++b) {
+    std::vector<float> pre(static_cast<size_t>(P.layout.activation_count())), mu(static_cast<size_t>(H));
+    mlp_forward<float>(P.layout, before.params.data(), d.x_row(spec.rows[static_cast<size_t>(b)]), pre.data(), mu.data());
+    for (int h = 0; h < H; ++h) ASSERT_EQ(t.mu[static_cast<size_t>(b * H + h)], mu[static_cast<size_t>(h)]) << what;
+  }
+  ASSERT_EQ(t.eps.size(), static_cast<size_t>(B * S * H));
+  std::vector<float> yhat(t.eps.size());
+  for (int b = 0; b < B; ++b)
+    for (int s = 0; s < S; ++s) {
+      float e[kMaxHorizon];
+      perturbation(P.seed, spec.step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
+                   antithetic, e);
+      for (int h = 0; h < H; ++h) {
+        const size_t i = static_cast<size_t>((b * S + s) * H + h);
+        ASSERT_EQ(t.eps[i], e[h]) << what;
+        yhat[i] = t.mu[static_cast<size_t>(b * H + h)] + P.sigma * e[h];
       }
-      ASSERT_EQ(t.eps.size(), static_cast<size_t>(B * S * H));
-      std::vector<float> yhat(t.eps.size());
-      for (int b = 0; b < B; ++b)
-        for (int s = 0; s < S; ++s) {
-          float e[kMaxHorizon];
-          perturbation(P.seed, spec.step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
-                       antithetic, e);
-          for (int h = 0; h < H; ++h) {
-            const size_t i = static_cast<size_t>((b * S + s) * H + h);
-            ASSERT_EQ(t.eps[i], e[h]) << what;
-            yhat[i] = t.mu[static_cast<size_t>(b * H + h)] + P.sigma * e[h];
-          }
-        }
-
-      // Regrets, their means, weights.
-      std::vector<double> r(static_cast<size_t>(N * B * S)), rhat(static_cast<size_t>(N), 0.0);
-      std::vector<double> scale(r.size());
-      for (long n = 0; n < N; ++n)
-        for (int b = 0; b < B; ++b)
-          for (int s = 0; s < S; ++s) {
-            const long row = spec.rows[static_cast<size_t>(b)];
-            const std::vector<double> v(yhat.begin() + (b * S + s) * H, yhat.begin() + (b * S + s + 1) * H);
-            const std::vector<double> y(d.y_row(row), d.y_row(row) + H);
-            const double x = agent_regret<double>(pop.agents[static_cast<size_t>(n)], v.data(), y.data(),
-                                                  ctx, d.t[static_cast<size_t>(row)]);
-            r[static_cast<size_t>((n * B + b) * S + s)] = x;
-            scale[static_cast<size_t>((n * B + b) * S + s)] =
-                cost_scale(pop.agents[static_cast<size_t>(n)], v.data(), y.data(), ctx, d.t[static_cast<size_t>(row)], H);
-            rhat[static_cast<size_t>(n)] += x / (B * S);
-          }
-      ASSERT_EQ(t.rhat.size(), static_cast<size_t>(N));
-      const double rmax = *std::max_element(rhat.begin(), rhat.end());
-      EXPECT_ALL_CLOSE(t.rhat, rhat, 1e-6 * rmax, 1e-5) << what;
-      EXPECT_TRUE(bitwise_equal(t.rbar, t.rhat)) << what << ": the first step is not smoothed";
-      std::vector<double> w(static_cast<size_t>(N));
-      for (long n = 0; n < N; ++n) w[static_cast<size_t>(n)] = pop.agents[static_cast<size_t>(n)].weight;
-      const double W = pop.total_weight();
-      const double Mbar = power_mean(rhat.data(), w.data(), N, cfg.q);
-      EXPECT_NEAR(st.smoothed_power_mean, Mbar, 1e-5 * Mbar) << what;
-      std::vector<double> omega(static_cast<size_t>(N));
-      for (long n = 0; n < N; ++n)
-        omega[static_cast<size_t>(n)] =
-            w[static_cast<size_t>(n)] / W * std::pow(rhat[static_cast<size_t>(n)] / Mbar, cfg.q);
-      EXPECT_ALL_CLOSE(t.omega, omega, 1e-9, 1e-4) << what;
-      // Exactly the 5.2 weights of the backend's own Rbar.
-      for (long n = 0; n < N; ++n)
-        ASSERT_EQ(t.omega[static_cast<size_t>(n)],
-                  agent_weight(t.rbar[static_cast<size_t>(n)], w[static_cast<size_t>(n)] / W,
-                               st.smoothed_power_mean, cfg.q)) << what;
-
-      // Advantages of the score-function agents, pathwise terms of the others.
-      std::vector<double> A(static_cast<size_t>(B * S), 0.0), Aabs(A.size(), 0.0);
-      std::vector<double> G(static_cast<size_t>(B * H), 0.0);
-      for (long n = 0; n < N; ++n) {
-        const Agent& a = pop.agents[static_cast<size_t>(n)];
-        const double om = omega[static_cast<size_t>(n)];
-        const bool pathwise = a.family != Family::ev_charging && est != Estimator::score;
-        for (int b = 0; b < B; ++b) {
-          const long row = spec.rows[static_cast<size_t>(b)];
-          if (pathwise) {
-            for (int s = 0; s < S; ++s) {
-              double dv[kMaxHorizon] = {};
-              std::vector<double> v(yhat.begin() + (b * S + s) * H, yhat.begin() + (b * S + s + 1) * H);
-              std::vector<double> y(d.y_row(row), d.y_row(row) + H);
-              ASSERT_TRUE(agent_dregret<double>(a, v.data(), y.data(), ctx, d.t[static_cast<size_t>(row)], 1.0, dv));
-              for (int h = 0; h < H; ++h) G[static_cast<size_t>(b * H + h)] += om * dv[h] / (B * S);
-            }
-            continue;
-          }
-          double total = 0.0;
-          for (int s = 0; s < S; ++s) total += r[static_cast<size_t>((n * B + b) * S + s)];
-          for (int s = 0; s < S; ++s) {
-            const double rs = r[static_cast<size_t>((n * B + b) * S + s)];
-            const double base = antithetic ? 0.0 : (total - rs) / (S - 1);
-            A[static_cast<size_t>(b * S + s)] += om * (rs - base);
-            Aabs[static_cast<size_t>(b * S + s)] +=
-                om * (std::abs(rs) + std::abs(base) + 0.1 * scale[static_cast<size_t>((n * B + b) * S + s)]);
-          }
-        }
-      }
-      ASSERT_EQ(t.advantage.size(), A.size());
-      for (size_t i = 0; i < A.size(); ++i)
-        EXPECT_NEAR(t.advantage[i], A[i], 1e-5 * Aabs[i] + 1e-300) << what << " advantage " << i;
-
-      // g = (1 - beta) / Mbar (score + pathwise) + beta 2 (mu - y) / (B H MSEbar).
-      double mse = 0.0;
-      for (int b = 0; b < B; ++b)
-        for (int h = 0; h < H; ++h) {
-          const double e = double(t.mu[static_cast<size_t>(b * H + h)]) - d.y_row(spec.rows[static_cast<size_t>(b)])[h];
-          mse += e * e / (B * H);
-        }
-      EXPECT_NEAR(st.mse, mse, 1e-12 * mse) << what;
-      std::vector<double> g(static_cast<size_t>(B * H));
-      double gmax = 0.0;
-      for (int b = 0; b < B; ++b)
-        for (int h = 0; h < H; ++h) {
-          double score = 0.0;
-          for (int s = 0; s < S; ++s)
-            score += A[static_cast<size_t>(b * S + s)] * t.eps[static_cast<size_t>((b * S + s) * H + h)];
-          const double acc = double(t.mu[static_cast<size_t>(b * H + h)]) - d.y_row(spec.rows[static_cast<size_t>(b)])[h];
-          g[static_cast<size_t>(b * H + h)] =
-              (1 - spec.beta) / Mbar * (score / (B * S * double(P.sigma)) + G[static_cast<size_t>(b * H + h)]) +
-              spec.beta * 2.0 * acc / (B * H * mse);
-          gmax = std::max(gmax, std::abs(g[static_cast<size_t>(b * H + h)]));
-        }
-      EXPECT_ALL_CLOSE(t.g, g, 1e-5 * gmax, 1e-4) << what;
-      EXPECT_NEAR(st.loss, (1 - spec.beta) * st.power_mean / st.smoothed_power_mean + spec.beta, 1e-12) << what;
-
-      // Back-propagation of g through the model.
-      std::vector<double> grad(static_cast<size_t>(P.layout.parameter_count), 0.0);
-      for (int b = 0; b < B; ++b) {
-        const float* xr = d.x_row(spec.rows[static_cast<size_t>(b)]);
-        std::vector<float> pre(static_cast<size_t>(P.layout.activation_count())), mu(static_cast<size_t>(H));
-        mlp_forward<float>(P.layout, p0.data(), xr, pre.data(), mu.data());
-        std::vector<double> xd(xr, xr + P.layout.input_dim()), pred(pre.begin(), pre.end());
-        mlp_backward<double>(P.layout, p0.data(), xd.data(), pred.data(), t.g.data() + b * H, grad.data());
-      }
-      double gnorm = 0.0;
-      for (double x : grad) gnorm += x * x;
-      EXPECT_ALL_CLOSE(t.grad, grad, 1e-6 * std::sqrt(gnorm), 1e-5) << what;
-      EXPECT_NEAR(st.grad_norm, std::sqrt(gnorm), 1e-9 * std::sqrt(gnorm)) << what;
     }
+
+  // Regrets and their means.
+  std::vector<double> r(static_cast<size_t>(N * B * S)), rhat(static_cast<size_t>(N), 0.0);
+  std::vector<double> scale(r.size());
+  for (long n = 0; n < N; ++n)
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < S; ++s) {
+        const long row = spec.rows[static_cast<size_t>(b)];
+        const std::vector<double> v(yhat.begin() + (b * S + s) * H, yhat.begin() + (b * S + s + 1) * H);
+        const std::vector<double> y(d.y_row(row), d.y_row(row) + H);
+        const Agent& a = pop.agents[static_cast<size_t>(n)];
+        const long tb = d.t[static_cast<size_t>(row)];
+        const size_t i = static_cast<size_t>((n * B + b) * S + s);
+        r[i] = agent_regret<double>(a, v.data(), y.data(), ctx, tb);
+        scale[i] = cost_scale(a, v.data(), y.data(), ctx, tb, H);
+        rhat[static_cast<size_t>(n)] += r[i] / (B * S);
+      }
+  ASSERT_EQ(t.rhat.size(), static_cast<size_t>(N)) << what;
+  const double rmax = *std::max_element(rhat.begin(), rhat.end());
+  EXPECT_ALL_CLOSE(t.rhat, rhat, 1e-6 * rmax, 1e-5) << what;
+
+  // Smoothing (exact, from the backend's own Rhat), then weights.
+  const bool started = !before.rbar.empty();
+  std::vector<double> rbar(static_cast<size_t>(N));
+  for (long n = 0; n < N; ++n) {
+    const size_t i = static_cast<size_t>(n);
+    ASSERT_EQ(t.rbar[i], started ? P.rho * before.rbar[i] + (1 - P.rho) * t.rhat[i] : t.rhat[i]) << what;
+    rbar[i] = started ? P.rho * before.rbar[i] + (1 - P.rho) * rhat[i] : rhat[i];
+  }
+  EXPECT_TRUE(bitwise_equal(f.backend->state().rbar, t.rbar)) << what;
+  std::vector<double> w(static_cast<size_t>(N));
+  for (long n = 0; n < N; ++n) w[static_cast<size_t>(n)] = pop.agents[static_cast<size_t>(n)].weight;
+  const double W = pop.total_weight();
+  const double Mbar = power_mean(rbar.data(), w.data(), N, cfg.q);
+  EXPECT_NEAR(st.smoothed_power_mean, Mbar, 1e-5 * Mbar) << what;
+  EXPECT_NEAR(st.power_mean, power_mean(rhat.data(), w.data(), N, cfg.q), 1e-5 * Mbar) << what;
+  std::vector<double> omega(static_cast<size_t>(N));
+  for (long n = 0; n < N; ++n)
+    omega[static_cast<size_t>(n)] =
+        w[static_cast<size_t>(n)] / W * std::pow(rbar[static_cast<size_t>(n)] / Mbar, cfg.q);
+  EXPECT_ALL_CLOSE(t.omega, omega, 1e-9, 1e-4) << what;
+  for (long n = 0; n < N; ++n)  // exactly the weights of the backend's own Rbar
+    EXPECT_NEAR(t.omega[static_cast<size_t>(n)],
+                agent_weight(t.rbar[static_cast<size_t>(n)], w[static_cast<size_t>(n)] / W,
+                             st.smoothed_power_mean, cfg.q),
+                1e-13 * t.omega[static_cast<size_t>(n)]) << what;
+
+  // Advantages of the score-function agents, pathwise terms of the others.
+  std::vector<double> A(static_cast<size_t>(B * S), 0.0), Aabs(A.size(), 0.0);
+  std::vector<double> G(static_cast<size_t>(B * H), 0.0);
+  for (long n = 0; n < N; ++n) {
+    const Agent& a = pop.agents[static_cast<size_t>(n)];
+    const double om = omega[static_cast<size_t>(n)];
+    const bool pathwise = a.family != Family::ev_charging && est != Estimator::score;
+    for (int b = 0; b < B; ++b) {
+      const long row = spec.rows[static_cast<size_t>(b)];
+      if (pathwise) {
+        for (int s = 0; s < S; ++s) {
+          double dv[kMaxHorizon] = {};
+          std::vector<double> v(yhat.begin() + (b * S + s) * H, yhat.begin() + (b * S + s + 1) * H);
+          std::vector<double> y(d.y_row(row), d.y_row(row) + H);
+          ASSERT_TRUE(agent_dregret<double>(a, v.data(), y.data(), ctx, d.t[static_cast<size_t>(row)], 1.0, dv));
+          for (int h = 0; h < H; ++h) G[static_cast<size_t>(b * H + h)] += om * dv[h] / (B * S);
+        }
+        continue;
+      }
+      double total = 0.0;
+      for (int s = 0; s < S; ++s) total += r[static_cast<size_t>((n * B + b) * S + s)];
+      for (int s = 0; s < S; ++s) {
+        const size_t i = static_cast<size_t>((n * B + b) * S + s);
+        const double base = antithetic ? 0.0 : (total - r[i]) / (S - 1);
+        A[static_cast<size_t>(b * S + s)] += om * (r[i] - base);
+        Aabs[static_cast<size_t>(b * S + s)] += om * (std::abs(r[i]) + std::abs(base) + 0.1 * scale[i]);
+      }
+    }
+  }
+  ASSERT_EQ(t.advantage.size(), A.size()) << what;
+  for (size_t i = 0; i < A.size(); ++i)
+    EXPECT_NEAR(t.advantage[i], A[i], 1e-5 * Aabs[i] + 1e-300) << what << " advantage " << i;
+
+  // g = (1 - beta) / Mbar (score + pathwise) + beta 2 (mu - y) / (B H MSEbar).
+  double mse = 0.0;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      const double e = double(t.mu[static_cast<size_t>(b * H + h)]) - d.y_row(spec.rows[static_cast<size_t>(b)])[h];
+      mse += e * e / (B * H);
+    }
+  EXPECT_NEAR(st.mse, mse, 1e-12 * mse) << what;
+  const double msebar = before.msebar > 0 ? P.rho * before.msebar + (1 - P.rho) * st.mse : st.mse;
+  EXPECT_DOUBLE_EQ(f.backend->state().msebar, msebar) << what;
+  std::vector<double> g(static_cast<size_t>(B * H));
+  double gmax = 0.0;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      double score = 0.0;
+      for (int s = 0; s < S; ++s)
+        score += A[static_cast<size_t>(b * S + s)] * t.eps[static_cast<size_t>((b * S + s) * H + h)];
+      const double acc = double(t.mu[static_cast<size_t>(b * H + h)]) - d.y_row(spec.rows[static_cast<size_t>(b)])[h];
+      g[static_cast<size_t>(b * H + h)] =
+          (1 - spec.beta) / Mbar * (score / (B * S * double(P.sigma)) + G[static_cast<size_t>(b * H + h)]) +
+          spec.beta * 2.0 * acc / (B * H * msebar);
+      gmax = std::max(gmax, std::abs(g[static_cast<size_t>(b * H + h)]));
+    }
+  EXPECT_ALL_CLOSE(t.g, g, 1e-5 * gmax, 1e-4) << what;
+  EXPECT_NEAR(st.loss, (1 - spec.beta) * st.power_mean / st.smoothed_power_mean + spec.beta * st.mse / msebar,
+              1e-12) << what;
+
+  // Back-propagation of g through the model.
+  std::vector<double> grad(static_cast<size_t>(P.layout.parameter_count), 0.0);
+  for (int b = 0; b < B; ++b) {
+    const float* xr = d.x_row(spec.rows[static_cast<size_t>(b)]);
+    std::vector<float> pre(static_cast<size_t>(P.layout.activation_count())), mu(static_cast<size_t>(H));
+    mlp_forward<float>(P.layout, before.params.data(), xr, pre.data(), mu.data());
+    std::vector<double> xd(xr, xr + P.layout.input_dim()), pred(pre.begin(), pre.end());
+    mlp_backward<double>(P.layout, before.params.data(), xd.data(), pred.data(), t.g.data() + b * H, grad.data());
+  }
+  double gnorm = 0.0;
+  for (double x : grad) gnorm += x * x;
+  EXPECT_ALL_CLOSE(t.grad, grad, 1e-6 * std::sqrt(gnorm), 1e-5) << what;
+  EXPECT_NEAR(st.grad_norm, std::sqrt(gnorm), 1e-9 * std::sqrt(gnorm)) << what;
+}
+
+TEST(CpuBackend, EquitableStepMatchesTheFormulasOfDesign52) {
+  for (double q : {0.0, 4.0})
+    for (bool shortcuts : {true, false})
+      for (bool antithetic : {true, false})
+        for (Estimator est : {Estimator::automatic, Estimator::score}) {
+          RunConfig cfg = small_config();
+          cfg.q = q;  // at q = 4 a few agents dominate the weights; q = 0 weighs all alike
+          cfg.antithetic = antithetic;
+          cfg.estimator = est;
+          cfg.agents = 60;
+          cfg.batch = 5;
+          auto f = make_fixture(cfg, 1, shortcuts);
+          const std::string what = "q=" + std::to_string(q) + " shortcuts=" + (shortcuts ? "1" : "0") +
+                                   " antithetic=" + (antithetic ? "1" : "0") +
+                                   " estimator=" + (est == Estimator::score ? "score" : "auto");
+          StepSpec spec;
+          spec.rows = {0, 40, 41, 300, f->in.data.fit_rows - 1};
+          spec.beta = 0.3;
+          spec.lr = 1e-3;
+          // The first step (nothing smoothed yet), then two in the steady state.
+          for (std::uint32_t k : {17u, 18u, 19u}) {
+            spec.step = k;
+            check_step_formulas(*f, spec, what + " step " + std::to_string(k));
+            spec.rows = {k * 11L, k * 13L, 5, 6, 7};
+          }
+        }
 }
 
 TEST(CpuBackend, ShortcutsEqualTheGeneralPath) {
@@ -402,7 +424,7 @@ TEST(CpuBackend, ShortcutsEqualTheGeneralPath) {
           const std::string what = std::string(mix) + " window_min=" + std::to_string(window_min) +
                                    " antithetic=" + (antithetic ? "1" : "0") +
                                    " estimator=" + (est == Estimator::score ? "score" : "auto");
-          auto fast = make_fixture(cfg, 2, true), ref = make_fixture(cfg, 2, false);
+          auto fast = make_fixture(cfg, 1, true), ref = make_fixture(cfg, 1, false);
           SplitMix64 rng(6);
           for (std::uint32_t k = 0; k < 3; ++k) {
             StepSpec spec;
@@ -454,6 +476,9 @@ TEST(CpuBackend, SmoothingOfRegretsAndMseAcrossSteps) {
   for (size_t n = 0; n < t2.rbar.size(); ++n)
     EXPECT_DOUBLE_EQ(t2.rbar[n], 0.75 * t1.rhat[n] + 0.25 * t2.rhat[n]) << n;
   EXPECT_NEAR(s2.smoothed_power_mean, power_mean(t2.rbar.data(), nullptr, 40, cfg.q), 1e-14);
+  // The weights follow the smoothed regrets, not this minibatch's.
+  for (size_t n = 0; n < t2.rbar.size(); ++n)
+    EXPECT_EQ(t2.omega[n], agent_weight(t2.rbar[n], 1.0 / 40, s2.smoothed_power_mean, cfg.q)) << n;
   EXPECT_DOUBLE_EQ(f->backend->state().msebar, 0.75 * s1.mse + 0.25 * s2.mse);
   EXPECT_TRUE(bitwise_equal(f->backend->state().rbar, t2.rbar));
 }
@@ -606,21 +631,37 @@ TEST(CpuBackend, NonFiniteStepChangesNothing) {
   ASSERT_FALSE(good.rbar.empty());
   const long P = f->problem.layout.parameter_count;
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-  // NaN anywhere; +infinity in an output bias, where it reaches mu. (An infinite hidden
-  // weight can be absorbed by a saturating tanh, -infinity by the softplus, and give a
-  // finite step: not asserted.)
-  const std::vector<std::pair<float, long>> cases = {{nan, 0L}, {nan, P / 2}, {nan, P - 1}, {inf, P - 1}};
-  for (auto [bad, where] : cases)
-    for (double beta : {0.3, 1.0, 0.0}) {
+  // A state holding NaN or infinity is refused outright: an infinite hidden weight can be
+  // absorbed by a saturating activation and would slip past every later step's guard.
+  for (float bad : {nan, inf, -inf})
+    for (long where : {0L, P / 2, P - 1}) {
       BackendState poisoned = good;
       poisoned.params[static_cast<size_t>(where)] = bad;
-      f->backend->set_state(poisoned);
-      spec.step = 10;
-      spec.beta = beta;
-      const StepStats st = f->backend->step(spec);
-      EXPECT_FALSE(st.finite) << "value " << bad << " at " << where << " beta " << beta;
-      expect_same_state(f->backend->state(), poisoned, "after a non-finite step");
+      EXPECT_THROW(f->backend->set_state(poisoned), Error) << bad << " at " << where;
+      expect_same_state(f->backend->state(), good, "after refusing a poisoned state");
     }
+  // Finite but huge output-layer weights overflow the forward pass (mu = +inf): the step
+  // is non-finite, is skipped, and changes nothing.
+  for (double beta : {0.3, 1.0, 0.0}) {
+    BackendState huge = good;
+    const MlpLayout& L = f->problem.layout;
+    const int last = L.layers - 1;
+    // Hidden unit 0 of the last hidden layer saturates at +1 (zero weights, huge bias) ...
+    const int in = L.width[last - 1];
+    for (int i = 0; i < in; ++i) huge.params[static_cast<size_t>(L.weight_offset[last - 1] + i)] = 0.0f;
+    huge.params[static_cast<size_t>(L.bias_offset[last - 1])] = 3e38f;
+    // ... and feeds every output with weight 3e38 on top of a bias of 3e38: 6e38 = +inf.
+    for (int j = 0; j < L.width[last + 1]; ++j) {
+      huge.params[static_cast<size_t>(L.weight_offset[last] + static_cast<long>(j) * L.width[last])] = 3e38f;
+      huge.params[static_cast<size_t>(L.bias_offset[last] + j)] = 3e38f;
+    }
+    f->backend->set_state(huge);
+    spec.step = 10;
+    spec.beta = beta;
+    const StepStats st = f->backend->step(spec);
+    EXPECT_FALSE(st.finite) << "beta " << beta;
+    expect_same_state(f->backend->state(), huge, "after a non-finite step");
+  }
   // Restoring the good state, steps are finite again.
   f->backend->set_state(good);
   spec.beta = 0.3;
@@ -632,7 +673,7 @@ TEST(CpuBackend, NonFiniteStepChangesNothing) {
 TEST(CpuBackend, EvaluateEqualsAHandComputedLoop) {
   RunConfig cfg = small_config();
   cfg.agents = 90;
-  auto f = make_fixture(cfg, 2);
+  auto f = make_fixture(cfg, 1);
   // Move away from the initialisation a little so predictions are not trivial.
   SplitMix64 rng(2);
   for (std::uint32_t k = 0; k < 3; ++k) {
@@ -695,7 +736,7 @@ TEST(CpuBackend, TrainingReducesTheObjective) {
   // 50 warm-start steps of plain MSE, then 250 steps at `beta`, lr halved twice; returns
   // M_q of the per-agent regrets on the training rows before and after.
   auto train = [&](double beta) {
-    auto f = make_fixture(cfg, 2);
+    auto f = make_fixture(cfg, 1);
     const Dataset& d = f->in.data;
     std::vector<long> fit;
     for (long r = 0; r < d.fit_rows; ++r) fit.push_back(r);

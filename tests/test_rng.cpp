@@ -119,6 +119,8 @@ TEST(RngPerturbation, ComponentsAndNeighbouringCountersAreUncorrelated) {
   const long n = 100000;
   std::vector<float> e0(H), es(H), eb(H), et(H);
   double c01 = 0, c12 = 0, c34 = 0, c_s = 0, c_b = 0, c_t = 0;
+  // Squares too: two normals sharing a Box-Muller radius are uncorrelated but dependent.
+  double q01 = 0, q02 = 0, q13 = 0, q04 = 0;
   for (long i = 0; i < n; ++i) {
     const auto step = static_cast<std::uint32_t>(i / 100), b = static_cast<std::uint32_t>(i % 100);
     perturbation(5, step, b, 0, H, false, e0.data());
@@ -131,8 +133,15 @@ TEST(RngPerturbation, ComponentsAndNeighbouringCountersAreUncorrelated) {
     c_s += double(e0[5]) * es[5];
     c_b += double(e0[6]) * eb[6];
     c_t += double(e0[7]) * et[7];
+    auto sq = [&](int h) { return double(e0[static_cast<size_t>(h)]) * e0[static_cast<size_t>(h)]; };
+    q01 += sq(0) * sq(1) - 1.0;
+    q02 += sq(0) * sq(2) - 1.0;
+    q13 += sq(1) * sq(3) - 1.0;
+    q04 += sq(0) * sq(4) - 1.0;
   }
   for (double c : {c01, c12, c34, c_s, c_b, c_t}) EXPECT_LT(std::abs(c / n), 5.0 / std::sqrt(double(n)));
+  // Var(z_i^2 z_j^2) = 9 - 1 = 8 for independent standard normals.
+  for (double q : {q01, q02, q13, q04}) EXPECT_LT(std::abs(q / n), 5.0 * std::sqrt(8.0 / double(n)));
 }
 
 TEST(RngPerturbation, SameCounterSameNumbersInAnyOrder) {
