@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -79,8 +80,21 @@ int fsync_retry(int fd) {
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  if (path.empty()) throw Error("cannot write a file with an empty name");
+void write_file_atomic(const std::string& requested, const std::string& bytes) {
+  if (requested.empty()) throw Error("cannot write a file with an empty name");
+  // Replace what a symbolic link points to, not the link; never replace a device, FIFO or
+  // folder by a regular file.
+  std::string path = requested;
+  struct stat st {};
+  if (::lstat(requested.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    char* real = ::realpath(requested.c_str(), nullptr);
+    if (real) {
+      path = real;
+      std::free(real);
+    }
+  }
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw Error("cannot write '" + requested + "': it exists and is not a regular file");
   const auto parts = split_path(path);
   const std::string& dir = parts.first;
   const std::string& name = parts.second;

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -160,6 +161,45 @@ toml::source_position key_position(const toml::key& k, const toml::node& v) {
   return k.source().begin.line != 0 ? k.source().begin : v.source().begin;
 }
 
+// toml++ 3.3 (Debian's) reaches __builtin_unreachable on some non-ASCII code points where
+// whitespace may stand (upstream issues 190 and 295, fixed after that release): a file
+// holding one must be refused before the parser sees it. The affected code points are
+// those its whitespace table maps to a wrong bucket; we refuse them anywhere in the file
+// with their position, which costs nothing for configuration files in practice.
+bool toml_parser_cannot_take(char32_t c) {
+  if (c <= 0xA0 || c >= 0xFEFF || c == 0x3000) return false;
+  const unsigned long long bucket = (static_cast<unsigned long long>(c) - 0xA0ull) / 0x3FAull;
+  if ((1ull << bucket) & 0x7FFFFFFFFFFFF75Eull) return false;
+  return bucket != 5 && bucket != 7;
+}
+
+void reject_unsupported_characters(const std::string& text, const std::string& path) {
+  long line = 1, column = 1;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char b = static_cast<unsigned char>(text[i]);
+    if (b == '\n') {
+      ++line;
+      column = 1;
+      continue;
+    }
+    if (b >= 0x80) {
+      const int len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+      if (len > 0 && i + static_cast<size_t>(len) <= text.size()) {
+        char32_t c = b & (0x7F >> len);
+        for (int k = 1; k < len; ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + static_cast<size_t>(k)]) & 0x3F);
+        if (toml_parser_cannot_take(c)) {
+          char hex[16];
+          std::snprintf(hex, sizeof hex, "U+%04X", static_cast<unsigned>(c));
+          throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                            ": unsupported character " + hex + " (use ASCII outside strings)");
+        }
+        i += static_cast<size_t>(len - 1);
+      }
+    }
+    ++column;
+  }
+}
+
 }  // namespace
 
 void load_config_toml(const std::string& path, RunConfig& cfg) {
@@ -172,6 +212,7 @@ void load_config_toml(const std::string& path, RunConfig& cfg) {
   ss << in.rdbuf();
   if (in.bad()) throw ConfigError(path + ": cannot read the configuration");
   const std::string text = ss.str();
+  reject_unsupported_characters(text, path);
 
 #if TOML_EXCEPTIONS
   toml::table root;

@@ -3,7 +3,9 @@
 // (warm_start_epochs = 5); flags override the file given with --config.
 #include <omp.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -345,8 +347,11 @@ int cmd_eval(CommandLine& cl) {
 int cmd_generate(CommandLine& cl) {
   RunConfig cfg = cl.cfg;
   validate(cfg);
-  RunInputs in;
-  Population p = cfg.population.empty() ? generate_population(cfg)
+  // The spread phase rule needs the length of the demand profile the agents will see.
+  const long demand_length = static_cast<long>(
+      cfg.demand_profile.empty() ? synthetic_demand_profile().size()
+                                 : load_demand_profile(cfg.demand_profile).size());
+  Population p = cfg.population.empty() ? generate_population(cfg, demand_length)
                                         : read_population_csv(cfg.population, cfg.horizon);
   validate_population(p, cfg.horizon, "population");
   std::ostringstream os;
@@ -362,7 +367,20 @@ int cmd_generate(CommandLine& cl) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// Output that never reached its destination (a full disk, a closed pipe) is an error.
+int checked_exit(int rc) {
+  errno = 0;
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
+    const int err = errno;
+    std::fprintf(stderr, "eqpm: error: cannot write to standard output: %s\n",
+                 err ? std::strerror(err) : "write failed");
+    return rc == 0 ? 1 : rc;
+  }
+  return rc;
+}
+
+int run_command(int argc, char** argv) {
   try {
     CommandLine cl = parse_command_line(argc, argv);
     if (cl.help) {
@@ -385,3 +403,5 @@ int main(int argc, char** argv) {
     return 3;
   }
 }
+
+int main(int argc, char** argv) { return checked_exit(run_command(argc, argv)); }

@@ -3,7 +3,9 @@
 // model's metadata (config_from_json). Only eqpm::Error is a clean rejection; any other
 // exception, a sanitizer report, a leak, a timeout, an accepted model whose layout does not
 // fit its parameters, or a decoded file that does not survive encode -> decode is a
-// finding. With EQPM_FUZZ_WRITE_SEEDS=DIR it first writes valid seed files (a model, a
+// finding. An input that starts with '{' is also read as an eqpm.config JSON object on
+// its own (a safetensors file starts with its 8-byte header length, so the two rarely
+// meet). With EQPM_FUZZ_WRITE_SEEDS=DIR it first writes valid seed files (a model, a
 // checkpoint, a linear model and a file of mixed dtypes) into DIR. Run by tools/fuzz.sh.
 #include <fcntl.h>
 #include <unistd.h>
@@ -143,6 +145,11 @@ void write_seeds(const std::string& dir) {
   mixed.tensors.push_back(tensor("ids", "I64", {2, 2}, 32));
   mixed.tensors.push_back(tensor("half", "BF16", {3}, 6));
   eqpm::write_safetensors(dir + "/mixed.safetensors", mixed);
+
+  const std::string json = eqpm::config_to_json(cfg);
+  std::FILE* f = std::fopen((dir + "/config.json").c_str(), "wb");
+  if (!f || std::fwrite(json.data(), 1, json.size(), f) != json.size() || std::fclose(f) != 0)
+    throw eqpm::Error("cannot write " + dir + "/config.json");
 }
 
 }  // namespace
@@ -163,6 +170,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static TempInput input("model.safetensors");
   try {
     const std::string bytes(reinterpret_cast<const char*>(data), size);
+    if (size > 0 && data[0] == '{') {
+      try {
+        eqpm::config_from_json(bytes, "fuzz-config.json");
+      } catch (const eqpm::Error& e) {
+        check_names_file(e, "fuzz-config.json");
+      }
+    }
     const std::string name = "fuzz-input.safetensors";
     eqpm::SafetensorsFile decoded;
     try {

@@ -55,6 +55,8 @@ void check_names_file(const eqpm::Error& e, const std::string& path) {
     finding("error does not name the file '" + path + "': " + e.what());
 }
 
+// The reader and the cell parsers on every cell. The throwing *_cell parsers run on the
+// first rows only: an exception per cell would make each input cost milliseconds.
 void read_all_cells(const std::string& text) {
   const std::string name = "fuzz-input.csv";
   try {
@@ -64,29 +66,37 @@ void read_all_cells(const std::string& text) {
     eqpm::CsvRow row;
     while (csv.next(&row)) {
       if (row.cells.size() != columns) finding("a row with another cell count than the header");
+      const bool positioned = csv.rows_read() <= 3;
       for (const eqpm::CsvCell& cell : row.cells) {
         if (cell.line < 1 || cell.column < 1) finding("a cell without a position");
+        double v = 0;
+        std::string why;
+        if (eqpm::try_parse_number(cell.text, &v, &why) && !std::isfinite(v))
+          finding("try_parse_number returned a non-finite number");
+        eqpm::Timestamp t;
+        if (eqpm::parse_timestamp(cell.text, &t, &why) &&
+            (t.hour < 0 || t.hour > 23 || t.minute < 0 || t.minute > 59))
+          finding("parse_timestamp returned an impossible time of day");
+        if (!positioned) continue;
         try {
-          const double v = eqpm::parse_number_cell(cell, name, "value");
-          if (!std::isfinite(v)) finding("parse_number_cell returned a non-finite number");
+          const double x = eqpm::parse_number_cell(cell, name, "value");
+          if (!std::isfinite(x)) finding("parse_number_cell returned a non-finite number");
         } catch (const eqpm::InputError& e) {
           if (e.line() != cell.line || e.column() != cell.column)
             finding("a cell error at another position than the cell");
         }
         try {
-          const float v = eqpm::parse_float_cell(cell, name, "value");
-          if (!std::isfinite(v)) finding("parse_float_cell returned a non-finite number");
+          const float x = eqpm::parse_float_cell(cell, name, "value");
+          if (!std::isfinite(x)) finding("parse_float_cell returned a non-finite number");
         } catch (const eqpm::InputError&) {
         }
         try {
-          const long v = eqpm::parse_integer_cell(cell, name, "value", -1000, 1000);
-          if (v < -1000 || v > 1000) finding("parse_integer_cell returned a value out of range");
+          const long x = eqpm::parse_integer_cell(cell, name, "value", -1000, 1000);
+          if (x < -1000 || x > 1000) finding("parse_integer_cell returned a value out of range");
         } catch (const eqpm::InputError&) {
         }
         try {
-          const eqpm::Timestamp t = eqpm::parse_timestamp_cell(cell, name);
-          if (t.hour < 0 || t.hour > 23 || t.minute < 0 || t.minute > 59)
-            finding("parse_timestamp_cell returned an impossible time of day");
+          eqpm::parse_timestamp_cell(cell, name);
         } catch (const eqpm::InputError&) {
         }
       }
