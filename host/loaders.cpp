@@ -341,6 +341,11 @@ std::vector<Agent> load_ev_sessions(const std::string& path, int horizon, long s
     a.window_start = 0;
     a.window_end = horizon;
     a.energy = kwh / a.k;
+    // Backends compute in float: an energy outside its range is no usable agent.
+    if (!(std::abs(a.energy) <= 3.4e38) || !(static_cast<float>(a.energy) > 0.0f)) {
+      ++st.skipped_unparseable;
+      continue;
+    }
     kept.push_back(a);
   }
   csv.require_data();

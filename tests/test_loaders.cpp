@@ -734,7 +734,7 @@ TEST(PopulationCsv, RoundTripIsByteIdentical) {
   EXPECT_EQ(first.str(),
             std::string(kPopHeader) +
                 "0,datacenter,1,0.1,0.3333333333333333,-7,2,,,,,,\n"
-                "1,ev_charging,2.5,,,,,3,1,9,1e-300,,\n"
+                "1,ev_charging,2.5,,,,,3,1,9,1e-30,,\n"
                 "2,inventory,123456789.123,,,,11,,,,,0,4.000000000000001\n"
                 "3,datacenter,0.30000000000000004,2e+10,0.3333333333333333,-7,2,,,,,,\n");
   const std::string p = tmp.write("population.csv", first.str());
