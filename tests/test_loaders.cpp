@@ -711,7 +711,7 @@ Population mixed_population() {
   ev.k = 3;
   ev.window_start = 1;
   ev.window_end = 9;
-  ev.energy = 1e-300;
+  ev.energy = 1e-30;
   p.agents.push_back(ev);
   Agent inv;
   inv.family = Family::inventory;
