@@ -263,6 +263,26 @@ std::vector<OptionSpec> build_registry() {
                            &RunConfig::dc_phase, -1e6, 1e6, true, false));
   r.push_back(range_option("dc_hour", "datacenter decision hour range", &RunConfig::dc_hour, 0,
                            kMaxHorizon - 1, true, false));
+  r.push_back(enum_option<DcLambdaRule>(
+      "dc_lambda_rule",
+      "datacenter lambda: random (log-uniform over dc_lambda), linear (lambda_n = 2(n+1), "
+      "n = 0..N_dc-1, the paper's) or constant (dc_lambda lo)",
+      &RunConfig::dc_lambda_rule,
+      {{"random", DcLambdaRule::random},
+       {"linear", DcLambdaRule::linear},
+       {"constant", DcLambdaRule::constant}}));
+  r.push_back(enum_option<DcSpreadRule>(
+      "dc_phase_rule",
+      "datacenter phase: random (uniform over dc_phase) or spread (phase_n = floor(n T_D / "
+      "N_dc), T_D the demand profile length: the paper's shifted groups)",
+      &RunConfig::dc_phase_rule,
+      {{"random", DcSpreadRule::random}, {"spread", DcSpreadRule::spread}}));
+  r.push_back(enum_option<DcSpreadRule>(
+      "dc_scale_rule",
+      "datacenter demand scale: random (log-uniform over dc_scale) or spread (log-spaced "
+      "from dc_scale lo to hi over the datacenter agents)",
+      &RunConfig::dc_scale_rule,
+      {{"random", DcSpreadRule::random}, {"spread", DcSpreadRule::spread}}));
   r.push_back(range_option("ev_k", "EV hours-needed range", &RunConfig::ev_k, 1, kMaxHorizon,
                            true, false));
   r.push_back(int_option("ev_window_min",

@@ -174,29 +174,84 @@ bool toml_parser_cannot_take(char32_t c) {
 }
 
 void reject_unsupported_characters(const std::string& text, const std::string& path) {
+  // Inside strings the parser never asks whether a character is whitespace, so those are
+  // left alone; a small state machine follows basic, literal and multi-line strings.
+  enum class In { code, basic, literal, multi_basic, multi_literal, comment };
+  In in = In::code;
   long line = 1, column = 1;
-  for (size_t i = 0; i < text.size(); ++i) {
+  auto starts = [&](size_t i, const char* lit) {
+    return text.compare(i, std::strlen(lit), lit) == 0;
+  };
+  for (size_t i = 0; i < text.size(); ++i, ++column) {
     const unsigned char b = static_cast<unsigned char>(text[i]);
     if (b == '\n') {
       ++line;
-      column = 1;
+      column = 0;
+      if (in == In::comment || in == In::basic || in == In::literal) in = In::code;
       continue;
     }
-    if (b >= 0x80) {
-      const int len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
-      if (len > 0 && i + static_cast<size_t>(len) <= text.size()) {
-        char32_t c = b & (0x7F >> len);
-        for (int k = 1; k < len; ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + static_cast<size_t>(k)]) & 0x3F);
-        if (toml_parser_cannot_take(c)) {
-          char hex[16];
-          std::snprintf(hex, sizeof hex, "U+%04X", static_cast<unsigned>(c));
-          throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                            ": unsupported character " + hex + " (use ASCII outside strings)");
+    switch (in) {
+      case In::code:
+        if (b == '#') {
+          in = In::comment;
+        } else if (starts(i, "\"\"\"")) {
+          in = In::multi_basic;
+          i += 2;
+          column += 2;
+        } else if (starts(i, "'''")) {
+          in = In::multi_literal;
+          i += 2;
+          column += 2;
+        } else if (b == '"') {
+          in = In::basic;
+        } else if (b == '\'') {
+          in = In::literal;
         }
-        i += static_cast<size_t>(len - 1);
-      }
+        break;
+      case In::basic:
+        if (b == '\\') {
+          ++i;
+          ++column;
+        } else if (b == '"') {
+          in = In::code;
+        }
+        continue;
+      case In::literal:
+        if (b == '\'') in = In::code;
+        continue;
+      case In::multi_basic:
+        if (b == '\\') {
+          ++i;
+          ++column;
+        } else if (starts(i, "\"\"\"")) {
+          in = In::code;
+          i += 2;
+          column += 2;
+        }
+        continue;
+      case In::multi_literal:
+        if (starts(i, "'''")) {
+          in = In::code;
+          i += 2;
+          column += 2;
+        }
+        continue;
+      case In::comment:
+        break;
     }
-    ++column;
+    if (b < 0x80) continue;
+    const int len = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || i + static_cast<size_t>(len) > text.size()) continue;
+    char32_t c = b & (0x7F >> len);
+    for (int k = 1; k < len; ++k)
+      c = (c << 6) | (static_cast<unsigned char>(text[i + static_cast<size_t>(k)]) & 0x3F);
+    if (toml_parser_cannot_take(c)) {
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "U+%04X", static_cast<unsigned>(c));
+      throw ConfigError(path + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                        ": unsupported character " + hex + " outside a string");
+    }
+    i += static_cast<size_t>(len - 1);
   }
 }
 

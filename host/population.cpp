@@ -41,13 +41,16 @@ long Population::count(Family f) const {
 }
 
 std::string check_agent(const Agent& a, int H) {
-  auto bad = [](double v) { return !std::isfinite(v); };
+  // Backends compute regrets in float: a parameter must be finite as a float, and one that
+  // must be positive must stay positive when rounded to float.
+  auto bad = [](double v) { return !std::isfinite(v) || std::abs(v) > 3.4e38; };
+  auto not_positive = [&](double v) { return bad(v) || !(static_cast<float>(v) > 0.0f); };
   if (bad(a.weight) || a.weight <= 0) return "weight must be a positive number";
   const std::string horizon = std::to_string(H);
   switch (a.family) {
     case Family::datacenter:
-      if (bad(a.lambda) || a.lambda <= 0) return "lambda must be > 0";
-      if (bad(a.scale) || a.scale <= 0) return "scale must be > 0";
+      if (not_positive(a.lambda)) return "lambda must be > 0 and within float range";
+      if (not_positive(a.scale)) return "scale must be > 0 and within float range";
       if (a.hour < 0 || a.hour >= H) return "hour must lie in [0, " + horizon + ")";
       return "";
     case Family::ev_charging:
@@ -57,11 +60,11 @@ std::string check_agent(const Agent& a, int H) {
       if (a.window_end - a.window_start < a.k)
         return "k = " + std::to_string(a.k) + " exceeds the window width " +
                std::to_string(a.window_end - a.window_start);
-      if (bad(a.energy) || a.energy <= 0) return "energy must be > 0";
+      if (not_positive(a.energy)) return "energy must be > 0 and within float range";
       return "";
     case Family::inventory:
-      if (bad(a.cu) || a.cu < 0) return "cu must be >= 0";
-      if (bad(a.co) || a.co < 0) return "co must be >= 0";
+      if (bad(a.cu) || a.cu < 0) return "cu must be >= 0 and within float range";
+      if (bad(a.co) || a.co < 0) return "co must be >= 0 and within float range";
       if (a.hour < 0 || a.hour >= H) return "hour must lie in [0, " + horizon + ")";
       return "";
   }
@@ -88,7 +91,7 @@ long int_uniform(SplitMix64& rng, const Range& r) {
 
 }  // namespace
 
-Population generate_population(const RunConfig& cfg) {
+Population generate_population(const RunConfig& cfg, long demand_length) {
   const int H = cfg.horizon;
   const auto mix = parse_mix(cfg.mix);
   // Largest-remainder apportionment of N agents over the families of the mix.
@@ -105,6 +108,33 @@ Population generate_population(const RunConfig& cfg) {
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   for (size_t i = 0; assigned < cfg.agents; ++i, ++assigned) ++counts[remainders[i].second];
 
+  long n_dc = 0;
+  for (size_t i = 0; i < mix.size(); ++i)
+    if (mix[i].first == Family::datacenter) n_dc += counts[i];
+  if (n_dc > 0 && cfg.dc_phase_rule == DcSpreadRule::spread && demand_length <= 0)
+    throw ConfigError("dc_phase_rule = spread needs the length of the demand profile (got " +
+                      std::to_string(demand_length) + ")");
+  // The paper's constructions (DESIGN.md 4.4) for datacenter agent n = 0..n_dc-1. They are
+  // applied after the random draws, which every agent makes whatever the rules.
+  auto apply_dc_rules = [&](Agent& a, long n) {
+    switch (cfg.dc_lambda_rule) {
+      case DcLambdaRule::random: break;
+      case DcLambdaRule::linear: a.lambda = 2.0 * static_cast<double>(n + 1); break;
+      case DcLambdaRule::constant: a.lambda = cfg.dc_lambda.lo; break;
+    }
+    if (cfg.dc_phase_rule == DcSpreadRule::spread) {
+      // floor(n T_D / N_dc) in exact integer arithmetic (n < 1e8 agents, T_D < 1e7 hours).
+      a.phase = static_cast<int>((static_cast<long long>(n) * demand_length) / n_dc);
+    }
+    if (cfg.dc_scale_rule == DcSpreadRule::spread) {
+      const double lo = cfg.dc_scale.lo, hi = cfg.dc_scale.hi;
+      if (n == 0 || n_dc == 1) a.scale = lo;
+      else if (n == n_dc - 1) a.scale = hi;
+      else a.scale = lo * std::pow(hi / lo, static_cast<double>(n) / static_cast<double>(n_dc - 1));
+    }
+  };
+  long dc_index = 0;
+
   Population p;
   p.agents.reserve(static_cast<size_t>(cfg.agents));
   SplitMix64 rng(cfg.pop_seed * 0x2545f4914f6cdd1dULL + 17);
@@ -119,6 +149,7 @@ Population generate_population(const RunConfig& cfg) {
           a.scale = log_uniform(rng, cfg.dc_scale);
           a.phase = static_cast<int>(int_uniform(rng, cfg.dc_phase));
           a.hour = clamp_hour(int_uniform(rng, cfg.dc_hour));
+          apply_dc_rules(a, dc_index++);
           break;
         case Family::ev_charging: {
           a.k = static_cast<int>(std::clamp<long>(int_uniform(rng, cfg.ev_k), 1, H));

@@ -52,7 +52,7 @@ RunInputs load_inputs(const RunConfig& cfg) {
     in.population = read_population_csv(cfg.population, cfg.horizon);
     in.notes.push_back(cfg.population + ": " + std::to_string(in.population.size()) + " agents");
   } else if (cfg.agents > 0) {
-    in.population = generate_population(cfg);
+    in.population = generate_population(cfg, static_cast<long>(in.demand.size()));
   }
   if (!cfg.ev_sessions.empty()) {
     EvSessionStats st;
@@ -379,9 +379,28 @@ struct FlatJsonParser {
           case 't': out += '\t'; break;
           case 'r': out += '\r'; break;
           case 'u': {
+            // Four hex digits, then UTF-8 (the writer escapes only control characters).
             if (i + 4 > s.size()) fail("bad \\u escape");
-            out += static_cast<char>(std::stoi(s.substr(i, 4), nullptr, 16));
+            unsigned code = 0;
+            for (int k = 0; k < 4; ++k) {
+              const char h = s[i + static_cast<size_t>(k)];
+              const int d = h >= '0' && h <= '9' ? h - '0'
+                            : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                            : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+              if (d < 0) fail("bad \\u escape");
+              code = code * 16 + static_cast<unsigned>(d);
+            }
             i += 4;
+            if (code < 0x80) {
+              out += static_cast<char>(code);
+            } else if (code < 0x800) {
+              out += static_cast<char>(0xC0 | (code >> 6));
+              out += static_cast<char>(0x80 | (code & 0x3F));
+            } else {
+              out += static_cast<char>(0xE0 | (code >> 12));
+              out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+              out += static_cast<char>(0x80 | (code & 0x3F));
+            }
             break;
           }
           default: out += e;

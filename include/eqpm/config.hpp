@@ -17,6 +17,19 @@ namespace eqpm {
 
 enum class Scaling : int { mean = 0, paper = 1 };
 
+// How the generator sets datacenter parameters (DESIGN.md 4.4). `random` draws from the
+// configured range (the synthetic generator); the others are the paper's constructions,
+// indexed by n = 0..N_dc-1 over the datacenter agents in population order.
+enum class DcLambdaRule : int {
+  random = 0,    // log-uniform over dc_lambda
+  linear = 1,    // lambda_n = 2 (n + 1)
+  constant = 2,  // lambda_n = dc_lambda lo
+};
+enum class DcSpreadRule : int {
+  random = 0,  // uniform (phase) or log-uniform (scale) over the configured range
+  spread = 1,  // phase_n = floor(n T_D / N_dc); scale_n = lo (hi/lo)^(n / (N_dc - 1))
+};
+
 struct Range {
   double lo = 0.0;
   double hi = 0.0;
@@ -43,6 +56,9 @@ struct RunConfig {
   Range dc_scale{0.2, 5.0};     // log-uniform
   Range dc_phase{0, 23};        // uniform integer hours
   Range dc_hour{0, 0};          // uniform integer decision hour, clamped to [0, H)
+  DcLambdaRule dc_lambda_rule = DcLambdaRule::random;
+  DcSpreadRule dc_phase_rule = DcSpreadRule::random;
+  DcSpreadRule dc_scale_rule = DcSpreadRule::random;
   Range ev_k{1, 6};             // uniform integer hours needed
   int ev_window_min = 0;        // 0: every EV agent may charge over the whole horizon
   Range ev_energy{0.5, 2.0};    // uniform

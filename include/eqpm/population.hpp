@@ -18,14 +18,19 @@ struct Population {
   long count(Family f) const;
 };
 
-// The synthetic population of the configuration (agents, mix, pop_seed and ranges).
-Population generate_population(const RunConfig& cfg);
+// The generated population of the configuration (agents, mix, pop_seed, ranges and the
+// datacenter rules dc_lambda_rule / dc_phase_rule / dc_scale_rule). `demand_length` is T_D,
+// the length of the demand profile the datacenter agents will see; it is needed only by
+// dc_phase_rule = spread (0: unknown, and that rule then throws ConfigError). Every agent
+// draws the same random numbers whatever the rules, so a rule changes only the parameter
+// it sets: with the default (random) rules the output is what it always was.
+Population generate_population(const RunConfig& cfg, long demand_length = 0);
 
 // Checks one agent against the horizon; returns an empty string when valid, else what is
 // wrong ("k = 7 exceeds the window width 4", ...) so callers can add the position.
 std::string check_agent(const Agent& a, int horizon);
 
-// Throws InputError naming `source` and the agent's (1-based) row for the first bad agent.
+// Throws InputError naming `source` and the (0-based) index of the first bad agent.
 void validate_population(const Population& p, int horizon, const std::string& source);
 
 // Agents of one family in population order: their indices in the population, their
