@@ -84,7 +84,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"ev_whole_horizon_loo", "ev=1", 12, 0, Estimator::automatic, false, 4},
         Case{"ev_windows", "ev=1", 12, 3, Estimator::automatic, true, 4},
         Case{"inventory_score_q40", "inv=1", 12, 0, Estimator::score, false, 40}),
-    [](const auto& info) { return std::string(info.param.name); });
+    [](const auto& param_info) { return std::string(param_info.param.name); });
 
 }  // namespace
 }  // namespace eqpm
