@@ -65,18 +65,26 @@ __global__ void activation_grad_kernel(Activation act, const float* __restrict__
   }
 }
 
+// Per block: sum of grad^2 and the count of entries that overflow float.
 __global__ void __launch_bounds__(kBlock)
     grad_norm_partials_kernel(const double* __restrict__ grad, long P, float* __restrict__ grad_f,
                               double* __restrict__ partials) {
   __shared__ typename BlockSum::TempStorage tmp;
-  double s = 0.0;
+  double s = 0.0, bad = 0.0;
   for (long i = thread_index(); i < P; i += grid_stride()) {
     const double g = grad[i];
-    grad_f[i] = static_cast<float>(g);
+    const float gf = static_cast<float>(g);
+    grad_f[i] = gf;
+    bad += isfinite(gf) ? 0.0 : 1.0;
     s += g * g;
   }
   const double total = BlockSum(tmp).Sum(s);
-  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+  __syncthreads();
+  const double total_bad = BlockSum(tmp).Sum(bad);
+  if (threadIdx.x == 0) {
+    partials[blockIdx.x * 2] = total;
+    partials[blockIdx.x * 2 + 1] = total_bad;
+  }
 }
 
 __global__ void __launch_bounds__(kBlock)
@@ -84,11 +92,17 @@ __global__ void __launch_bounds__(kBlock)
                          bool equitable, const StepParams* __restrict__ params,
                          StepScalars* __restrict__ sc) {
   __shared__ typename BlockSum::TempStorage tmp;
-  double s = 0.0;
-  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += kBlock) s += partials[b];
+  double s = 0.0, bad = 0.0;
+  for (int b = static_cast<int>(threadIdx.x); b < blocks; b += kBlock) {
+    s += partials[b * 2];
+    bad += partials[b * 2 + 1];
+  }
   const double norm2 = BlockSum(tmp).Sum(s);
+  __syncthreads();
+  const double total_bad = BlockSum(tmp).Sum(bad);
   if (threadIdx.x != 0) return;
-  const double norm = sqrt(norm2);
+  // A gradient beyond float range counts as non-finite even when its double norm is not.
+  const double norm = total_bad == 0.0 ? sqrt(norm2) : static_cast<double>(INFINITY);
   const double beta = params->beta;
   sc->grad_norm = norm;
   sc->clip = norm > grad_clip && grad_clip > 0 ? static_cast<float>(grad_clip / norm) : 1.0f;

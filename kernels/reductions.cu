@@ -157,22 +157,39 @@ __global__ void agent_weights_kernel(long N, const double* __restrict__ rbar_new
     omega[i] = agent_weight(rbar_new[i], w_over_W[i], mbar, q);
 }
 
+// Wpart[c][j][split] = sum over the split-th fixed slice of class c's agents of omega * coef_j:
+// large classes spread over `splits` blocks, and the slices are added in order below.
 __global__ void __launch_bounds__(kBlock)
-    class_weights_kernel(const std::int64_t* __restrict__ seg, int classes, int J,
-                         const double* __restrict__ omega, const double* __restrict__ coef,
-                         double* __restrict__ Wc) {
+    class_weight_partials_kernel(const std::int64_t* __restrict__ seg, int classes, int J,
+                                 int splits, const double* __restrict__ omega,
+                                 const double* __restrict__ coef, double* __restrict__ Wpart) {
   __shared__ typename BlockSum::TempStorage tmp;
-  for (int c = static_cast<int>(blockIdx.x); c < classes; c += gridDim.x) {
+  const long work = static_cast<long>(classes) * splits;
+  for (long item = blockIdx.x; item < work; item += gridDim.x) {
+    const int c = static_cast<int>(item / splits);
+    const int split = static_cast<int>(item - static_cast<long>(c) * splits);
+    const long size = seg[c + 1] - seg[c];
+    const long i0 = seg[c] + size * split / splits;
+    const long i1 = seg[c] + size * (split + 1) / splits;
     double s[kMaxBases] = {0.0, 0.0, 0.0, 0.0};
-    for (long i = seg[c] + threadIdx.x; i < seg[c + 1]; i += kBlock) {
+    for (long i = i0 + threadIdx.x; i < i1; i += kBlock) {
       const double w = omega[i];
       for (int j = 0; j < J; ++j) s[j] += w * coef[i * J + j];
     }
     for (int j = 0; j < J; ++j) {
       const double total = BlockSum(tmp).Sum(s[j]);
-      if (threadIdx.x == 0) Wc[static_cast<long>(c) * J + j] = total;
+      if (threadIdx.x == 0) Wpart[(static_cast<long>(c) * J + j) * splits + split] = total;
       __syncthreads();
     }
+  }
+}
+
+__global__ void class_weights_kernel(const double* __restrict__ Wpart, long K, int splits,
+                                     double* __restrict__ Wc) {
+  for (long k = thread_index(); k < K; k += grid_stride()) {
+    double s = 0.0;
+    for (int split = 0; split < splits; ++split) s += Wpart[k * splits + split];
+    Wc[k] = s;
   }
 }
 
@@ -311,13 +328,20 @@ void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W
   EQPM_CUDA_CHECK_LAUNCH();
 }
 
-void launch_class_weights(const std::int64_t* seg, int classes, int J, const double* omega,
-                          const double* coef, double* Wc, cudaStream_t stream) {
+void launch_class_weights(const std::int64_t* seg, int classes, int J, int splits,
+                          const double* omega, const double* coef, double* Wpart, double* Wc,
+                          cudaStream_t stream) {
   if (classes <= 0) return;
-  if (!seg || !omega || !coef || !Wc || J < 1 || J > kMaxBases)
+  if (!seg || !omega || !coef || !Wpart || !Wc || J < 1 || J > kMaxBases || splits < 1 ||
+      splits > kMaxClassSplits)
     throw Error("launch_class_weights: bad arguments");
-  const unsigned blocks = static_cast<unsigned>(classes < 4096 ? classes : 4096);
-  class_weights_kernel<<<blocks, kBlock, 0, stream>>>(seg, classes, J, omega, coef, Wc);
+  const long work = static_cast<long>(classes) * splits;
+  const unsigned blocks = static_cast<unsigned>(work < 8192 ? work : 8192);
+  class_weight_partials_kernel<<<blocks, kBlock, 0, stream>>>(seg, classes, J, splits, omega,
+                                                              coef, Wpart);
+  EQPM_CUDA_CHECK_LAUNCH();
+  const long K = static_cast<long>(classes) * J;
+  class_weights_kernel<<<grid_for(K), kBlock, 0, stream>>>(Wpart, K, splits, Wc);
   EQPM_CUDA_CHECK_LAUNCH();
 }
 

@@ -184,9 +184,13 @@ void launch_finalize_power_means(const double* partials, int blocks, double wsum
 // omega_i = agent_weight(Rbar_i, w_i / W, Mbar, q).
 void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, double q,
                           const StepScalars* scalars, double* omega, cudaStream_t stream);
-// Wc[c][j] = sum over the agents of class c (the range seg[c] .. seg[c+1]) of omega * coef_j.
-void launch_class_weights(const std::int64_t* seg, int classes, int J, const double* omega,
-                          const double* coef, double* Wc, cudaStream_t stream);
+// Wc[c][j] = sum over the agents of class c (the range seg[c] .. seg[c+1]) of omega * coef_j,
+// each class cut into `splits` fixed slices whose partials Wpart (classes x J x splits) are
+// added in order: large classes spread over many blocks.
+inline constexpr int kMaxClassSplits = 32;
+void launch_class_weights(const std::int64_t* seg, int classes, int J, int splits,
+                          const double* omega, const double* coef, double* Wpart, double* Wc,
+                          cudaStream_t stream);
 // partial[chunk][l] = scale * sum over k in chunk of Wc[k] * M[k][l] (K rows split in chunks).
 void launch_combine_classes(const double* Wc, int K, const float* M, long L, double scale,
                             int chunks, double* partial, cudaStream_t stream);
@@ -217,10 +221,11 @@ struct BackwardBuffers {
 void mlp_backward(cublasHandle_t handle, const MlpLayout& L, int B, const float* params_f,
                   const float* pre, const double* g, const BackwardBuffers& buf, double* grad,
                   cudaStream_t stream);
-// grad_f = float(grad) and per-block partial sums of grad^2.
+// grad_f = float(grad) and per-block partials (sum of grad^2, count of entries beyond float).
 void launch_grad_norm_partials(const double* grad, long P, float* grad_f, double* partials,
                                cudaStream_t stream);
-// grad_norm, clip factor, loss and the finite flag of the step.
+// grad_norm (infinite when a float gradient overflowed), clip factor, loss and the step's
+// finite flag.
 void launch_finalize_step(const double* partials, int blocks, double grad_clip, bool equitable,
                           const StepParams* params, StepScalars* scalars, cudaStream_t stream);
 

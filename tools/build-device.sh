@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the CUDA backend's tests, benchmarks and the eqpm program HERE, on the development
+# machine (nvcc, GoogleTest, Google Benchmark, Random123, toml++), for a GPU machine that has
+# no network and none of those packages (an H100/H200: sm_90), and gathers what must travel
+# into build-device/ (kept under the 64 MiB a device run may carry):
+#   build-device/eqpm, eqpm_tests, eqpm_bench   the binaries (cudart linked statically)
+#   build-device/lib/                           shared libraries a bare machine may lack
+#                                               (OpenMP runtime, Google Benchmark)
+# cuBLAS is not bundled (libcublasLt alone is ~540 MB): tools/device-check.sh finds the
+# CUDA toolkit's or the nvidia-cublas wheel's copy on the GPU machine.
+#
+#   tools/build-device.sh            # JOBS=2 by default; CUDACXX=/path/to/nvcc if not on PATH
+#   # then, on the GPU machine, from the repository root (build-device/ carried along):
+#   tools/device-check.sh OUTDIR
+set -euo pipefail
+cd "$(dirname "$0")/.."
+obj=build-device-obj
+out=build-device
+jobs="${JOBS:-2}"
+nvcc="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
+
+cmake -S . -B "$obj" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DEQPM_WERROR=ON -DEQPM_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc"
+ninja -C "$obj" -j "$jobs" eqpm eqpm_tests eqpm_bench
+
+rm -rf "$out"
+mkdir -p "$out/lib"
+for b in eqpm eqpm_tests eqpm_bench; do
+  if [ -x "$obj/$b" ]; then
+    cp "$obj/$b" "$out/$b"
+    strip --strip-debug "$out/$b"
+  fi
+done
+# Non-system shared libraries the binaries use (never glibc, the CUDA driver or cuBLAS).
+for b in "$out"/eqpm*; do
+  ldd "$b" | awk '/=> \// {print $3}'
+done | sort -u | while read -r lib; do
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*) ;;
+    libgomp.so*|libbenchmark.so*|libgtest*.so*) cp -L "$lib" "$out/lib/" ;;
+  esac
+done
+du -sh "$out"
+echo "built $out (carry it to the GPU machine and run tools/device-check.sh OUTDIR there)"
