@@ -174,8 +174,8 @@ bool toml_parser_cannot_take(char32_t c) {
 }
 
 void reject_unsupported_characters(const std::string& text, const std::string& path) {
-  // Inside strings the parser never asks whether a character is whitespace, so those are
-  // left alone; a small state machine follows basic, literal and multi-line strings.
+  // Inside single-line and literal strings the parser never asks whether a character is
+  // whitespace, so those are left alone; a small state machine follows the strings.
   enum class In { code, basic, literal, multi_basic, multi_literal, comment };
   In in = In::code;
   long line = 1, column = 1;
@@ -220,15 +220,21 @@ void reject_unsupported_characters(const std::string& text, const std::string& p
         if (b == '\'') in = In::code;
         continue;
       case In::multi_basic:
+        // Checked like code: a line-ending backslash makes the parser test the following
+        // characters for whitespace.
         if (b == '\\') {
-          ++i;
-          ++column;
+          // The escaped character itself is checked too.
+          const unsigned char next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+          if (next != 0 && next < 0x80 && next != '\n' && next != '\r') {
+            ++i;
+            ++column;
+          }
         } else if (starts(i, "\"\"\"")) {
           in = In::code;
           i += 2;
           column += 2;
         }
-        continue;
+        break;
       case In::multi_literal:
         if (starts(i, "'''")) {
           in = In::code;
