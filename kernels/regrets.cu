@@ -203,12 +203,6 @@ void check_set(const SampleSet& set, const char* who) {
 
 }  // namespace
 
-std::size_t family_params_bytes(int family) {
-  std::size_t bytes = 0;
-  for_family(family, [&](auto fam) { bytes = sizeof(ParamsOf<decltype(fam)>); });
-  return bytes;
-}
-
 void launch_mean_regret(int family, const void* params, long n, const SampleSet& set,
                         const RegretContext& ctx, double mul, double div, double* out,
                         cudaStream_t stream) {

@@ -132,8 +132,6 @@ void launch_batch_mse(const float* mu, const float* y, int B, int H, double rho,
 
 // ------------------------------------------------------------------ regrets (regrets.cu)
 
-std::size_t family_params_bytes(int family);
-
 // out[i] = (mul * sum over pairs of regret_i) / div for the n agents of `family`; sums in
 // double in pair order (the CPU's order), one thread per agent.
 void launch_mean_regret(int family, const void* params, long n, const SampleSet& set,

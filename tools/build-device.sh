@@ -7,7 +7,8 @@
 #   build-device/lib/                           shared libraries a bare machine may lack
 #                                               (OpenMP runtime, Google Benchmark)
 # cuBLAS is not bundled (libcublasLt alone is ~540 MB): tools/device-check.sh finds the
-# CUDA toolkit's or the nvidia-cublas wheel's copy on the GPU machine.
+# CUDA toolkit's or the nvidia-cublas wheel's copy on the GPU machine. The binaries need
+# glibc >= 2.35 there (Ubuntu 22.04 or newer) and a driver for CUDA 13.
 #
 #   tools/build-device.sh            # JOBS=2 by default; CUDACXX=/path/to/nvcc if not on PATH
 #   # then, on the GPU machine, from the repository root (build-device/ carried along):
