@@ -345,15 +345,11 @@ int cmd_eval(CommandLine& cl) {
 }
 
 int cmd_generate(CommandLine& cl) {
-  RunConfig cfg = cl.cfg;
-  validate(cfg);
-  // The spread phase rule needs the length of the demand profile the agents will see.
-  const long demand_length = static_cast<long>(
-      cfg.demand_profile.empty() ? synthetic_demand_profile().size()
-                                 : load_demand_profile(cfg.demand_profile).size());
-  Population p = cfg.population.empty() ? generate_population(cfg, demand_length)
-                                        : read_population_csv(cfg.population, cfg.horizon);
-  validate_population(p, cfg.horizon, "population");
+  // Exactly the population a run with these settings trains on (generated or read, plus
+  // --ev-sessions agents, with the demand profile the datacenter rules need).
+  const RunInputs in = load_inputs(cl.cfg);
+  const RunConfig& cfg = cl.cfg;
+  const Population& p = in.population;
   std::ostringstream os;
   write_population_csv(p, os);
   if (cfg.out.empty()) {
