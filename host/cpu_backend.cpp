@@ -67,6 +67,8 @@ void CpuBackend::setup_impl() {
   partial_A_.resize(static_cast<size_t>(kReductionChunks) * Families::size * B * S);
   partial_G_.resize(static_cast<size_t>(kReductionChunks) * Families::size * B * H);
   grad_acc_.resize(static_cast<size_t>(P));
+  x_double_.resize(static_cast<size_t>(p.layout.input_dim()));
+  pre_double_.resize(static_cast<size_t>(p.layout.activation_count()));
   total_weight_ = p.population->total_weight();
   weight_.resize(N);
   for (size_t n = 0; n < N; ++n) weight_[n] = p.population->agents[n].weight;
@@ -410,10 +412,11 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   double gb[kMaxHorizon];
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < H; ++h) gb[h] = g_[static_cast<size_t>(b * H + h)];
-    std::vector<double> x(d.x_row(spec.rows[static_cast<size_t>(b)]),
-                          d.x_row(spec.rows[static_cast<size_t>(b)]) + L.input_dim());
-    std::vector<double> pre(pre_.begin() + b * Aw, pre_.begin() + (b + 1) * Aw);
-    mlp_backward<double>(L, state_.params.data(), x.data(), pre.data(), gb, grad_acc_.data());
+    const float* xr = d.x_row(spec.rows[static_cast<size_t>(b)]);
+    std::copy(xr, xr + L.input_dim(), x_double_.begin());
+    std::copy(pre_.begin() + b * Aw, pre_.begin() + (b + 1) * Aw, pre_double_.begin());
+    mlp_backward<double>(L, state_.params.data(), x_double_.data(), pre_double_.data(), gb,
+                         grad_acc_.data());
   }
   double norm2 = 0.0;
   bool grad_finite = true;

@@ -54,6 +54,7 @@ class CpuBackend final : public Backend {
   std::vector<double> A_fused_, G_fused_;  // provisional sums of fused_general
   std::vector<float> scratch_;             // per thread: regrets B x S, derivatives B x H
   std::vector<double> grad_acc_;
+  std::vector<double> x_double_, pre_double_;  // one sample's input and pre-activations
   std::vector<float> grad_;
 };
 
