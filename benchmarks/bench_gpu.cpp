@@ -76,7 +76,7 @@ void gpu_step(benchmark::State& state, Workload w, bool stage_only) {
 
 void cpu_step(benchmark::State& state, Workload w) {
   Fixture f(w, state.range(0), kBatch, kSamples, "cpu");
-  std::uint32_t step = 0;
+  std::uint32_t step = 1;
   for (auto _ : state) {
     f.spec.step = step++;
     const auto t0 = std::chrono::steady_clock::now();

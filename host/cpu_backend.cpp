@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "cpu_lanes.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/rng.hpp"
@@ -23,6 +24,30 @@ double seconds_since(Clock::time_point t0) {
 long chunk_count(long n) { return std::min(n, CpuBackend::kReductionChunks); }
 long chunk_begin(long n, long c) { return n * c / chunk_count(n); }
 
+// Orders each family group of the fast path so that agents reading the same forecast hour
+// (families whose parameters have an `hour`) are adjacent: consecutive agents then reuse
+// the same rows of the hour-major samples and derivative buffers from L1 cache.
+template <class F>
+void order_group(FamilyGroup<F>& g) {
+  if constexpr (requires(const typename F::Params& prm) { prm.hour; }) {
+    std::vector<size_t> order(g.index.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return g.params[a].hour < g.params[b].hour; });
+    FamilyGroup<F> sorted;
+    for (size_t i : order) {
+      sorted.index.push_back(g.index[i]);
+      sorted.weight.push_back(g.weight[i]);
+      sorted.params.push_back(g.params[i]);
+    }
+    g = std::move(sorted);
+  }
+}
+
+void order_for_locality(FamilyGroups& groups) {
+  Families::for_each([&](auto fam) { order_group(std::get<FamilyGroup<decltype(fam)>>(groups)); });
+}
+
 bool all_finite(const double* v, size_t n) {
   for (size_t i = 0; i < n; ++i)
     if (!std::isfinite(v[i])) return false;
@@ -38,7 +63,7 @@ void CpuBackend::setup_impl() {
   all_groups_ = group_population(*p.population);
   groups_ = all_groups_;
   shortcuts_ = CpuShortcuts();
-  if (p.shortcuts) shortcuts_.setup(groups_, p);
+  if (p.shortcuts && p.factorise) shortcuts_.setup(groups_, p);
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());
   ctx_.floor = p.floor;
@@ -74,7 +99,10 @@ void CpuBackend::setup_impl() {
   for (size_t n = 0; n < N; ++n) weight_[n] = p.population->agents[n].weight;
   A_fused_.resize(B * S);
   G_fused_.resize(B * H);
-  scratch_.resize(static_cast<size_t>(thread_count()) * (B * S + B * H));
+  scratch_.resize(static_cast<size_t>(thread_count()) * B * S);
+  dscratch_.resize(static_cast<size_t>(thread_count()) * B * S * H);
+  lanes_.reserve(static_cast<long>(B * S), static_cast<int>(H));
+  if (p.shortcuts) order_for_locality(groups_);
   grad_.resize(static_cast<size_t>(P));
 }
 
@@ -199,24 +227,34 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
 // Steady-state fusion of passes 1 and 2 (DESIGN.md 5.2) for the general-path agents.
 // omega_n = (w_n/W) (Rbar_n/Mbar)^q needs Mbar, which needs every agent's Rbar_n, so the
 // reference computes all regrets twice. Here each agent's regrets over the minibatch are
-// computed once into scratch; its contribution enters with the provisional weight
+// computed once; its contribution enters with the provisional weight
 // (w_n/W) (Rbar_n/Mref)^q, Mref the power mean of the previous smoothed regrets, and the
-// caller rescales the sums by (Mref/Mbar)^q once Mbar is known. Same reduction chunks
-// and order as the reference, so the result is independent of the thread count.
+// caller rescales the sums by (Mref/Mbar)^q once Mbar is known.
+// Layout (cpu_lanes.hpp): each agent is evaluated for all B S samples at once in SIMD
+// lanes. Its contributions are accumulated per sample, in double, in per-thread buffers:
+// P_j = sum_n u_n r_{n,j} for the score function, whose leave-one-out form
+// sum_n u_n (r - base) = (1 + 1/(S-1)) P_{b,s} - (1/(S-1)) sum_s' P_{b,s'} is taken once
+// per chunk of agents, and the pathwise derivatives hour-major, summed over s once per
+// chunk. Chunks are fixed by the family size alone and added in chunk order, so the
+// result does not depend on the thread count.
+long CpuBackend::fast_chunk_count(long n) {
+  return std::clamp(n / kFastChunkAgents, 1L, kReductionChunks);
+}
+
 bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
                                std::vector<double>& A, std::vector<double>& G) {
   const Problem& p = problem_;
   const int S = p.samples, H = p.layout.output_dim();
   const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
-  const float* yhat = yhat_.data();
-  const float* y = ybatch_.data();
-  const long* t = tbatch_.data();
+  const lanes::Lanes X = lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H);
   const RegretContext ctx = ctx_;
   const double inv_bs = 1.0 / static_cast<double>(BS);
+  const double loo = 1.0 / (S - 1);
   const bool antithetic = p.antithetic;
   const double q = p.q, rho = p.rho;
   const std::vector<double>& rbar_old = state_.rbar;
-  const size_t per_thread = static_cast<size_t>(BS + BH);
+  const size_t r_stride = static_cast<size_t>(p.max_batch) * static_cast<size_t>(S);
+  const size_t g_stride = r_stride * static_cast<size_t>(H);
   std::fill(A.begin(), A.begin() + BS, 0.0);
   std::fill(G.begin(), G.begin() + BH, 0.0);
   bool finite = true;
@@ -228,39 +266,22 @@ bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
     const int slot = family_slot++;
     if (n_agents == 0) return;
     const bool pathwise = uses_pathwise<F>(p.estimator);
-    const long chunks = chunk_count(n_agents);
+    const long chunks = fast_chunk_count(n_agents);
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
     bool family_finite = true;
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) reduction(&& : family_finite)
     for (long c = 0; c < chunks; ++c) {
-      float* r = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
-      float* dv = r + BS;
-      double* Ac = pa + c * BS;
-      double* Gc = pg + c * BH;
-      std::fill(Ac, Ac + BS, 0.0);
-      std::fill(Gc, Gc + BH, 0.0);
-      for (long i = chunk_begin(n_agents, c); i < chunk_begin(n_agents, c + 1); ++i) {
+      const size_t thread = static_cast<size_t>(omp_get_thread_num());
+      float* r = scratch_.data() + thread * r_stride;
+      // Pathwise: derivatives hour-major (H x B S); score: P (B S).
+      double* acc = dscratch_.data() + thread * g_stride;
+      const long acc_size = pathwise ? static_cast<long>(H) * BS : BS;
+      std::fill(acc, acc + acc_size, 0.0);
+      for (long i = n_agents * c / chunks; i < n_agents * (c + 1) / chunks; ++i) {
         const auto& prm = g.params[static_cast<size_t>(i)];
         const long n = g.index[static_cast<size_t>(i)];
-        double sum = 0.0;
-        for (int b = 0; b < B; ++b) {
-          const float* yb = y + static_cast<long>(b) * H;
-          const float* yh = yhat + static_cast<long>(b) * S * H;
-          for (int s = 0; s < S; ++s) {
-            r[b * S + s] = F::template regret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b]);
-            sum += r[b * S + s];
-          }
-          if constexpr (F::differentiable) {
-            if (pathwise) {
-              std::fill(dv + b * H, dv + (b + 1) * H, 0.0f);
-              for (int s = 0; s < S; ++s)
-                F::template add_dregret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b],
-                                               1.0f, dv + b * H);
-            }
-          }
-        }
-        const double rh = sum * inv_bs;
+        const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
         rhat[static_cast<size_t>(n)] = rh;
         const double rb = rho * rbar_old[static_cast<size_t>(n)] + (1 - rho) * rh;
         const double u = agent_weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref, q);
@@ -269,24 +290,41 @@ bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
           continue;
         }
         if (u == 0.0) continue;
-        if (pathwise) {
-          for (long j = 0; j < BH; ++j) Gc[j] += u * inv_bs * dv[j];
-          continue;
-        }
-        for (int b = 0; b < B; ++b) {
-          double total = 0.0;
-          for (int s = 0; s < S; ++s) total += r[b * S + s];
-          for (int s = 0; s < S; ++s) {
-            const double base = antithetic ? 0.0 : (total - r[b * S + s]) / (S - 1);
-            Ac[b * S + s] += u * (r[b * S + s] - base);
+        if constexpr (F::differentiable) {
+          if (pathwise) {
+            lanes::add_dregrets<F>(prm, X, ctx, static_cast<float>(u * inv_bs), acc);
+            continue;
           }
+        }
+        lanes::axpy(u, r, acc, BS);
+      }
+      if (pathwise) {
+        double* Gc = pg + c * BH;
+        for (int b = 0; b < B; ++b)
+          for (int h = 0; h < H; ++h) {
+            const double* gbh = acc + static_cast<long>(h) * BS + static_cast<long>(b) * S;
+            double sum = 0.0;
+            for (int s = 0; s < S; ++s) sum += gbh[s];
+            Gc[b * H + h] = sum;
+          }
+      } else {
+        double* Ac = pa + c * BS;
+        for (int b = 0; b < B; ++b) {
+          const double* Pb = acc + static_cast<long>(b) * S;
+          double total = 0.0;
+          for (int s = 0; s < S; ++s) total += Pb[s];
+          for (int s = 0; s < S; ++s)
+            Ac[b * S + s] = antithetic ? Pb[s] : (1.0 + loo) * Pb[s] - loo * total;
         }
       }
     }
     finite = finite && family_finite;
     for (long c = 0; c < chunks; ++c) {
-      for (long j = 0; j < BS; ++j) A[static_cast<size_t>(j)] += pa[c * BS + j];
-      for (long j = 0; j < BH; ++j) G[static_cast<size_t>(j)] += pg[c * BH + j];
+      if (pathwise) {
+        for (long j = 0; j < BH; ++j) G[static_cast<size_t>(j)] += pg[c * BH + j];
+      } else {
+        for (long j = 0; j < BS; ++j) A[static_cast<size_t>(j)] += pa[c * BS + j];
+      }
     }
   });
   return finite;
@@ -495,17 +533,41 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
   e.mse = se / (static_cast<double>(R) * H);
   e.mae = ae / (static_cast<double>(R) * H);
   const RegretContext ctx = ctx_;
+  // The fast path evaluates each agent over many rows at once (cpu_lanes.hpp).
+  const bool fast = p.shortcuts;
+  lanes::LaneBuffer buffer;
+  lanes::Lanes X;
+  if (fast) {
+    std::vector<float> y(static_cast<size_t>(R * H));
+    std::vector<long> t(static_cast<size_t>(R));
+    for (long r = 0; r < R; ++r) {
+      const long row = rows[static_cast<size_t>(r)];
+      std::copy(d.y_row(row), d.y_row(row) + H, y.begin() + r * H);
+      t[static_cast<size_t>(r)] = d.t[static_cast<size_t>(row)];
+    }
+    X = buffer.fill(mu.data(), y.data(), t.data(), R, 1, H);
+  }
   Families::for_each([&](auto fam) {
     using F = decltype(fam);
     const auto& g = std::get<FamilyGroup<F>>(all_groups_);
     const long n_agents = static_cast<long>(g.index.size());
-#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 16)
+    std::vector<float> r;
+#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 16) firstprivate(r)
     for (long i = 0; i < n_agents; ++i) {
+      const auto& prm = g.params[static_cast<size_t>(i)];
       double sum = 0.0;
-      for (long r = 0; r < R; ++r) {
-        const long row = rows[static_cast<size_t>(r)];
-        sum += F::template regret<float>(g.params[static_cast<size_t>(i)], mu.data() + r * H,
-                                         d.y_row(row), ctx, d.t[static_cast<size_t>(row)]);
+      if (fast) {
+        // Each lane computes the same float regret as the loop below; summing them in row
+        // order makes the result equal to the reference bit for bit.
+        r.resize(static_cast<size_t>(R));
+        lanes::regrets<F>(prm, X, ctx, r.data());
+        for (long k = 0; k < R; ++k) sum += static_cast<double>(r[static_cast<size_t>(k)]);
+      } else {
+        for (long k = 0; k < R; ++k) {
+          const long row = rows[static_cast<size_t>(k)];
+          sum += F::template regret<float>(prm, mu.data() + k * H, d.y_row(row), ctx,
+                                           d.t[static_cast<size_t>(row)]);
+        }
       }
       e.regret[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = sum / static_cast<double>(R);
     }

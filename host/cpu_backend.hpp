@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "cpu_lanes.hpp"
 #include "cpu_shortcuts.hpp"
 #include "eqpm/backend.hpp"
 
@@ -17,6 +18,9 @@ class CpuBackend final : public Backend {
 
   // Agents are reduced in this many fixed chunks per family (fewer if the family is small).
   static constexpr long kReductionChunks = 64;
+  // The fast path's chunks hold at least this many agents (its per-chunk work is O(B S H)).
+  static constexpr long kFastChunkAgents = 32;
+  static long fast_chunk_count(long n);
 
  protected:
   void setup_impl() override;
@@ -52,7 +56,9 @@ class CpuBackend final : public Backend {
   std::vector<double> weight_;            // w_n in population order
   double total_weight_ = 1.0;             // W
   std::vector<double> A_fused_, G_fused_;  // provisional sums of fused_general
-  std::vector<float> scratch_;             // per thread: regrets B x S, derivatives B x H
+  std::vector<float> scratch_;             // per thread: one agent's regrets, B x S
+  std::vector<double> dscratch_;           // per thread: per-sample sums, up to H x B x S
+  lanes::LaneBuffer lanes_;                // the samples hour-major (cpu_lanes.hpp)
   std::vector<double> grad_acc_;
   std::vector<double> x_double_, pre_double_;  // one sample's input and pre-activations
   std::vector<float> grad_;

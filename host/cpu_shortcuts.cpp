@@ -19,12 +19,14 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   dc_ = std::move(dc);
   dc = FamilyGroup<Datacenter>();
   dc_pathwise_ = uses_pathwise<Datacenter>(p.estimator);
+  // EV agents over the whole horizon move here; those with a window stay on the general
+  // path, whose sample-lane evaluation (cpu_lanes.hpp) is the faster one for them.
   auto& ev = std::get<FamilyGroup<EvCharging>>(groups);
   FamilyGroup<EvCharging> windowed;
   const int H = p.layout.output_dim();
   for (size_t i = 0; i < ev.index.size(); ++i) {
     const bool whole = ev.params[i].window_start == 0 && ev.params[i].window_end == H;
-    FamilyGroup<EvCharging>& dst = whole ? ev_ : evw_;
+    FamilyGroup<EvCharging>& dst = whole ? ev_ : windowed;
     dst.index.push_back(ev.index[i]);
     dst.weight.push_back(ev.weight[i]);
     dst.params.push_back(ev.params[i]);
@@ -43,22 +45,6 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   E_.resize(Hs);
   Epart_.resize(static_cast<size_t>(kChunks) * Hs);
   t_.resize(B);
-  order_.resize(B * S * Hs);
-  yorder_.resize(B * Hs);
-  Apart_.resize(static_cast<size_t>(kChunks) * B * S);
-}
-
-double CpuShortcuts::window_cost(const unsigned char* order, const float* y, int H, int a, int e,
-                                 int k) {
-  double cost = 0.0;
-  for (int j = 0; j < H && k > 0; ++j) {
-    const int h = order[j];
-    if (h >= a && h < e) {
-      cost += y[h];
-      --k;
-    }
-  }
-  return cost;
 }
 
 double CpuShortcuts::demand_root(long i, long t) const {
@@ -75,7 +61,6 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
   B_ = B;
   S_ = S;
   H_ = H;
-  y_ = y;
   std::copy(t, t + B, t_.begin());
   const double floor = p_->floor;
   if (!dc_.index.empty()) {
@@ -97,7 +82,7 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
         Dsum_[static_cast<size_t>(b * H + h)] = ds;
       }
   }
-  if (!ev_.index.empty() || !evw_.index.empty()) {
+  if (!ev_.index.empty()) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int b = 0; b < B; ++b) {
       const float* yb = y + static_cast<long>(b) * H;
@@ -108,7 +93,6 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
       std::stable_sort(order, order + H, [&](int i, int j) { return yb[i] < yb[j]; });
       best[0] = 0.0;
       for (int k = 0; k < H; ++k) best[k + 1] = best[k] + yb[order[k]];
-      for (int k = 0; k < H; ++k) yorder_[static_cast<size_t>(b * H + k)] = static_cast<unsigned char>(order[k]);
       for (int k = 0; k < H; ++k) Gsum_[static_cast<size_t>(b * H + k)] = 0.0;
       for (int s = 0; s < S; ++s) {
         const float* v = yhat + (static_cast<long>(b) * S + s) * H;
@@ -117,8 +101,6 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
         std::iota(order, order + H, 0);
         // Lowest predicted price first, ties to the lower hour (stable sort on index order).
         std::stable_sort(order, order + H, [&](int i, int j) { return key[i] < key[j]; });
-        unsigned char* ord = order_.data() + (static_cast<size_t>(b) * S + s) * H;
-        for (int k = 0; k < H; ++k) ord[k] = static_cast<unsigned char>(order[k]);
         double chosen = 0.0;
         for (int k = 0; k < H; ++k) {
           chosen += yb[order[k]];
@@ -153,22 +135,6 @@ void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
     const auto& prm = ev_.params[static_cast<size_t>(i)];
     rhat[static_cast<size_t>(ev_.index[static_cast<size_t>(i)])] =
         static_cast<double>(prm.energy) * Gtot_[static_cast<size_t>(prm.k - 1)] * inv;
-  }
-  const long n_evw = static_cast<long>(evw_.index.size());
-  const int S = S_;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 16)
-  for (long i = 0; i < n_evw; ++i) {
-    const auto& prm = evw_.params[static_cast<size_t>(i)];
-    double sum = 0.0;
-    for (int b = 0; b < B; ++b) {
-      const float* yb = y_ + static_cast<long>(b) * H;
-      const double best = window_cost(yorder_.data() + b * H, yb, H, prm.window_start, prm.window_end, prm.k);
-      for (int s = 0; s < S; ++s)
-        sum += window_cost(order_.data() + (static_cast<size_t>(b) * S + s) * H, yb, H,
-                           prm.window_start, prm.window_end, prm.k) - best;
-    }
-    rhat[static_cast<size_t>(evw_.index[static_cast<size_t>(i)])] =
-        static_cast<double>(prm.energy) * sum * inv;
   }
 }
 
@@ -238,38 +204,6 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
         }
         A[b * S + s] += a;
       }
-  }
-  // Windowed EV agents: per agent and input, the S sample regrets from the shared orders.
-  const long n_evw = static_cast<long>(evw_.index.size());
-  if (n_evw > 0) {
-    const long BS = static_cast<long>(B) * S;
-    const long chunks = std::min(n_evw, kChunks);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (long c = 0; c < chunks; ++c) {
-      double* Ac = Apart_.data() + c * BS;
-      std::fill(Ac, Ac + BS, 0.0);
-      double r[kMaxSamples];
-      for (long i = chunk_begin(n_evw, c, chunks); i < chunk_begin(n_evw, c + 1, chunks); ++i) {
-        const auto& prm = evw_.params[static_cast<size_t>(i)];
-        const double w = omega[static_cast<size_t>(evw_.index[static_cast<size_t>(i)])] *
-                         static_cast<double>(prm.energy);
-        if (w == 0.0) continue;
-        for (int b = 0; b < B; ++b) {
-          const float* yb = y_ + static_cast<long>(b) * H;
-          const double best = window_cost(yorder_.data() + b * H, yb, H, prm.window_start, prm.window_end, prm.k);
-          double total = 0.0;
-          for (int s = 0; s < S; ++s) {
-            r[s] = window_cost(order_.data() + (static_cast<size_t>(b) * S + s) * H, yb, H,
-                               prm.window_start, prm.window_end, prm.k) - best;
-            total += r[s];
-          }
-          for (int s = 0; s < S; ++s)
-            Ac[b * S + s] += w * (antithetic ? r[s] : r[s] - (total - r[s]) * loo);
-        }
-      }
-    }
-    for (long c = 0; c < chunks; ++c)
-      for (long j = 0; j < BS; ++j) A[j] += Apart_[static_cast<size_t>(c * BS + j)];
   }
 }
 

@@ -5,10 +5,8 @@
 //    need only sum_n omega_n sqrt(lambda_n d_n(t_b)) per (b, h);
 //  - ev_charging over the whole horizon: r = e_n G_{b,s,k_n}, where G_{b,s,k} is the true
 //    cost of the k cheapest predicted hours minus the k cheapest true hours, from one sort
-//    per (b, s): per-agent work is O(1);
-//  - ev_charging with a window: the same sorted hour order of each sample, walked until k
-//    hours of the window are found: O(H) per agent and sample instead of O(W^2).
-// Agents of other families stay on the general path.
+//    per (b, s): per-agent work is O(1).
+// Agents of other families, and EV agents with a window, stay on the general path.
 // Results equal the general path's up to float rounding; tests compare the two.
 #pragma once
 
@@ -24,7 +22,7 @@ class CpuShortcuts {
   // Moves the agents it handles out of `groups`.
   void setup(FamilyGroups& groups, const Problem& p);
   bool empty() const {
-    return dc_.index.empty() && ev_.index.empty() && evw_.index.empty();
+    return dc_.index.empty() && ev_.index.empty();
   }
 
   // Per-step tables from the samples yhat (B x S x H), truths y (B x H), times t (B).
@@ -40,21 +38,14 @@ class CpuShortcuts {
 
   FamilyGroup<Datacenter> dc_;
   FamilyGroup<EvCharging> ev_;   // whole horizon
-  FamilyGroup<EvCharging> evw_;  // with a window
   const Problem* p_ = nullptr;
   bool dc_pathwise_ = false;
   int B_ = 0, S_ = 0, H_ = 0;
   std::vector<long> t_;
-  const float* y_ = nullptr;  // truths of the prepared minibatch (B x H)
   // datacenter tables
   std::vector<double> F_, Fsum_, Dsum_, K_, Kpart_;
   // ev tables (k = 1..H stored at k - 1)
   std::vector<double> Gk_, Gsum_, Gtot_, E_, Epart_;
-  // hour orders: of each sample's clamped prediction (B x S x H) and of each truth (B x H)
-  std::vector<unsigned char> order_, yorder_;
-  std::vector<double> Apart_;  // windowed-EV advantage partials per chunk (B x S)
-  // True cost of the k hours of [a, e) that come first in `order` (H entries).
-  static double window_cost(const unsigned char* order, const float* y, int H, int a, int e, int k);
 };
 
 }  // namespace eqpm

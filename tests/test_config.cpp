@@ -113,6 +113,8 @@ struct BadCase {
   std::vector<std::string> expected;  // substrings of the message, e.g. ":3:1" and the key
 };
 
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
 class ConfigTomlBad : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(ConfigTomlBad, IsAConfigErrorNamingFileLineAndKey) {

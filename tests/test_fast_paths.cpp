@@ -1,6 +1,9 @@
-// Every CPU fast path (DESIGN.md 5.4 factorisations, the fused steady-state pass) against
-// the plain reference path (Problem::shortcuts = false), step by step from equal states.
+// Every CPU fast path (DESIGN.md 5.4 factorisations, the fused steady-state pass over
+// sample lanes) against the plain reference path (Problem::shortcuts = false), step by
+// step from equal states.
 #include <gtest/gtest.h>
+
+#include <ostream>
 
 #include <algorithm>
 #include <cmath>
@@ -19,7 +22,10 @@ struct Case {
   Estimator estimator;
   bool antithetic;
   double q;
+  bool factorise = true;  // false: every agent on the sample-lane general path
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class FastPaths : public ::testing::TestWithParam<Case> {};
 
@@ -50,6 +56,7 @@ TEST_P(FastPaths, MatchReferenceStepByStep) {
   Problem p = make_problem(cfg, in);
   auto fast = make_backend("cpu", 2), ref = make_backend("cpu", 1);
   p.shortcuts = true;
+  p.factorise = c.factorise;
   fast->setup(p);
   p.shortcuts = false;
   ref->setup(p);
@@ -83,7 +90,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"datacenter_score_loo", "dc=1", 5, 0, Estimator::score, false, 0},
         Case{"ev_whole_horizon_loo", "ev=1", 12, 0, Estimator::automatic, false, 4},
         Case{"ev_windows", "ev=1", 12, 3, Estimator::automatic, true, 4},
-        Case{"inventory_score_q40", "inv=1", 12, 0, Estimator::score, false, 40}),
+        Case{"inventory_score_q40", "inv=1", 12, 0, Estimator::score, false, 40},
+        // The general sample-lane path alone, for every family (what a custom family gets).
+        Case{"mixed_lanes_auto", "dc=0.4,ev=0.4,inv=0.2", 12, 0, Estimator::automatic, true, 4, false},
+        Case{"mixed_lanes_score_loo", "dc=0.4,ev=0.4,inv=0.2", 12, 2, Estimator::score, false, 1, false},
+        Case{"datacenter_lanes_pathwise_loo", "dc=1", 6, 0, Estimator::pathwise, false, 0, false}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
 
 }  // namespace

@@ -13,6 +13,8 @@
 // terms, not of the (possibly tiny) result.
 #include <gtest/gtest.h>
 
+#include <ostream>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -239,6 +241,8 @@ std::vector<Case> step_cases() {
     }
   return out;
 }
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class GpuStep : public ::testing::TestWithParam<Case> {};
 

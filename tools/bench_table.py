@@ -37,7 +37,7 @@ def main(paths):
             ms = b["real_time"] * unit
             rows.append((family, b.get("label", "").split(" ")[0] or fields.get("workload", "?"),
                          int(fields.get("N", 0)), fields.get("B", "?"), fields.get("S", "?"),
-                         "general" if fields.get("shortcuts") == "0" else "fast", ms,
+                         {"0": "reference", "1": "general"}.get(fields.get("path"), "fast"), ms,
                          b.get("items_per_second", float("nan"))))
     print("| benchmark | workload | N | B | S | path | ms / step | evaluations / s |")
     print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")

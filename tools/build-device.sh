@@ -21,7 +21,7 @@ jobs="${JOBS:-2}"
 nvcc="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
 
 cmake -S . -B "$obj" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DEQPM_WERROR=ON -DEQPM_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc"
+  -DEQPM_WERROR=ON -DEQPM_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" -DEQPM_MARCH=x86-64-v3
 ninja -C "$obj" -j "$jobs" eqpm eqpm_tests eqpm_bench
 
 rm -rf "$out"

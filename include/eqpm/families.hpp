@@ -1,7 +1,10 @@
 // Agent families (DESIGN.md section 4). Each family is a type with a tag, its compact
 // parameters, and its regret (and, where it has one, the derivative of the regret with
 // respect to the prediction) as EQPM_HD templates: the same code runs in the CPU
-// reference backend and in the CUDA kernels. Backends iterate over the type list
+// reference backend and in the CUDA kernels. The prediction v, truth y and gradient
+// arguments are anything indexable by hour (v[h]): plain pointers in the reference and
+// the kernels, strided views in the CPU fast path, which evaluates one agent for many
+// samples at once with the samples in SIMD lanes (host/cpu_general.hpp). Backends iterate over the type list
 // `Families`; adding a family means writing one struct like these and appending it
 // there, never touching the training loop.
 #pragma once
@@ -80,24 +83,26 @@ struct Datacenter {
     return a * y + lambda * d / (a - d);
   }
   // Closed form of cost(decision(v)) - cost(decision(y)); stable for any v, y > 0.
-  template <class T>
-  EQPM_HD_INLINE static T regret(const Params& p, const T* v, const T* y,
+  template <class T, class V, class Y>
+  EQPM_HD_INLINE static T regret(const Params& p, V v, Y y,
                                  const RegretContext& c, long t) {
-    const T vv = clamp_floor(v[p.hour], c.floor);
-    const T yy = y[p.hour];
+    const T vv = clamp_floor(T(v[p.hour]), c.floor);
+    const T yy = T(y[p.hour]);
     const T d = demand<T>(p, c, t);
     const T diff = sqrt(yy) - sqrt(vv);
     return sqrt(T(p.lambda) * d) * diff * diff / sqrt(vv);
   }
   // grad[h] += weight * d regret / d v[h]; zero below the floor (the decision is flat).
-  template <class T>
-  EQPM_HD_INLINE static void add_dregret(const Params& p, const T* v, const T* y,
-                                         const RegretContext& c, long t, T weight, T* grad) {
-    const T vv = v[p.hour];
-    if (vv < T(c.floor)) return;
-    const T yy = y[p.hour];
+  // Branch-free (a select, then one unconditional add) so that it vectorises over samples.
+  template <class T, class V, class Y, class G>
+  EQPM_HD_INLINE static void add_dregret(const Params& p, V v, Y y,
+                                         const RegretContext& c, long t, T weight, G grad) {
+    const T raw = T(v[p.hour]);
+    const T vv = clamp_floor(raw, c.floor);
+    const T yy = T(y[p.hour]);
     const T d = demand<T>(p, c, t);
-    grad[p.hour] += weight * sqrt(T(p.lambda) * d) * (vv - yy) / (T(2) * vv * sqrt(vv));
+    const T slope = sqrt(T(p.lambda) * d) * (vv - yy) / (T(2) * vv * sqrt(vv));
+    grad[p.hour] += raw < T(c.floor) ? T(0) : weight * slope;
   }
 };
 
@@ -117,26 +122,29 @@ struct EvCharging {
   }
 
   // Sum of truth[h] over the k hours of [a, b) with the lowest key[h] (ties: lower h).
-  // O(width^2) rank counting: branch-light, no sorting, no scratch memory.
-  template <class T, class K>
-  EQPM_HD_INLINE static T cost_of_k_lowest(const K* key, const T* truth, int a, int b, int k) {
+  // O(width^2) rank counting: no branches, no sorting, no scratch memory, so it runs the
+  // same in a CUDA thread and in a SIMD lane (the loop bounds are the agent's, not the
+  // sample's).
+  template <class T, class K, class Y>
+  EQPM_HD_INLINE static T cost_of_k_lowest(const K& key, Y truth, int a, int b, int k) {
     T total = T(0);
     for (int h = a; h < b; ++h) {
       int rank = 0;
-      for (int j = a; j < b; ++j) rank += (key[j] < key[h]) || (key[j] == key[h] && j < h);
-      if (rank < k) total += truth[h];
+      for (int j = a; j < h; ++j) rank += key[j] <= key[h];
+      for (int j = h + 1; j < b; ++j) rank += key[j] < key[h];
+      total += rank < k ? T(truth[h]) : T(0);
     }
     return total;
   }
-  template <class T>
-  EQPM_HD_INLINE static T regret(const Params& p, const T* v, const T* y,
+  template <class T, class V, class Y>
+  EQPM_HD_INLINE static T regret(const Params& p, V v, Y y,
                                  const RegretContext& c, long /*t*/) {
     // Clamping to the floor is monotone, so the chosen hours are those of the clamped
     // prediction: ties created by the clamp resolve to the lower hour, as required.
     T key[kMaxHorizon];
-    for (int h = p.window_start; h < p.window_end; ++h) key[h] = clamp_floor(v[h], c.floor);
-    const T chosen = cost_of_k_lowest(key, y, p.window_start, p.window_end, p.k);
-    const T best = cost_of_k_lowest(y, y, p.window_start, p.window_end, p.k);
+    for (int h = p.window_start; h < p.window_end; ++h) key[h] = clamp_floor(T(v[h]), c.floor);
+    const T chosen = cost_of_k_lowest<T>(key, y, p.window_start, p.window_end, p.k);
+    const T best = cost_of_k_lowest<T>(y, y, p.window_start, p.window_end, p.k);
     return T(p.energy) * (chosen - best);
   }
 };
@@ -153,21 +161,21 @@ struct Inventory {
   };
   static Params params(const Agent& a) { return {float(a.cu), float(a.co), a.hour}; }
 
-  template <class T>
-  EQPM_HD_INLINE static T regret(const Params& p, const T* v, const T* y,
+  template <class T, class V, class Y>
+  EQPM_HD_INLINE static T regret(const Params& p, V v, Y y,
                                  const RegretContext& c, long /*t*/) {
-    const T a = clamp_floor(v[p.hour], c.floor);
-    const T yy = y[p.hour];
+    const T a = clamp_floor(T(v[p.hour]), c.floor);
+    const T yy = T(y[p.hour]);
     return a < yy ? T(p.cu) * (yy - a) : T(p.co) * (a - yy);
   }
-  template <class T>
-  EQPM_HD_INLINE static void add_dregret(const Params& p, const T* v, const T* y,
-                                         const RegretContext& c, long /*t*/, T weight, T* grad) {
-    const T a = v[p.hour];
-    if (a < T(c.floor)) return;
-    const T yy = y[p.hour];
-    if (a < yy) grad[p.hour] -= weight * T(p.cu);
-    else if (a > yy) grad[p.hour] += weight * T(p.co);
+  template <class T, class V, class Y, class G>
+  EQPM_HD_INLINE static void add_dregret(const Params& p, V v, Y y,
+                                         const RegretContext& c, long /*t*/, T weight, G grad) {
+    const T a = T(v[p.hour]);
+    const T yy = T(y[p.hour]);
+    // Branch-free, as Datacenter's: -cu under, +co over, zero at the truth or below the floor.
+    const T slope = a < yy ? -T(p.cu) : (a > yy ? T(p.co) : T(0));
+    grad[p.hour] += a < T(c.floor) ? T(0) : weight * slope;
   }
 };
 

@@ -21,7 +21,11 @@ inline double power_mean(const double* R, const double* weight, long n, double q
   if (rmax <= 0.0 || wsum <= 0.0) return 0.0;
   const double p = q + 1.0;
   double acc = 0.0;
-  for (long i = 0; i < n; ++i) acc += (weight ? weight[i] : 1.0) * std::pow(R[i] / rmax, p);
+  if (p == 1.0) {  // q = 0, the mean: pow(x, 1) is x, so the same value without the calls
+    for (long i = 0; i < n; ++i) acc += (weight ? weight[i] : 1.0) * (R[i] / rmax);
+  } else {
+    for (long i = 0; i < n; ++i) acc += (weight ? weight[i] : 1.0) * std::pow(R[i] / rmax, p);
+  }
   return rmax * std::pow(acc / wsum, 1.0 / p);
 }
 

@@ -1,0 +1,180 @@
+// The CPU fast path's sample-major layout: one agent evaluated for many samples at once,
+// the samples in SIMD lanes. A `Lanes` batch stores its n samples hour-major,
+// v[h * n + j] for sample j, and the truth and time of each sample beside them, so that
+// hour h of consecutive samples is contiguous: a family's regret, written for one sample
+// against an indexable prediction (families.hpp), vectorises over j under `omp simd` with
+// unit-stride loads, because the agent's parameters (and the hours it reads) are the same
+// in every lane. Nothing here is family-specific; custom families get it for free.
+//
+// Arguments are taken by value on purpose: local copies of the parameters and the context
+// cannot alias the outputs, so the compiler keeps them in registers and the lane loads stay
+// unit-stride instead of turning into gathers.
+#pragma once
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "eqpm/families.hpp"
+
+namespace eqpm::lanes {
+
+// Hour h of one sample in the hour-major layout.
+struct View {
+  const float* p;
+  long stride;
+  float operator[](int h) const { return p[static_cast<long>(h) * stride]; }
+};
+
+// The per-sample gradient slots of one sample, hour-major, accumulated in double.
+struct Grad {
+  double* p;
+  long stride;
+  double& operator[](int h) const { return p[static_cast<long>(h) * stride]; }
+};
+
+// n samples hour-major: predictions v and truths y (H x n each) and times t (n).
+struct Lanes {
+  const float* v = nullptr;
+  const float* y = nullptr;
+  const long* t = nullptr;
+  long n = 0;
+};
+
+// Owns the storage of a Lanes batch, sized once (no allocation when refilled).
+class LaneBuffer {
+ public:
+  void reserve(long n, int H) {
+    v_.resize(static_cast<size_t>(n * H));
+    y_.resize(static_cast<size_t>(n * H));
+    t_.resize(static_cast<size_t>(n));
+  }
+  // From m groups of `per` samples sharing one truth row and time (a minibatch: m = B
+  // inputs, per = S samples): v_in is (m per) x H, y_in m x H, t_in m.
+  Lanes fill(const float* v_in, const float* y_in, const long* t_in, long m, long per, int H) {
+    const long n = m * per;
+    reserve_at_least(n, H);
+    for (int h = 0; h < H; ++h) {
+      float* vh = v_.data() + static_cast<long>(h) * n;
+      float* yh = y_.data() + static_cast<long>(h) * n;
+      for (long j = 0; j < n; ++j) vh[j] = v_in[j * H + h];
+      for (long g = 0; g < m; ++g) std::fill(yh + g * per, yh + (g + 1) * per, y_in[g * H + h]);
+    }
+    for (long g = 0; g < m; ++g) std::fill(t_.begin() + g * per, t_.begin() + (g + 1) * per, t_in[g]);
+    return {v_.data(), y_.data(), t_.data(), n};
+  }
+
+ private:
+  void reserve_at_least(long n, int H) {
+    if (static_cast<long>(t_.size()) < n || static_cast<long>(v_.size()) < n * H) reserve(n, H);
+  }
+  std::vector<float> v_, y_;
+  std::vector<long> t_;
+};
+
+// Sum over the batch of agent prm's regrets; writes each into r[j] when r is not null.
+// Blocks of kBlock samples are summed in float lanes (at most kBlock / 16 terms per lane),
+// the block sums in double: no conversions in the inner loop, and an error far below the
+// float rounding of each regret itself.
+inline constexpr long kBlock = 256;
+
+// EvCharging's regret for the 16 samples j0 .. j0 + 15, written with explicit vectors:
+// its loops over the window nest inside the lane loop, which compilers do not vectorise
+// across lanes by themselves. Every lane performs exactly the scalar code's operations
+// in the same order (families.hpp), so the results are identical, not just close.
+using f32x16 = float __attribute__((vector_size(64)));
+using i32x16 = int __attribute__((vector_size(64)));
+
+inline f32x16 load16(const float* p) {
+  f32x16 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline f32x16 ev_regret16(const EvCharging::Params& prm, const Lanes& x, const RegretContext& ctx,
+                          long j0) {
+  const int a = prm.window_start, e = prm.window_end;
+  f32x16 key[kMaxHorizon], yv[kMaxHorizon];
+  const f32x16 floor = f32x16{} + ctx.floor;
+  for (int h = a; h < e; ++h) {
+    const f32x16 v = load16(x.v + static_cast<long>(h) * x.n + j0);
+    key[h] = v < floor ? floor : v;
+    yv[h] = load16(x.y + static_cast<long>(h) * x.n + j0);
+  }
+  f32x16 chosen = f32x16{}, best = f32x16{};
+  for (int h = a; h < e; ++h) {
+    // A vector comparison is -1 where true: subtracting counts the hours ranked before h.
+    i32x16 rank_v = i32x16{}, rank_y = i32x16{};
+    for (int j = a; j < h; ++j) {
+      rank_v -= key[j] <= key[h];
+      rank_y -= yv[j] <= yv[h];
+    }
+    for (int j = h + 1; j < e; ++j) {
+      rank_v -= key[j] < key[h];
+      rank_y -= yv[j] < yv[h];
+    }
+    chosen += rank_v < prm.k ? yv[h] : f32x16{};
+    best += rank_y < prm.k ? yv[h] : f32x16{};
+  }
+  return prm.energy * (chosen - best);
+}
+
+template <class F>
+double regrets(const typename F::Params prm, const Lanes x, const RegretContext ctx,
+               float* __restrict r) {
+  const long n = x.n;
+  double sum = 0.0;
+  if constexpr (std::is_same_v<F, EvCharging>) {
+    long j0 = 0;
+    for (; j0 + 16 <= n; j0 += 16) {
+      const f32x16 v = ev_regret16(prm, x, ctx, j0);
+      if (r) __builtin_memcpy(r + j0, &v, sizeof v);
+      float part = 0.0f;
+      for (int l = 0; l < 16; ++l) part += v[l];
+      sum += static_cast<double>(part);
+    }
+    for (; j0 < n; ++j0) {
+      const float v = F::template regret<float>(prm, View{x.v + j0, n}, View{x.y + j0, n}, ctx, x.t[j0]);
+      if (r) r[j0] = v;
+      sum += static_cast<double>(v);
+    }
+    return sum;
+  }
+  for (long j0 = 0; j0 < n; j0 += kBlock) {
+    const long j1 = std::min(n, j0 + kBlock);
+    float part = 0.0f;
+    if (r) {
+#pragma omp simd reduction(+ : part)
+      for (long j = j0; j < j1; ++j) {
+        const float v = F::template regret<float>(prm, View{x.v + j, n}, View{x.y + j, n}, ctx, x.t[j]);
+        r[j] = v;
+        part += v;
+      }
+    } else {
+#pragma omp simd reduction(+ : part)
+      for (long j = j0; j < j1; ++j)
+        part += F::template regret<float>(prm, View{x.v + j, n}, View{x.y + j, n}, ctx, x.t[j]);
+    }
+    sum += static_cast<double>(part);
+  }
+  return sum;
+}
+
+// g[h * n + j] += weight * d r / d v_h at every sample j (hour-major, like x.v).
+template <class F>
+void add_dregrets(const typename F::Params prm, const Lanes x, const RegretContext ctx,
+                  float weight, double* __restrict g) {
+  const long n = x.n;
+#pragma omp simd
+  for (long j = 0; j < n; ++j)
+    F::template add_dregret<float>(prm, View{x.v + j, n}, View{x.y + j, n}, ctx, x.t[j], weight,
+                                   Grad{g + j, n});
+}
+
+// acc[j] += w * r[j].
+inline void axpy(double w, const float* __restrict r, double* __restrict acc, long n) {
+#pragma omp simd
+  for (long j = 0; j < n; ++j) acc[j] += w * static_cast<double>(r[j]);
+}
+
+}  // namespace eqpm::lanes
