@@ -74,6 +74,7 @@ void CpuBackend::setup_impl() {
   state_.adam_step = 0;
   state_.rbar.clear();
   state_.msebar = 0.0;
+  rbar_mean_valid_ = false;
 
   const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
                H = static_cast<size_t>(p.layout.output_dim()), N = static_cast<size_t>(p.population->size());
@@ -106,7 +107,10 @@ void CpuBackend::setup_impl() {
   grad_.resize(static_cast<size_t>(P));
 }
 
-void CpuBackend::set_state_impl(const BackendState& s) { state_ = s; }
+void CpuBackend::set_state_impl(const BackendState& s) {
+  state_ = s;
+  rbar_mean_valid_ = false;
+}
 
 void CpuBackend::forward(const std::vector<long>& rows, std::vector<float>& mu,
                          std::vector<float>* pre) {
@@ -385,7 +389,11 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     const double* w = weight_.data();
     const double W = total_weight_;
     // In the steady state the fast path fuses passes 1 and 2 (see fused_general).
-    const double mref = started && p.shortcuts ? power_mean(state_.rbar.data(), w, N, p.q) : 0.0;
+    // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar
+    // (same values, same function) unless the state was replaced since.
+    const double mref = !started || !p.shortcuts ? 0.0
+                        : rbar_mean_valid_       ? rbar_mean_
+                                                 : power_mean(state_.rbar.data(), w, N, p.q);
     bool fused = mref > 0 && std::isfinite(mref) && fused_general(B, mref, rhat_, A_fused_, G_fused_);
     if (!fused) mean_regrets(B, rhat_);
     times_.regrets += seconds_since(t0);
@@ -402,13 +410,22 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     st.smoothed_power_mean = Mbar;
     double sum = 0.0, mx = 0.0;
     for (long n = 0; n < N; ++n) {
-      omega_[static_cast<size_t>(n)] =
-          agent_weight(rbar_new_[static_cast<size_t>(n)], w[n] / W, Mbar, p.q);
       sum += rhat_[static_cast<size_t>(n)];
       mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
     }
     st.mean_regret = sum / static_cast<double>(N);
     st.max_regret = mx;
+    // omega_n (one pow per agent at q != 0). The fused pass has already weighted its own
+    // agents, so unless a trace asks for all of them only the factorised agents need it.
+    auto weigh = [&](long n) {
+      omega_[static_cast<size_t>(n)] = agent_weight(rbar_new_[static_cast<size_t>(n)], w[n] / W, Mbar, p.q);
+    };
+    const bool all_weights = !fused || trace;
+    if (all_weights) {
+      for (long n = 0; n < N; ++n) weigh(n);
+    } else {
+      for (long n : shortcuts_.agents()) weigh(n);
+    }
 
     // Pass 2: advantages and pathwise terms.
     const double rescale = p.q == 0.0 || !fused ? 1.0 : std::pow(mref / Mbar, p.q);
@@ -418,6 +435,8 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
       for (long i = 0; i < static_cast<long>(B) * H; ++i)
         G_[static_cast<size_t>(i)] = rescale * G_fused_[static_cast<size_t>(i)];
     } else {
+      if (!all_weights)
+        for (long n = 0; n < N; ++n) weigh(n);
       advantages(B, omega_, A_, G_);
     }
     if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
@@ -503,7 +522,11 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     state_.params[static_cast<size_t>(i)] -= lr * (m * c1) / (std::sqrt(v * c2) + eps);
   }
   state_.msebar = msebar;
-  if (equitable) state_.rbar = rbar_new_;
+  if (equitable) {
+    state_.rbar = rbar_new_;
+    rbar_mean_ = Mbar;
+    rbar_mean_valid_ = true;
+  }
   times_.optimiser += seconds_since(t0);
   return st;
 }

@@ -55,6 +55,8 @@ class CpuBackend final : public Backend {
   std::vector<double> rhat_, rbar_new_, omega_, A_, G_, g_, partial_A_, partial_G_;
   std::vector<double> weight_;            // w_n in population order
   double total_weight_ = 1.0;             // W
+  double rbar_mean_ = 0.0;                 // power mean of state_.rbar (the last Mbar)
+  bool rbar_mean_valid_ = false;
   std::vector<double> A_fused_, G_fused_;  // provisional sums of fused_general
   std::vector<float> scratch_;             // per thread: one agent's regrets, B x S
   std::vector<double> dscratch_;           // per thread: per-sample sums, up to H x B x S

@@ -102,16 +102,17 @@ inline f32x16 ev_regret16(const EvCharging::Params& prm, const Lanes& x, const R
     yv[h] = load16(x.y + static_cast<long>(h) * x.n + j0);
   }
   f32x16 chosen = f32x16{}, best = f32x16{};
+  const i32x16 one = i32x16{} + 1;
   for (int h = a; h < e; ++h) {
-    // A vector comparison is -1 where true: subtracting counts the hours ranked before h.
+    // Count the hours ranked before h (a compare and a masked add per pair).
     i32x16 rank_v = i32x16{}, rank_y = i32x16{};
     for (int j = a; j < h; ++j) {
-      rank_v -= key[j] <= key[h];
-      rank_y -= yv[j] <= yv[h];
+      rank_v = key[j] <= key[h] ? rank_v + one : rank_v;
+      rank_y = yv[j] <= yv[h] ? rank_y + one : rank_y;
     }
     for (int j = h + 1; j < e; ++j) {
-      rank_v -= key[j] < key[h];
-      rank_y -= yv[j] < yv[h];
+      rank_v = key[j] < key[h] ? rank_v + one : rank_v;
+      rank_y = yv[j] < yv[h] ? rank_y + one : rank_y;
     }
     chosen += rank_v < prm.k ? yv[h] : f32x16{};
     best += rank_y < prm.k ? yv[h] : f32x16{};

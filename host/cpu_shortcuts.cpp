@@ -32,6 +32,8 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
     dst.params.push_back(ev.params[i]);
   }
   ev = std::move(windowed);
+  agents_ = dc_.index;
+  agents_.insert(agents_.end(), ev_.index.begin(), ev_.index.end());
   const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
                Hs = static_cast<size_t>(H);
   F_.resize(B * S * Hs);

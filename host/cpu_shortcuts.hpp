@@ -24,6 +24,8 @@ class CpuShortcuts {
   bool empty() const {
     return dc_.index.empty() && ev_.index.empty();
   }
+  // Population indices of the agents it handles.
+  const std::vector<long>& agents() const { return agents_; }
 
   // Per-step tables from the samples yhat (B x S x H), truths y (B x H), times t (B).
   void prepare(int B, const float* yhat, const float* y, const long* t, int threads);
@@ -38,6 +40,7 @@ class CpuShortcuts {
 
   FamilyGroup<Datacenter> dc_;
   FamilyGroup<EvCharging> ev_;   // whole horizon
+  std::vector<long> agents_;
   const Problem* p_ = nullptr;
   bool dc_pathwise_ = false;
   int B_ = 0, S_ = 0, H_ = 0;
