@@ -67,6 +67,7 @@ void CpuBackend::setup_impl() {
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());
   ctx_.floor = p.floor;
+  unwrap_demand();
   const long P = p.layout.parameter_count;
   state_.params = init_mlp_parameters(p.layout, p.seed);
   state_.adam_m.assign(static_cast<size_t>(P), 0.0f);
@@ -105,6 +106,30 @@ void CpuBackend::setup_impl() {
   lanes_.reserve(static_cast<long>(B * S), static_cast<int>(H));
   if (p.shortcuts) order_for_locality(groups_);
   grad_.resize(static_cast<size_t>(P));
+}
+
+// The datacenter lookup D[(t + phase) mod L] with the remainder taken once here: when
+// every t of the data plus every phase of the population lies in a modest range [0, E),
+// D is repeated periodically up to E and the lanes read it directly (RegretContext).
+void CpuBackend::unwrap_demand() {
+  const Problem& p = problem_;
+  const long L = static_cast<long>(p.demand.size());
+  demand_unwrapped_.clear();
+  const auto& dc = std::get<FamilyGroup<Datacenter>>(all_groups_);
+  if (L <= 0 || dc.index.empty() || p.data->t.empty()) return;
+  const auto [tmin, tmax] = std::minmax_element(p.data->t.begin(), p.data->t.end());
+  long pmin = 0, pmax = 0;
+  for (const auto& prm : dc.params) {
+    pmin = std::min<long>(pmin, prm.phase);
+    pmax = std::max<long>(pmax, prm.phase);
+  }
+  constexpr long kMaxUnwrapped = 1L << 22;  // 16 MB of floats
+  if (*tmin + pmin < 0 || *tmax + pmax >= kMaxUnwrapped) return;
+  const long E = *tmax + pmax + 1;
+  demand_unwrapped_.resize(static_cast<size_t>(E));
+  for (long i = 0; i < E; ++i) demand_unwrapped_[static_cast<size_t>(i)] = p.demand[static_cast<size_t>(i % L)];
+  ctx_.demand = demand_unwrapped_.data();
+  ctx_.demand_unwrapped = true;
 }
 
 void CpuBackend::set_state_impl(const BackendState& s) {

@@ -32,6 +32,7 @@ class CpuBackend final : public Backend {
 
  private:
   int thread_count() const;
+  void unwrap_demand();
   void forward(const std::vector<long>& rows, std::vector<float>& mu, std::vector<float>* pre);
   // Pass 1: Rhat_n over the minibatch's samples, in population order.
   void mean_regrets(int B, std::vector<double>& rhat);
@@ -48,6 +49,7 @@ class CpuBackend final : public Backend {
   FamilyGroups groups_;      // agents on the general path of a training step
   CpuShortcuts shortcuts_;  // agents with a shared per-(b, s) factorisation
   RegretContext ctx_;
+  std::vector<float> demand_unwrapped_;  // D repeated over every t + phase (unwrap_demand)
   BackendState state_;
   // Per-step scratch, sized once in setup (no allocation inside a step).
   std::vector<float> mu_, pre_, yhat_, eps_, ybatch_;

@@ -45,6 +45,10 @@ struct RegretContext {
   const float* demand = nullptr;  // datacenter demand profile D (DESIGN.md 4.1)
   long demand_length = 0;
   float floor = 1e-3f;            // decisions use max(prediction, floor)
+  // Optional: `demand` already repeated periodically over every index t + phase that will
+  // be asked for, so the lookup needs no remainder (which has no vector instruction). A
+  // backend sets it only after checking the range; the values are the same.
+  bool demand_unwrapped = false;
 };
 
 template <class T>
@@ -69,8 +73,11 @@ struct Datacenter {
 
   template <class T>
   EQPM_HD_INLINE static T demand(const Params& p, const RegretContext& c, long t) {
-    long i = (t + p.phase) % c.demand_length;
-    if (i < 0) i += c.demand_length;
+    long i = t + p.phase;
+    if (!c.demand_unwrapped) {  // the same for every sample: compilers hoist the test
+      i %= c.demand_length;
+      if (i < 0) i += c.demand_length;
+    }
     return T(p.scale) * T(c.demand[i]);
   }
   // Capacity decision for a predicted carbon intensity v and its cost under truth y.
