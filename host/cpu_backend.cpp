@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <tuple>
+#include <type_traits>
 
 #include "cpu_lanes.hpp"
 #include "eqpm/error.hpp"
@@ -595,33 +597,72 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
     }
     X = buffer.fill(mu.data(), y.data(), t.data(), R, 1, H);
   }
+  // Sum of the R row values into four interleaved partial sums (row k into k % 4), so
+  // that the additions pipeline; every path below uses this order.
+  auto row_sum = [R](auto value) {
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
+    long k = 0;
+    for (; k + 4 <= R; k += 4)
+      for (int l = 0; l < 4; ++l) part[l] += static_cast<double>(value(k + l));
+    for (; k < R; ++k) part[k % 4] += static_cast<double>(value(k));
+    return (part[0] + part[1]) + (part[2] + part[3]);
+  };
+  if (fast) {
+    // EV agents with the same k and window share chosen - best on every row; the agent's
+    // regret is energy times it, the float product the scalar code forms: compute the
+    // shared part once per (k, window), then each agent's sum costs O(R).
+    const auto& g = std::get<FamilyGroup<EvCharging>>(all_groups_);
+    std::vector<size_t> order(g.index.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    auto key = [&](size_t i) {
+      const auto& q = g.params[i];
+      return std::tuple(q.k, q.window_start, q.window_end);
+    };
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+    std::vector<size_t> starts;
+    for (size_t i = 0; i < order.size(); ++i)
+      if (i == 0 || key(order[i]) != key(order[i - 1])) starts.push_back(i);
+    starts.push_back(order.size());
+    const long n_keys = static_cast<long>(starts.size()) - 1;
+    std::vector<float> r;
+#pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) firstprivate(r)
+    for (long c = 0; c < n_keys; ++c) {
+      EvCharging::Params unit = g.params[order[starts[static_cast<size_t>(c)]]];
+      unit.energy = 1.0f;  // 1 * (chosen - best) is chosen - best exactly
+      r.resize(static_cast<size_t>(R));
+      lanes::regrets<EvCharging>(unit, X, ctx, r.data());
+      for (size_t m = starts[static_cast<size_t>(c)]; m < starts[static_cast<size_t>(c) + 1]; ++m) {
+        const size_t i = order[m];
+        const float energy = g.params[i].energy;
+        const double sum = row_sum([&](long k) { return energy * r[static_cast<size_t>(k)]; });
+        e.regret[static_cast<size_t>(g.index[i])] = sum / static_cast<double>(R);
+      }
+    }
+  }
   Families::for_each([&](auto fam) {
     using F = decltype(fam);
+    if constexpr (std::is_same_v<F, EvCharging>) {
+      if (fast) return;  // done above
+    }
     const auto& g = std::get<FamilyGroup<F>>(all_groups_);
     const long n_agents = static_cast<long>(g.index.size());
     std::vector<float> r;
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 16) firstprivate(r)
     for (long i = 0; i < n_agents; ++i) {
       const auto& prm = g.params[static_cast<size_t>(i)];
-      // Rows are summed in double into four interleaved partial sums (row k into k % 4),
-      // so that the additions pipeline; both paths use this order.
-      double part[4] = {0.0, 0.0, 0.0, 0.0};
+      double sum;
       if (fast) {
-        // Each lane computes the same float regret as the loop below: equal bit for bit.
+        // Each lane computes the same float regret as the scalar code: equal bit for bit.
         r.resize(static_cast<size_t>(R));
         lanes::regrets<F>(prm, X, ctx, r.data());
-        long k = 0;
-        for (; k + 4 <= R; k += 4)
-          for (int l = 0; l < 4; ++l) part[l] += static_cast<double>(r[static_cast<size_t>(k + l)]);
-        for (; k < R; ++k) part[k % 4] += static_cast<double>(r[static_cast<size_t>(k)]);
+        sum = row_sum([&](long k) { return r[static_cast<size_t>(k)]; });
       } else {
-        for (long k = 0; k < R; ++k) {
+        sum = row_sum([&](long k) {
           const long row = rows[static_cast<size_t>(k)];
-          part[k % 4] += F::template regret<float>(prm, mu.data() + k * H, d.y_row(row), ctx,
-                                                   d.t[static_cast<size_t>(row)]);
-        }
+          return F::template regret<float>(prm, mu.data() + k * H, d.y_row(row), ctx,
+                                           d.t[static_cast<size_t>(row)]);
+        });
       }
-      const double sum = (part[0] + part[1]) + (part[2] + part[3]);
       e.regret[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = sum / static_cast<double>(R);
     }
   });
