@@ -21,6 +21,7 @@
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/hd.hpp"
+#include "eqpm/io.hpp"
 
 namespace eqpm {
 
@@ -432,11 +433,7 @@ std::string shape_text(const std::vector<long long>& shape) {
   throw InputError(path, 0, 0, msg);
 }
 
-std::string format_double(double v) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string format_double(double v) { return format_number(v); }
 
 template <class T>
 Tensor make_tensor(std::string name, const char* dtype, std::vector<long long> shape,

@@ -2,7 +2,6 @@
 #include "eqpm/config.hpp"
 
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cmath>
 #include <cstdlib>
@@ -10,6 +9,7 @@
 #include <sstream>
 
 #include "eqpm/error.hpp"
+#include "eqpm/io.hpp"
 
 namespace eqpm {
 namespace {
@@ -55,12 +55,7 @@ bool parse_bool(const std::string& text, const std::string& where) {
   fail(where, "expected true or false, got '" + t + "'");
 }
 
-// Shortest text that reads back to the same double.
-std::string format_double(double v) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string format_double(double v) { return format_number(v); }
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
@@ -21,6 +20,7 @@
 #endif
 
 #include "eqpm/error.hpp"
+#include "eqpm/io.hpp"
 
 namespace eqpm {
 namespace {
@@ -69,9 +69,7 @@ std::string expected_type(const std::string& type) {
 
 std::string number_text(const toml::node& n) {
   if (const auto* i = n.as_integer()) return std::to_string(i->get());
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, n.as_floating_point()->get());
-  return std::string(buf, r.ptr);
+  return format_number(n.as_floating_point()->get());
 }
 
 // Levenshtein distance, for "did you mean" hints on short keys.

@@ -2,8 +2,9 @@
 #include "eqpm/metrics.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
+
+#include "eqpm/io.hpp"
 
 namespace eqpm {
 
@@ -67,12 +68,7 @@ RegretStats regret_stats(const std::vector<double>& R) {
 }
 
 namespace {
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
+std::string num(double v) { return std::isfinite(v) ? format_number(v) : "null"; }
 }  // namespace
 
 std::string stats_to_json(const RegretStats& s) {
