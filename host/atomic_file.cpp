@@ -2,6 +2,7 @@
 #include "eqpm/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +55,36 @@ std::string temp_name(const std::string& dir, const std::string& name) {
   static std::atomic<unsigned long> counter{0};
   return dir + "/." + name + ".tmp." + std::to_string(::getpid()) + "." +
          std::to_string(counter.fetch_add(1));
+}
+
+// The process id in a temporary's name ".<name>.tmp.<pid>.<n>", or -1 when the name is not
+// one of ours.
+long temp_owner(const std::string& file) {
+  if (file.size() < 2 || file[0] != '.') return -1;
+  const size_t at = file.rfind(".tmp.");
+  if (at == std::string::npos || at == 0) return -1;
+  const std::string rest = file.substr(at + 5);
+  const size_t dot = rest.find('.');
+  if (dot == 0 || dot == std::string::npos || dot + 1 == rest.size()) return -1;
+  for (size_t i = 0; i < rest.size(); ++i)
+    if (i != dot && (rest[i] < '0' || rest[i] > '9')) return -1;
+  if (dot > 9) return -1;  // no process id has ten digits
+  return std::stol(rest.substr(0, dot));
+}
+
+// Removes the temporaries that writers killed mid-write left in `dir` (a write that was
+// cut short never renames its temporary). Only names of the form above whose process no
+// longer exists are touched; a running writer's temporaries and every other file stay.
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string file = it->path().filename().string();
+    const long pid = temp_owner(file);
+    if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    std::error_code rm;
+    if (it->is_regular_file(rm)) fs::remove(it->path(), rm);
+  }
 }
 
 // 0 on success, else errno.
@@ -151,6 +182,7 @@ void ensure_output_dir(const std::string& dir, bool overwrite) {
   }
   ::close(fd);
   ::unlink(probe.c_str());
+  remove_stale_temporaries(dir);
 }
 
 }  // namespace eqpm

@@ -753,6 +753,27 @@ TEST(OutputDir, RefusesAFolderWithResultsUnlessOverwrite) {
   }
 }
 
+TEST(OutputDir, RemovesOnlyTemporariesOfWritersThatNoLongerExist) {
+  TempDir dir;
+  const std::string out = dir.file("run");
+  ensure_output_dir(out, false);
+  const std::string mine = ".checkpoint.safetensors.tmp." + std::to_string(::getpid()) + ".3";
+  const std::vector<std::string> keep = {
+      mine,                                     // this process: a write in progress
+      ".model.safetensors.tmp.1.0",             // pid 1 exists
+      ".notes.tmp.txt", "data.tmp.5.1", ".x.tmp.12a.1", ".x.tmp..1", "metrics.csv"};
+  for (const auto& f : keep) dir.write("run/" + f, "x");
+  // 999999999 is above any pid_max (2^22 on Linux): no such process.
+  dir.write("run/.checkpoint.safetensors.tmp.999999999.0", "stale");
+  dir.write("run/.agents.csv.tmp.999999998.7", "stale");
+  ensure_output_dir(out, true);
+  std::vector<std::string> expected = keep;
+  std::sort(expected.begin(), expected.end());
+  std::vector<std::string> got = folder_entries(out);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, expected);
+}
+
 TEST(OutputDir, RefusesFilesAndFoldersUnderFiles) {
   TempDir dir;
   dir.write("file", "x");

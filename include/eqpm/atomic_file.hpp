@@ -16,7 +16,8 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 // Makes `dir` (and its parents) ready to receive a run's results. Throws an eqpm::Error
 // when it cannot be created, is not a writable folder, or already holds results
 // (model.safetensors, summary.json, agents.csv, sweep.csv, checkpoint.safetensors) and
-// `overwrite` is false.
+// `overwrite` is false. Temporaries left in `dir` by writers that were killed mid-write
+// (their process no longer exists) are removed; nothing else is.
 void ensure_output_dir(const std::string& dir, bool overwrite);
 
 }  // namespace eqpm
