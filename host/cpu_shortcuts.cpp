@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <tuple>
 
 namespace eqpm {
 namespace {
@@ -19,8 +20,8 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   dc_ = std::move(dc);
   dc = FamilyGroup<Datacenter>();
   dc_pathwise_ = uses_pathwise<Datacenter>(p.estimator);
-  // EV agents over the whole horizon move here; those with a window stay on the general
-  // path, whose sample-lane evaluation (cpu_lanes.hpp) is the faster one for them.
+  // EV agents over the whole horizon move here, and those with a window when they fall
+  // into few enough classes (k, window); the rest stay on the general path.
   auto& ev = std::get<FamilyGroup<EvCharging>>(groups);
   FamilyGroup<EvCharging> windowed;
   const int H = p.layout.output_dim();
@@ -31,11 +32,40 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
     dst.weight.push_back(ev.weight[i]);
     dst.params.push_back(ev.params[i]);
   }
+  const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
+               Hs = static_cast<size_t>(H);
+  {
+    auto key = [&](size_t i) {
+      const auto& q = windowed.params[i];
+      return std::tuple(q.k, q.window_start, q.window_end);
+    };
+    std::vector<size_t> order(windowed.index.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+    std::vector<size_t> begin;
+    for (size_t m = 0; m < order.size(); ++m)
+      if (m == 0 || key(order[m]) != key(order[m - 1])) begin.push_back(m);
+    const size_t classes = begin.size();
+    // Pays off when classes average at least 4 agents; the table stays under 64 MB.
+    if (classes > 0 && 4 * classes <= order.size() && classes * B * S <= (size_t{16} << 20)) {
+      for (size_t i : order) {
+        evw_.index.push_back(windowed.index[i]);
+        evw_.weight.push_back(windowed.weight[i]);
+        evw_.params.push_back(windowed.params[i]);
+      }
+      class_begin_ = begin;
+      class_begin_.push_back(order.size());
+      windowed = FamilyGroup<EvCharging>();
+      C_.resize(classes * B * S);
+      Csum_.resize(classes);
+      Cweight_.resize(classes);
+      lanes_.reserve(static_cast<long>(B * S), H);
+    }
+  }
   ev = std::move(windowed);
   agents_ = dc_.index;
   agents_.insert(agents_.end(), ev_.index.begin(), ev_.index.end());
-  const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
-               Hs = static_cast<size_t>(H);
+  agents_.insert(agents_.end(), evw_.index.begin(), evw_.index.end());
   F_.resize(B * S * Hs);
   Fsum_.resize(B * Hs);
   Dsum_.resize(B * Hs);
@@ -118,6 +148,20 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
       Gtot_[static_cast<size_t>(k)] = tot;
     }
   }
+  if (!evw_.index.empty()) {
+    // C_{c,j} = (chosen - best) of class c at sample j: the regret of an agent of energy 1.
+    const lanes::Lanes X = lanes_.fill(yhat, y, t, B, S, H);
+    RegretContext ctx;
+    ctx.floor = p_->floor;
+    const long BS = static_cast<long>(B) * S;
+    const long classes = static_cast<long>(class_begin_.size()) - 1;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (long c = 0; c < classes; ++c) {
+      EvCharging::Params unit = evw_.params[class_begin_[static_cast<size_t>(c)]];
+      unit.energy = 1.0f;
+      Csum_[static_cast<size_t>(c)] = lanes::regrets<EvCharging>(unit, X, ctx, C_.data() + c * BS);
+    }
+  }
 }
 
 void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
@@ -138,6 +182,9 @@ void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
     rhat[static_cast<size_t>(ev_.index[static_cast<size_t>(i)])] =
         static_cast<double>(prm.energy) * Gtot_[static_cast<size_t>(prm.k - 1)] * inv;
   }
+  for (size_t c = 0; c + 1 < class_begin_.size(); ++c)
+    for (size_t m = class_begin_[c]; m < class_begin_[c + 1]; ++m)
+      rhat[static_cast<size_t>(evw_.index[m])] = static_cast<double>(evw_.params[m].energy) * Csum_[c] * inv;
 }
 
 void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, double* G, int threads) {
@@ -206,6 +253,32 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
         }
         A[b * S + s] += a;
       }
+  }
+  // Windowed EV classes: A_{b,s} += sum_c W_c (C_{c,b,s} - baseline), W_c = sum_n omega_n e_n.
+  const long classes = static_cast<long>(class_begin_.size()) - 1;
+  if (classes > 0) {
+    for (long c = 0; c < classes; ++c) {
+      double w = 0.0;
+      for (size_t m = class_begin_[static_cast<size_t>(c)]; m < class_begin_[static_cast<size_t>(c) + 1]; ++m)
+        w += omega[static_cast<size_t>(evw_.index[m])] * static_cast<double>(evw_.params[m].energy);
+      Cweight_[static_cast<size_t>(c)] = w;
+    }
+    const long BS = static_cast<long>(B) * S;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int b = 0; b < B; ++b) {
+      double Ab[kMaxSamples];
+      std::fill(Ab, Ab + S, 0.0);
+      for (long c = 0; c < classes; ++c) {
+        const double w = Cweight_[static_cast<size_t>(c)];
+        if (w == 0.0) continue;
+        const float* Cb = C_.data() + c * BS + static_cast<long>(b) * S;
+        double total = 0.0;
+        for (int s = 0; s < S; ++s) total += Cb[s];
+        for (int s = 0; s < S; ++s)
+          Ab[s] += w * (antithetic ? Cb[s] : Cb[s] - (total - Cb[s]) * loo);
+      }
+      for (int s = 0; s < S; ++s) A[static_cast<long>(b) * S + s] += Ab[s];
+    }
   }
 }
 

@@ -5,13 +5,17 @@
 //    need only sum_n omega_n sqrt(lambda_n d_n(t_b)) per (b, h);
 //  - ev_charging over the whole horizon: r = e_n G_{b,s,k_n}, where G_{b,s,k} is the true
 //    cost of the k cheapest predicted hours minus the k cheapest true hours, from one sort
-//    per (b, s): per-agent work is O(1).
-// Agents of other families, and EV agents with a window, stay on the general path.
+//    per (b, s): per-agent work is O(1);
+//  - ev_charging with a window: r = e_n C_{c,b,s}, where C depends only on the agent's
+//    class c = (k, window): one rank count per class and sample (on the sample lanes,
+//    cpu_lanes.hpp), O(1) per agent. Used when the classes are few enough to pay off.
+// Agents of other families stay on the general path.
 // Results equal the general path's up to float rounding; tests compare the two.
 #pragma once
 
 #include <vector>
 
+#include "cpu_lanes.hpp"
 #include "eqpm/backend.hpp"
 #include "eqpm/population.hpp"
 
@@ -22,7 +26,7 @@ class CpuShortcuts {
   // Moves the agents it handles out of `groups`.
   void setup(FamilyGroups& groups, const Problem& p);
   bool empty() const {
-    return dc_.index.empty() && ev_.index.empty();
+    return dc_.index.empty() && ev_.index.empty() && evw_.index.empty();
   }
   // Population indices of the agents it handles.
   const std::vector<long>& agents() const { return agents_; }
@@ -40,6 +44,8 @@ class CpuShortcuts {
 
   FamilyGroup<Datacenter> dc_;
   FamilyGroup<EvCharging> ev_;   // whole horizon
+  FamilyGroup<EvCharging> evw_;  // with a window, sorted by class (k, window)
+  std::vector<size_t> class_begin_;  // evw_ agents of class c: [class_begin_[c], class_begin_[c+1])
   std::vector<long> agents_;
   const Problem* p_ = nullptr;
   bool dc_pathwise_ = false;
@@ -49,6 +55,11 @@ class CpuShortcuts {
   std::vector<double> F_, Fsum_, Dsum_, K_, Kpart_;
   // ev tables (k = 1..H stored at k - 1)
   std::vector<double> Gk_, Gsum_, Gtot_, E_, Epart_;
+  // windowed-EV tables: C per class and sample (classes x B S), its sum per class, the
+  // weights sum_n omega_n e_n per class
+  lanes::LaneBuffer lanes_;
+  std::vector<float> C_;
+  std::vector<double> Csum_, Cweight_;
 };
 
 }  // namespace eqpm

@@ -90,6 +90,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"datacenter_score_loo", "dc=1", 5, 0, Estimator::score, false, 0},
         Case{"ev_whole_horizon_loo", "ev=1", 12, 0, Estimator::automatic, false, 4},
         Case{"ev_windows", "ev=1", 12, 3, Estimator::automatic, true, 4},
+        // Few (k, window) classes: windowed EV agents share one rank count per class.
+        Case{"ev_window_classes_loo", "ev=1", 5, 3, Estimator::automatic, false, 4},
+        Case{"ev_window_classes_mixed", "dc=0.3,ev=0.5,inv=0.2", 4, 2, Estimator::automatic, true, 1},
         Case{"inventory_score_q40", "inv=1", 12, 0, Estimator::score, false, 40},
         // The general sample-lane path alone, for every family (what a custom family gets).
         Case{"mixed_lanes_auto", "dc=0.4,ev=0.4,inv=0.2", 12, 0, Estimator::automatic, true, 4, false},
