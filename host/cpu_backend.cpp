@@ -650,19 +650,18 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 16) firstprivate(r)
     for (long i = 0; i < n_agents; ++i) {
       const auto& prm = g.params[static_cast<size_t>(i)];
-      double sum;
+      r.resize(static_cast<size_t>(R));
       if (fast) {
         // Each lane computes the same float regret as the scalar code: equal bit for bit.
-        r.resize(static_cast<size_t>(R));
         lanes::regrets<F>(prm, X, ctx, r.data());
-        sum = row_sum([&](long k) { return r[static_cast<size_t>(k)]; });
       } else {
-        sum = row_sum([&](long k) {
+        for (long k = 0; k < R; ++k) {
           const long row = rows[static_cast<size_t>(k)];
-          return F::template regret<float>(prm, mu.data() + k * H, d.y_row(row), ctx,
-                                           d.t[static_cast<size_t>(row)]);
-        });
+          r[static_cast<size_t>(k)] = F::template regret<float>(prm, mu.data() + k * H, d.y_row(row),
+                                                                ctx, d.t[static_cast<size_t>(row)]);
+        }
       }
+      const double sum = row_sum([&](long k) { return r[static_cast<size_t>(k)]; });
       e.regret[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = sum / static_cast<double>(R);
     }
   });
