@@ -16,44 +16,13 @@
 #include "eqpm/error.hpp"
 #include "eqpm/io.hpp"
 
+#include "fuzz_util.hpp"
+
 namespace {
 
-[[noreturn]] void finding(const std::string& what) {
-  std::fprintf(stderr, "FINDING: %s\n", what.c_str());
-  std::abort();
-}
-
-// The loaders take paths: each input is written to one temporary file per process
-// (in /dev/shm when it is there, so no disk is touched).
-class TempInput {
- public:
-  explicit TempInput(const char* name) {
-    const char* dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    path_ = std::string(dir) + "/eqpm-fuzz-" + std::to_string(::getpid()) + "-" + name;
-  }
-  ~TempInput() { ::unlink(path_.c_str()); }
-  const std::string& write(const uint8_t* data, size_t size) {
-    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) finding("cannot create " + path_);
-    size_t done = 0;
-    while (done < size) {
-      const ssize_t n = ::write(fd, data + done, size - done);
-      if (n <= 0) finding("cannot write " + path_);
-      done += size_t(n);
-    }
-    ::close(fd);
-    return path_;
-  }
-
- private:
-  std::string path_;
-};
-
-// Every rejection of an input file must name it (DESIGN.md 9).
-void check_names_file(const eqpm::Error& e, const std::string& path) {
-  if (std::string(e.what()).find(path) == std::string::npos)
-    finding("error does not name the file '" + path + "': " + e.what());
-}
+using eqpm::fuzz::check_names_file;
+using eqpm::fuzz::finding;
+using eqpm::fuzz::TempInput;
 
 }  // namespace
 
