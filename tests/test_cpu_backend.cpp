@@ -76,21 +76,8 @@ std::vector<long> random_rows(SplitMix64& rng, long B, long limit) {
   return rows;
 }
 
-template <class T>
-bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
-
-bool bitwise_equal(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
-
-void expect_same_state(const BackendState& a, const BackendState& b, const std::string& what) {
-  EXPECT_TRUE(bitwise_equal(a.params, b.params)) << what << ": params";
-  EXPECT_TRUE(bitwise_equal(a.adam_m, b.adam_m)) << what << ": adam_m";
-  EXPECT_TRUE(bitwise_equal(a.adam_v, b.adam_v)) << what << ": adam_v";
-  EXPECT_EQ(a.adam_step, b.adam_step) << what;
-  EXPECT_TRUE(bitwise_equal(a.rbar, b.rbar)) << what << ": rbar";
-  EXPECT_TRUE(bitwise_equal(a.msebar, b.msebar)) << what << ": msebar";
-}
+using test::bitwise_equal;
+using test::expect_same_state;
 
 // The regret of agent `a` by its family, dispatched through the registry.
 template <class T>

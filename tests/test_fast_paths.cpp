@@ -29,11 +29,7 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class FastPaths : public ::testing::TestWithParam<Case> {};
 
-double max_abs(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m = std::max(m, std::abs(x));
-  return m;
-}
+using test::max_abs;
 
 TEST_P(FastPaths, MatchReferenceStepByStep) {
   const Case c = GetParam();

@@ -145,19 +145,8 @@ StepSpec make_spec(std::uint32_t step, int B, long fit_rows, double beta = 0.3) 
   return s;
 }
 
-template <class T>
-bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
-bool bitwise_equal(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
-
-template <class T>
-double max_abs(const std::vector<T>& v) {
-  double m = 0.0;
-  for (const T& x : v) m = std::max(m, std::abs(static_cast<double>(x)));
-  return m;
-}
+using test::bitwise_equal;
+using test::max_abs;
 
 // Elementwise relative, with an absolute floor far below the vector's scale (exact zeros).
 #define EXPECT_CLOSE_ELEMENTWISE(got, ref, rtol) \
@@ -166,14 +155,7 @@ double max_abs(const std::vector<T>& v) {
 #define EXPECT_CLOSE_SCALED(got, ref, rtol) \
   EXPECT_ALL_CLOSE((got), (ref), (rtol) * max_abs(ref) + 1e-300, (rtol))
 
-void expect_same_state(const BackendState& a, const BackendState& b, const std::string& what) {
-  EXPECT_TRUE(bitwise_equal(a.params, b.params)) << what << ": params";
-  EXPECT_TRUE(bitwise_equal(a.adam_m, b.adam_m)) << what << ": adam_m";
-  EXPECT_TRUE(bitwise_equal(a.adam_v, b.adam_v)) << what << ": adam_v";
-  EXPECT_EQ(a.adam_step, b.adam_step) << what;
-  EXPECT_TRUE(bitwise_equal(a.rbar, b.rbar)) << what << ": rbar";
-  EXPECT_TRUE(bitwise_equal(a.msebar, b.msebar)) << what << ": msebar";
-}
+using test::expect_same_state;
 
 void expect_stats_close(const StepStats& g, const StepStats& c, double rtol, const std::string& what) {
   EXPECT_EQ(g.finite, c.finite) << what;

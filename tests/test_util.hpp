@@ -4,14 +4,18 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "eqpm/backend.hpp"
 
 namespace eqpm::test {
 
@@ -50,6 +54,33 @@ template <class A, class B>
 
 #define EXPECT_ALL_CLOSE(got, ref, atol, rtol) \
   EXPECT_TRUE(::eqpm::test::all_close((got), (ref), (atol), (rtol)))
+
+// Same bits (same size and memory contents), for results that must not depend on the
+// thread count, the path taken or a save/load round trip.
+template <class T>
+bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+inline bool bitwise_equal(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// The largest |x| of a vector (0 when empty): the scale of tolerances relative to it.
+template <class T>
+double max_abs(const std::vector<T>& v) {
+  double m = 0.0;
+  for (const T& x : v) m = std::max(m, std::abs(static_cast<double>(x)));
+  return m;
+}
+
+// Two backend states are the same bits, field by field.
+inline void expect_same_state(const BackendState& a, const BackendState& b, const std::string& what) {
+  EXPECT_TRUE(bitwise_equal(a.params, b.params)) << what << ": params";
+  EXPECT_TRUE(bitwise_equal(a.adam_m, b.adam_m)) << what << ": adam_m";
+  EXPECT_TRUE(bitwise_equal(a.adam_v, b.adam_v)) << what << ": adam_v";
+  EXPECT_EQ(a.adam_step, b.adam_step) << what;
+  EXPECT_TRUE(bitwise_equal(a.rbar, b.rbar)) << what << ": rbar";
+  EXPECT_TRUE(bitwise_equal(a.msebar, b.msebar)) << what << ": msebar";
+}
 
 // ../shared/data beside the checkout, or $EQPM_SHARED_DATA; empty when absent.
 inline std::string shared_data_dir() {
