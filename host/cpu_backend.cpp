@@ -22,9 +22,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Boundaries of the fixed reduction chunks of a family group of n agents.
-long chunk_count(long n) { return std::min(n, CpuBackend::kReductionChunks); }
-long chunk_begin(long n, long c) { return n * c / chunk_count(n); }
 
 // Orders each family group of the fast path so that agents reading the same forecast hour
 // (families whose parameters have an `hour`) are adjacent: consecutive agents then reuse
@@ -207,18 +204,19 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
     const int slot = family_slot++;
     if (n_agents == 0) return;
     const bool pathwise = uses_pathwise<F>(p.estimator);
-    const long chunks = chunk_count(n_agents);
+    const long n_chunks = chunks::count(n_agents);
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1)
-    for (long c = 0; c < chunks; ++c) {
+    for (long c = 0; c < n_chunks; ++c) {
       double* Ac = pa + c * BS;
       double* Gc = pg + c * BH;
       std::fill(Ac, Ac + BS, 0.0);
       std::fill(Gc, Gc + BH, 0.0);
       float r[kMaxSamples];
       float dv[kMaxHorizon];
-      for (long i = chunk_begin(n_agents, c); i < chunk_begin(n_agents, c + 1); ++i) {
+      const long i_end = chunks::begin(n_agents, c + 1, n_chunks);
+      for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
         const auto& prm = g.params[static_cast<size_t>(i)];
         const double w = omega[static_cast<size_t>(g.index[static_cast<size_t>(i)])];
         if (w == 0.0) continue;
@@ -248,7 +246,7 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
         }
       }
     }
-    for (long c = 0; c < chunks; ++c) {
+    for (long c = 0; c < n_chunks; ++c) {
       for (long i = 0; i < BS; ++i) A[static_cast<size_t>(i)] += pa[c * BS + i];
       for (long i = 0; i < BH; ++i) G[static_cast<size_t>(i)] += pg[c * BH + i];
     }
@@ -297,19 +295,20 @@ bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
     const int slot = family_slot++;
     if (n_agents == 0) return;
     const bool pathwise = uses_pathwise<F>(p.estimator);
-    const long chunks = fast_chunk_count(n_agents);
+    const long n_chunks = fast_chunk_count(n_agents);
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
     bool family_finite = true;
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) reduction(&& : family_finite)
-    for (long c = 0; c < chunks; ++c) {
+    for (long c = 0; c < n_chunks; ++c) {
       const size_t thread = static_cast<size_t>(omp_get_thread_num());
       float* r = scratch_.data() + thread * r_stride;
       // Pathwise: derivatives hour-major (H x B S); score: P (B S).
       double* acc = dscratch_.data() + thread * g_stride;
       const long acc_size = pathwise ? static_cast<long>(H) * BS : BS;
       std::fill(acc, acc + acc_size, 0.0);
-      for (long i = n_agents * c / chunks; i < n_agents * (c + 1) / chunks; ++i) {
+      const long i_end = chunks::begin(n_agents, c + 1, n_chunks);
+      for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
         const auto& prm = g.params[static_cast<size_t>(i)];
         const long n = g.index[static_cast<size_t>(i)];
         const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
@@ -350,7 +349,7 @@ bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
       }
     }
     finite = finite && family_finite;
-    for (long c = 0; c < chunks; ++c) {
+    for (long c = 0; c < n_chunks; ++c) {
       if (pathwise) {
         for (long j = 0; j < BH; ++j) G[static_cast<size_t>(j)] += pg[c * BH + j];
       } else {

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "chunks.hpp"
 #include "cpu_lanes.hpp"
 #include "cpu_shortcuts.hpp"
 #include "eqpm/backend.hpp"
@@ -17,7 +18,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   // Agents are reduced in this many fixed chunks per family (fewer if the family is small).
-  static constexpr long kReductionChunks = 64;
+  static constexpr long kReductionChunks = chunks::kMax;
   // The fast path's chunks hold at least this many agents (its per-chunk work is O(B S H)).
   static constexpr long kFastChunkAgents = 32;
   static long fast_chunk_count(long n);

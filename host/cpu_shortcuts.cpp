@@ -6,13 +6,9 @@
 #include <numeric>
 #include <tuple>
 
+#include "chunks.hpp"
+
 namespace eqpm {
-namespace {
-
-constexpr long kChunks = 64;  // fixed reduction chunks: results independent of threads
-long chunk_begin(long n, long c, long chunks) { return n * c / chunks; }
-
-}  // namespace
 
 void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   p_ = &p;
@@ -70,12 +66,12 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   Fsum_.resize(B * Hs);
   Dsum_.resize(B * Hs);
   K_.resize(B * Hs);
-  Kpart_.resize(static_cast<size_t>(kChunks) * B * Hs);
+  Kpart_.resize(static_cast<size_t>(chunks::kMax) * B * Hs);
   Gk_.resize(B * S * Hs);
   Gsum_.resize(B * Hs);
   Gtot_.resize(Hs);
   E_.resize(Hs);
-  Epart_.resize(static_cast<size_t>(kChunks) * Hs);
+  Epart_.resize(static_cast<size_t>(chunks::kMax) * Hs);
   t_.resize(B);
 }
 
@@ -195,12 +191,12 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
   // K_{b,h} = sum over datacenter agents deciding at hour h of omega_n sqrt(lambda_n d_n(t_b)).
   const long n_dc = static_cast<long>(dc_.index.size());
   if (n_dc > 0) {
-    const long chunks = std::min(n_dc, kChunks);
+    const long n_chunks = chunks::count(n_dc);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (long c = 0; c < chunks; ++c) {
+    for (long c = 0; c < n_chunks; ++c) {
       double* Kc = Kpart_.data() + c * BH;
       std::fill(Kc, Kc + BH, 0.0);
-      for (long i = chunk_begin(n_dc, c, chunks); i < chunk_begin(n_dc, c + 1, chunks); ++i) {
+      for (long i = chunks::begin(n_dc, c, n_chunks); i < chunks::begin(n_dc, c + 1, n_chunks); ++i) {
         const double w = omega[static_cast<size_t>(dc_.index[static_cast<size_t>(i)])];
         if (w == 0.0) continue;
         const int h = dc_.params[static_cast<size_t>(i)].hour;
@@ -208,7 +204,7 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
       }
     }
     std::fill(K_.begin(), K_.begin() + BH, 0.0);
-    for (long c = 0; c < chunks; ++c)
+    for (long c = 0; c < n_chunks; ++c)
       for (long j = 0; j < BH; ++j) K_[static_cast<size_t>(j)] += Kpart_[static_cast<size_t>(c * BH + j)];
     if (dc_pathwise_) {
       const double inv_bs = 1.0 / (static_cast<double>(B) * S);
@@ -229,18 +225,18 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
   // E_k = sum over whole-horizon EV agents needing k hours of omega_n e_n.
   const long n_ev = static_cast<long>(ev_.index.size());
   if (n_ev > 0) {
-    const long chunks = std::min(n_ev, kChunks);
-    for (long c = 0; c < chunks; ++c) {
+    const long n_chunks = chunks::count(n_ev);
+    for (long c = 0; c < n_chunks; ++c) {
       double* Ec = Epart_.data() + c * H;
       std::fill(Ec, Ec + H, 0.0);
-      for (long i = chunk_begin(n_ev, c, chunks); i < chunk_begin(n_ev, c + 1, chunks); ++i) {
+      for (long i = chunks::begin(n_ev, c, n_chunks); i < chunks::begin(n_ev, c + 1, n_chunks); ++i) {
         const auto& prm = ev_.params[static_cast<size_t>(i)];
         Ec[prm.k - 1] += omega[static_cast<size_t>(ev_.index[static_cast<size_t>(i)])] *
                          static_cast<double>(prm.energy);
       }
     }
     std::fill(E_.begin(), E_.end(), 0.0);
-    for (long c = 0; c < chunks; ++c)
+    for (long c = 0; c < n_chunks; ++c)
       for (int k = 0; k < H; ++k) E_[static_cast<size_t>(k)] += Epart_[static_cast<size_t>(c * H + k)];
     for (int b = 0; b < B; ++b)
       for (int s = 0; s < S; ++s) {
