@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <tuple>
 #include <type_traits>
 
 #include "cpu_lanes.hpp"
@@ -270,12 +269,11 @@ long CpuBackend::fast_chunk_count(long n) {
   return std::clamp(n / kFastChunkAgents, 1L, kReductionChunks);
 }
 
-bool CpuBackend::fused_general(int B, double mref, std::vector<double>& rhat,
+bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::vector<double>& rhat,
                                std::vector<double>& A, std::vector<double>& G) {
   const Problem& p = problem_;
   const int S = p.samples, H = p.layout.output_dim();
   const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
-  const lanes::Lanes X = lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H);
   const RegretContext ctx = ctx_;
   const double inv_bs = 1.0 / static_cast<double>(BS);
   const double loo = 1.0 / (S - 1);
@@ -403,12 +401,15 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
           yhat_[static_cast<size_t>(off + h)] =
               mu_[static_cast<size_t>(b * H + h)] + p.sigma * eps_[static_cast<size_t>(off + h)];
       }
+    // The fast paths read the samples hour-major (cpu_lanes.hpp); laid out once per step.
+    const lanes::Lanes X =
+        p.shortcuts ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H) : lanes::Lanes{};
     times_.sampling += seconds_since(t0);
 
     // Pass 1: per-agent mean regret of the minibatch.
     t0 = Clock::now();
     if (!shortcuts_.empty()) {
-      shortcuts_.prepare(B, yhat_.data(), ybatch_.data(), tbatch_.data(), thread_count());
+      shortcuts_.prepare(B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
       shortcuts_.mean_regrets(rhat_, thread_count());
     }
     const bool started = !state_.rbar.empty();
@@ -420,7 +421,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     const double mref = !started || !p.shortcuts ? 0.0
                         : rbar_mean_valid_       ? rbar_mean_
                                                  : power_mean(state_.rbar.data(), w, N, p.q);
-    bool fused = mref > 0 && std::isfinite(mref) && fused_general(B, mref, rhat_, A_fused_, G_fused_);
+    bool fused = mref > 0 && std::isfinite(mref) && fused_general(B, X, mref, rhat_, A_fused_, G_fused_);
     if (!fused) mean_regrets(B, rhat_);
     times_.regrets += seconds_since(t0);
 
@@ -611,27 +612,17 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
     // regret is energy times it, the float product the scalar code forms: compute the
     // shared part once per (k, window), then each agent's sum costs O(R).
     const auto& g = std::get<FamilyGroup<EvCharging>>(all_groups_);
-    std::vector<size_t> order(g.index.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    auto key = [&](size_t i) {
-      const auto& q = g.params[i];
-      return std::tuple(q.k, q.window_start, q.window_end);
-    };
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
-    std::vector<size_t> starts;
-    for (size_t i = 0; i < order.size(); ++i)
-      if (i == 0 || key(order[i]) != key(order[i - 1])) starts.push_back(i);
-    starts.push_back(order.size());
-    const long n_keys = static_cast<long>(starts.size()) - 1;
+    const EvClasses cls = ev_classes(g.params);
+    const long n_classes = static_cast<long>(cls.count());
     std::vector<float> r;
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) firstprivate(r)
-    for (long c = 0; c < n_keys; ++c) {
-      EvCharging::Params unit = g.params[order[starts[static_cast<size_t>(c)]]];
+    for (long c = 0; c < n_classes; ++c) {
+      EvCharging::Params unit = g.params[cls.order[cls.begin[static_cast<size_t>(c)]]];
       unit.energy = 1.0f;  // 1 * (chosen - best) is chosen - best exactly
       r.resize(static_cast<size_t>(R));
       lanes::regrets<EvCharging>(unit, X, ctx, r.data());
-      for (size_t m = starts[static_cast<size_t>(c)]; m < starts[static_cast<size_t>(c) + 1]; ++m) {
-        const size_t i = order[m];
+      for (size_t m = cls.begin[static_cast<size_t>(c)]; m < cls.begin[static_cast<size_t>(c) + 1]; ++m) {
+        const size_t i = cls.order[m];
         const float energy = g.params[i].energy;
         const double sum = row_sum([&](long k) { return energy * r[static_cast<size_t>(k)]; });
         e.regret[static_cast<size_t>(g.index[i])] = sum / static_cast<double>(R);

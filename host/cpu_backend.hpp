@@ -42,8 +42,9 @@ class CpuBackend final : public Backend {
                   std::vector<double>& G);
   // Passes 1 and 2 fused for the general-path agents (steady state, shortcuts on): returns
   // false, having changed nothing the caller uses, when a provisional weight overflows.
-  bool fused_general(int B, double mref, std::vector<double>& rhat, std::vector<double>& A,
-                     std::vector<double>& G);
+  // X: the step's samples hour-major.
+  bool fused_general(int B, const lanes::Lanes& X, double mref, std::vector<double>& rhat,
+                     std::vector<double>& A, std::vector<double>& G);
 
   int threads_;
   FamilyGroups all_groups_;  // every agent (evaluation)

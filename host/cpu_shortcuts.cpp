@@ -10,6 +10,21 @@
 
 namespace eqpm {
 
+EvClasses ev_classes(const std::vector<EvCharging::Params>& params) {
+  auto key = [&](size_t i) {
+    const auto& q = params[i];
+    return std::tuple(q.k, q.window_start, q.window_end);
+  };
+  EvClasses c;
+  c.order.resize(params.size());
+  std::iota(c.order.begin(), c.order.end(), size_t{0});
+  std::stable_sort(c.order.begin(), c.order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  for (size_t m = 0; m < c.order.size(); ++m)
+    if (m == 0 || key(c.order[m]) != key(c.order[m - 1])) c.begin.push_back(m);
+  c.begin.push_back(c.order.size());
+  return c;
+}
+
 void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   p_ = &p;
   auto& dc = std::get<FamilyGroup<Datacenter>>(groups);
@@ -31,31 +46,20 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
                Hs = static_cast<size_t>(H);
   {
-    auto key = [&](size_t i) {
-      const auto& q = windowed.params[i];
-      return std::tuple(q.k, q.window_start, q.window_end);
-    };
-    std::vector<size_t> order(windowed.index.size());
-    std::iota(order.begin(), order.end(), size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
-    std::vector<size_t> begin;
-    for (size_t m = 0; m < order.size(); ++m)
-      if (m == 0 || key(order[m]) != key(order[m - 1])) begin.push_back(m);
-    const size_t classes = begin.size();
+    const EvClasses cls = ev_classes(windowed.params);
+    const size_t classes = cls.count();
     // Pays off when classes average at least 4 agents; the table stays under 64 MB.
-    if (classes > 0 && 4 * classes <= order.size() && classes * B * S <= (size_t{16} << 20)) {
-      for (size_t i : order) {
+    if (classes > 0 && 4 * classes <= cls.order.size() && classes * B * S <= (size_t{16} << 20)) {
+      for (size_t i : cls.order) {
         evw_.index.push_back(windowed.index[i]);
         evw_.weight.push_back(windowed.weight[i]);
         evw_.params.push_back(windowed.params[i]);
       }
-      class_begin_ = begin;
-      class_begin_.push_back(order.size());
+      class_begin_ = cls.begin;
       windowed = FamilyGroup<EvCharging>();
       C_.resize(classes * B * S);
       Csum_.resize(classes);
       Cweight_.resize(classes);
-      lanes_.reserve(static_cast<long>(B * S), H);
     }
   }
   ev = std::move(windowed);
@@ -84,7 +88,8 @@ double CpuShortcuts::demand_root(long i, long t) const {
   return std::sqrt(static_cast<double>(prm.lambda * d));
 }
 
-void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long* t, int threads) {
+void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long* t,
+                           const lanes::Lanes& X, int threads) {
   const int S = p_->samples, H = p_->layout.output_dim();
   B_ = B;
   S_ = S;
@@ -146,7 +151,6 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
   }
   if (!evw_.index.empty()) {
     // C_{c,j} = (chosen - best) of class c at sample j: the regret of an agent of energy 1.
-    const lanes::Lanes X = lanes_.fill(yhat, y, t, B, S, H);
     RegretContext ctx;
     ctx.floor = p_->floor;
     const long BS = static_cast<long>(B) * S;

@@ -21,6 +21,15 @@
 
 namespace eqpm {
 
+// EV agents grouped by class (k, window): an agent's regret is its energy times a value
+// that depends on its class alone. `order` lists the agents (indices into the params)
+// class by class, in a stable order; class c is order[begin[c]] .. order[begin[c + 1] - 1].
+struct EvClasses {
+  std::vector<size_t> order, begin;
+  size_t count() const { return begin.size() - 1; }
+};
+EvClasses ev_classes(const std::vector<EvCharging::Params>& params);
+
 class CpuShortcuts {
  public:
   // Moves the agents it handles out of `groups`.
@@ -31,8 +40,10 @@ class CpuShortcuts {
   // Population indices of the agents it handles.
   const std::vector<long>& agents() const { return agents_; }
 
-  // Per-step tables from the samples yhat (B x S x H), truths y (B x H), times t (B).
-  void prepare(int B, const float* yhat, const float* y, const long* t, int threads);
+  // Per-step tables from the samples yhat (B x S x H), truths y (B x H), times t (B), and
+  // the same samples hour-major (X).
+  void prepare(int B, const float* yhat, const float* y, const long* t, const lanes::Lanes& X,
+               int threads);
   // Pass 1: Rhat_n of the agents it handles (population order).
   void mean_regrets(std::vector<double>& rhat, int threads) const;
   // Pass 2: adds sum_n omega_n (r - baseline) into A (B x S) for score-function agents and
@@ -57,7 +68,6 @@ class CpuShortcuts {
   std::vector<double> Gk_, Gsum_, Gtot_, E_, Epart_;
   // windowed-EV tables: C per class and sample (classes x B S), its sum per class, the
   // weights sum_n omega_n e_n per class
-  lanes::LaneBuffer lanes_;
   std::vector<float> C_;
   std::vector<double> Csum_, Cweight_;
 };
