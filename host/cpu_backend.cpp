@@ -387,6 +387,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   times_.forward += seconds_since(t0);
 
   const bool equitable = spec.beta < 1.0;
+  const float sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
   double Mbar = 0.0;
   std::fill(g_.begin(), g_.begin() + static_cast<long>(B) * H, 0.0);
   if (equitable) {
@@ -399,7 +400,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
                      p.antithetic, eps_.data() + off);
         for (int h = 0; h < H; ++h)
           yhat_[static_cast<size_t>(off + h)] =
-              mu_[static_cast<size_t>(b * H + h)] + p.sigma * eps_[static_cast<size_t>(off + h)];
+              mu_[static_cast<size_t>(b * H + h)] + sigma * eps_[static_cast<size_t>(off + h)];
       }
     // The fast paths read the samples hour-major (cpu_lanes.hpp); laid out once per step.
     const lanes::Lanes X =
@@ -469,7 +470,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
     // g_b = (1 - beta) / Mbar * [score term + pathwise term]
     const double coef = Mbar > 0 ? (1.0 - spec.beta) / Mbar : 0.0;
-    const double inv_bss = 1.0 / (static_cast<double>(B) * S * p.sigma);
+    const double inv_bss = 1.0 / (static_cast<double>(B) * S * sigma);
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h) {
         double score = 0.0;

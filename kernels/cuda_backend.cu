@@ -445,7 +445,7 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
   launch_batch_mse(mu_.data(), y_b_.data(), B, H, p.rho, state_.data(), sc, stream_);
   mark(1);
   if (eq) {
-    launch_perturbations(p.seed, dp, B, S, H, p.antithetic, p.sigma, mu_.data(), eps_.data(),
+    launch_perturbations(p.seed, dp, B, S, H, p.antithetic, mu_.data(), eps_.data(),
                          yhat_.data(), stream_);
     mark(2);
     // Pass 1: Rhat_n.
@@ -501,7 +501,7 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
     mark(2);
     mark(3);
   }
-  launch_assemble_g(B, S, H, eq, p.sigma, A_.data(), eps_.data(), G_.data(), mu_.data(),
+  launch_assemble_g(B, S, H, eq, A_.data(), eps_.data(), G_.data(), mu_.data(),
                     y_b_.data(), dp, sc, g_.data(), stream_);
   mark(4);
   const BackwardBuffers bufs{x_b_.data(), act_d_.data(), delta0_.data(), delta1_.data(),
@@ -529,6 +529,7 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   hp.batch = B;
   hp.beta = spec.beta;
   hp.lr = static_cast<float>(spec.lr);
+  hp.sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
   const double t = static_cast<double>(adam_step_ + 1);
   hp.c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta1, t)));
   hp.c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta2, t)));

@@ -232,7 +232,7 @@ __global__ void advantages_kernel(const double* __restrict__ X, int B, int S, bo
 }
 
 // The CPU's expressions in the CPU's order, with correctly rounded operations.
-__global__ void assemble_g_kernel(int B, int S, int H, bool equitable, float sigma,
+__global__ void assemble_g_kernel(int B, int S, int H, bool equitable,
                                   const double* __restrict__ A, const float* __restrict__ eps,
                                   const double* __restrict__ G, const float* __restrict__ mu,
                                   const float* __restrict__ y,
@@ -240,6 +240,7 @@ __global__ void assemble_g_kernel(int B, int S, int H, bool equitable, float sig
                                   const StepScalars* __restrict__ scalars,
                                   double* __restrict__ g) {
   const double beta = params->beta;
+  const float sigma = params->sigma;
   const double msebar = scalars->msebar_new;
   const double mbar = scalars->mbar;
   const long n = static_cast<long>(B) * H;
@@ -371,7 +372,7 @@ void launch_advantages(const double* X, int B, int S, bool antithetic, double* A
   EQPM_CUDA_CHECK_LAUNCH();
 }
 
-void launch_assemble_g(int B, int S, int H, bool equitable, float sigma, const double* A,
+void launch_assemble_g(int B, int S, int H, bool equitable, const double* A,
                        const float* eps, const double* G, const float* mu, const float* y,
                        const StepParams* params, const StepScalars* scalars, double* g,
                        cudaStream_t stream) {
@@ -379,7 +380,7 @@ void launch_assemble_g(int B, int S, int H, bool equitable, float sigma, const d
       (equitable && (S < 1 || !A || !eps || !G)))
     throw Error("launch_assemble_g: bad arguments");
   assemble_g_kernel<<<grid_for(static_cast<long>(B) * H), kBlock, 0, stream>>>(
-      B, S, H, equitable, sigma, A, eps, G, mu, y, params, scalars, g);
+      B, S, H, equitable, A, eps, G, mu, y, params, scalars, g);
   EQPM_CUDA_CHECK_LAUNCH();
 }
 

@@ -32,10 +32,11 @@ __global__ void gather_rows(const std::int64_t* __restrict__ rows, int n_rows,
 
 // One thread per (b, s).
 __global__ void perturbations(std::uint64_t seed, const StepParams* __restrict__ params, int B,
-                              int S, int H, bool antithetic, float sigma,
+                              int S, int H, bool antithetic,
                               const float* __restrict__ mu, float* __restrict__ eps,
                               float* __restrict__ yhat) {
   const std::uint32_t step = params->step;
+  const float sigma = params->sigma;
   const long n = static_cast<long>(B) * S;
   for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<long>(gridDim.x) * blockDim.x) {
@@ -87,13 +88,13 @@ void launch_gather_rows(const std::int64_t* rows, int n_rows, const float* x_all
 }
 
 void launch_perturbations(std::uint64_t seed, const StepParams* params, int B, int S, int H,
-                          bool antithetic, float sigma, const float* mu, float* eps, float* yhat,
+                          bool antithetic, const float* mu, float* eps, float* yhat,
                           cudaStream_t stream) {
   if (B < 1 || S < 1 || H < 1 || H > kMaxHorizon || !params || !mu || !eps || !yhat)
     throw Error("launch_perturbations: bad arguments");
   if (antithetic && S % 2) throw Error("launch_perturbations: antithetic sampling needs even S");
   const long n = static_cast<long>(B) * S;
-  perturbations<<<grid_for(n, 128), 128, 0, stream>>>(seed, params, B, S, H, antithetic, sigma,
+  perturbations<<<grid_for(n, 128), 128, 0, stream>>>(seed, params, B, S, H, antithetic,
                                                       mu, eps, yhat);
   EQPM_CUDA_CHECK_LAUNCH();
 }

@@ -29,7 +29,7 @@ struct StepParams {
   float lr = 0.0f;         // Adam step size
   float c1 = 1.0f;         // Adam bias corrections 1 / (1 - beta^t) of the step being taken
   float c2 = 1.0f;
-  std::int32_t reserved = 0;
+  float sigma = 0.0f;      // policy noise of this step (DESIGN.md 5.3a schedule)
 };
 inline constexpr std::size_t kStepRowsOffset = 64;  // bytes; rows are std::int64_t
 static_assert(sizeof(StepParams) <= kStepRowsOffset);
@@ -123,7 +123,7 @@ void launch_gather_rows(const std::int64_t* rows, int n_rows, const float* x_all
 
 // eps (B x S x H) from Philox with the CPU's counters and yhat = mu + sigma eps.
 void launch_perturbations(std::uint64_t seed, const StepParams* params, int B, int S, int H,
-                          bool antithetic, float sigma, const float* mu, float* eps, float* yhat,
+                          bool antithetic, const float* mu, float* eps, float* yhat,
                           cudaStream_t stream);
 
 // scalars->mse and ->msebar_new from mu and y (B x H).
@@ -199,7 +199,7 @@ void launch_sum_partials(const double* partial, int slabs, long L, double* out,
 void launch_advantages(const double* X, int B, int S, bool antithetic, double* A,
                        cudaStream_t stream);
 // g = d loss / d mu (B x H): the regret terms (when equitable) plus the accuracy term.
-void launch_assemble_g(int B, int S, int H, bool equitable, float sigma, const double* A,
+void launch_assemble_g(int B, int S, int H, bool equitable, const double* A,
                        const float* eps, const double* G, const float* mu, const float* y,
                        const StepParams* params, const StepScalars* scalars, double* g,
                        cudaStream_t stream);

@@ -49,6 +49,7 @@ struct StepSpec {
   std::vector<long> rows;      // dataset rows of the minibatch (B of them)
   double beta = 0.3;           // accuracy weight; 1 = plain MSE, no regrets needed
   double lr = 1e-3;
+  float sigma = 0.0f;          // policy noise of this step; 0: the Problem's sigma
 };
 
 struct StepStats {
