@@ -529,7 +529,8 @@ std::vector<Tensor> network_tensors(const std::string& path, const MlpLayout& L,
 }
 
 bool is_checkpoint_tensor(const std::string& name) {
-  return name == "optimizer.adam_m" || name == "optimizer.adam_v" || name == "state.rbar";
+  return name == "optimizer.adam_m" || name == "optimizer.adam_v" || name == "state.rbar" ||
+         name == "state.param_sum" || name == "state.best_params";
 }
 
 // "net.<i>.weight" / "net.<i>.bias" with a canonical decimal i: returns i, else -1.
@@ -869,7 +870,26 @@ void save_checkpoint(const std::string& path, const CheckpointData& data) {
   if (!s.rbar.empty())
     f.tensors.push_back(make_tensor("state.rbar", "F64", {static_cast<long long>(s.rbar.size())},
                                     s.rbar.data(), s.rbar.size()));
+  const TrainerState& t = data.trainer;
+  if ((!t.param_sum.empty() && t.param_sum.size() != p) ||
+      (!t.best_params.empty() && t.best_params.size() != p))
+    throw Error("cannot write '" + path + "': trainer state of another parameter count");
+  if (!t.param_sum.empty()) {
+    require_finite_to_save(path, "state.param_sum", t.param_sum.data(), p);
+    f.tensors.push_back(make_tensor("state.param_sum", "F64", {pl}, t.param_sum.data(), p));
+  }
+  if (!t.best_params.empty()) {
+    require_finite_to_save(path, "state.best_params", t.best_params.data(), p);
+    f.tensors.push_back(make_tensor("state.best_params", "F32", {pl}, t.best_params.data(), p));
+  }
   f.metadata = with_activation(path, data.layout, data.metadata);
+  f.metadata["eqpm.param_count"] = std::to_string(t.param_count);
+  if (!t.best_params.empty()) {
+    if (!std::isfinite(t.best_score) || t.best_epoch < 0)
+      throw Error("cannot write '" + path + "': best epoch's score or number is not valid");
+    f.metadata["eqpm.best_score"] = format_double(t.best_score);
+    f.metadata["eqpm.best_epoch"] = std::to_string(t.best_epoch);
+  }
   f.metadata["eqpm.step"] = std::to_string(data.step);
   f.metadata["eqpm.adam_step"] = std::to_string(s.adam_step);
   f.metadata["eqpm.msebar"] = format_double(s.msebar);
@@ -900,11 +920,36 @@ CheckpointData load_checkpoint(const std::string& path) {
     c.state.rbar = tensor_values<double>(path, *r, "F64", r->shape);
     require_finite_loaded(path, "state.rbar", c.state.rbar.data(), c.state.rbar.size());
   }
+  for (const char* name : {"state.param_sum", "state.best_params"})
+    if (const Tensor* r = f.find(name)) {
+      if (r->shape.size() != 1 || r->shape[0] != p)
+        bad_file(path, std::string("tensor '") + name + "' must have shape [" + std::to_string(p) +
+                           "], found " + shape_text(r->shape));
+    }
+  if (const Tensor* r = f.find("state.param_sum")) {
+    c.trainer.param_sum = tensor_values<double>(path, *r, "F64", {p});
+    require_finite_loaded(path, "state.param_sum", c.trainer.param_sum.data(), c.trainer.param_sum.size());
+  }
+  if (const Tensor* r = f.find("state.best_params")) {
+    c.trainer.best_params = tensor_values<float>(path, *r, "F32", {p});
+    require_finite_loaded(path, "state.best_params", c.trainer.best_params.data(), c.trainer.best_params.size());
+    c.trainer.best_score = metadata_double(path, f.metadata, "eqpm.best_score");
+    const std::uint64_t e = metadata_u64(path, f.metadata, "eqpm.best_epoch");
+    if (e > 100000) bad_file(path, "metadata eqpm.best_epoch out of range");
+    c.trainer.best_epoch = static_cast<int>(e);
+  }
+  // Checkpoints written before the trainer kept state of its own have no count.
+  if (f.metadata.count("eqpm.param_count"))
+    c.trainer.param_count = metadata_u64(path, f.metadata, "eqpm.param_count");
+  if ((c.trainer.param_count > 0) != !c.trainer.param_sum.empty())
+    bad_file(path, "state.param_sum and eqpm.param_count disagree");
   c.step = metadata_u64(path, f.metadata, "eqpm.step");
   c.state.adam_step = metadata_u64(path, f.metadata, "eqpm.adam_step");
   c.state.msebar = metadata_double(path, f.metadata, "eqpm.msebar");
   c.metadata = std::move(m.metadata);
-  for (const char* key : {"eqpm.step", "eqpm.adam_step", "eqpm.msebar"}) c.metadata.erase(key);
+  for (const char* key : {"eqpm.step", "eqpm.adam_step", "eqpm.msebar", "eqpm.param_count",
+                          "eqpm.best_score", "eqpm.best_epoch"})
+    c.metadata.erase(key);
   return c;
 }
 

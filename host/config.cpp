@@ -337,6 +337,10 @@ std::vector<OptionSpec> build_registry() {
                                       {"auto", Estimator::automatic}}));
   r.push_back(float_option("sigma", "policy noise (normalised units)", &RunConfig::sigma, 0, 1e3,
                            true, false));
+  r.push_back(float_option("sigma_final",
+                           "policy noise at the end of the regret phase, reached geometrically "
+                           "from sigma (0: sigma throughout)",
+                           &RunConfig::sigma_final, 0, 1e3));
   r.push_back(int_option("samples", "S: perturbations per input", &RunConfig::samples, 2,
                          kMaxSamples));
   r.push_back(bool_option("antithetic", "antithetic pairs (eps, -eps)", &RunConfig::antithetic));
@@ -350,6 +354,13 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(int_option("epochs", "total epochs", &RunConfig::epochs, 1, 100000));
   r.push_back(int_option("warm_start_epochs", "first epochs trained on plain MSE",
                          &RunConfig::warm_start_epochs, 0, 100000));
+  r.push_back(enum_option<Select>(
+      "select", "model kept: the last weights, or the epoch best on the validation objective",
+      &RunConfig::select, {{"last", Select::last}, {"val", Select::val}}));
+  r.push_back(int_option("average_epochs",
+                         "the model is the average of the weights over the last N epochs (0: "
+                         "the last iterate)",
+                         &RunConfig::average_epochs, 0, 100000));
   r.push_back(int_option("batch", "B: inputs per step", &RunConfig::batch, 1, 65536));
   r.push_back(float_option("lr", "Adam learning rate", &RunConfig::lr, 0, 10, true, false));
   r.push_back(float_option("lr_decay_gamma", "learning-rate factor per decay",

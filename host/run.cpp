@@ -231,6 +231,7 @@ std::string write_text(const std::string& dir, const std::string& name, const st
 void evaluate_splits(Backend& backend, const Trainer& trainer, RunOutcome& o) {
   o.test = backend.evaluate(trainer.test_rows());
   o.train_split = backend.evaluate(trainer.train_rows());
+  o.validation = backend.evaluate(trainer.validation_rows());
   o.test_stats = regret_stats(o.test.regret);
   o.test_stats.mse = o.test.mse;
   o.test_stats.mae = o.test.mae;
@@ -277,6 +278,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
       same_shape = ck.layout.width[l] == problem.layout.width[l];
     if (!same_shape) throw InputError(resume_from, 0, 0, "checkpoint holds a model of another shape");
     backend->set_state(ck.state);
+    trainer.set_state(ck.trainer);
     first_step = static_cast<long>(ck.step);
     // Metrics of the epochs already done travel in the checkpoint's metadata.
     if (auto it = ck.metadata.find("eqpm.metrics_csv"); it != ck.metadata.end()) {
@@ -298,6 +300,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     CheckpointData ck;
     ck.layout = problem.layout;
     ck.state = backend->state();
+    ck.trainer = trainer.state();
     ck.step = static_cast<std::uint64_t>(steps_done);
     ck.metadata = model_metadata(cfg, in.data);
     ck.metadata["eqpm.metrics_csv"] = metrics_csv(history);
@@ -314,7 +317,12 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   log.finish();
   o.train.epochs = history;
   save_ckpt(trainer.total_steps());
-  o.params = backend->state().params;
+  o.params = trainer.final_params();
+  {
+    BackendState s = backend->state();
+    s.params = o.params;
+    backend->set_state(s);
+  }
   evaluate_splits(*backend, trainer, o);
   o.stages = backend->stage_times();
   if (!cfg.out.empty()) write_outputs(cfg, in, o, problem.layout);

@@ -2,6 +2,7 @@
 #include "eqpm/trainer.hpp"
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -40,6 +41,14 @@ double Trainer::lr_at(long step) const {
   if (cfg_.lr_decay_epochs <= 0) return cfg_.lr;
   const long epoch = step / steps_per_epoch_;
   return cfg_.lr * std::pow(cfg_.lr_decay_gamma, static_cast<double>(epoch / cfg_.lr_decay_epochs));
+}
+
+float Trainer::sigma_at(long step) const {
+  if (cfg_.sigma_final <= 0 || cfg_.sigma_final == cfg_.sigma) return static_cast<float>(cfg_.sigma);
+  const long warm = steps_per_epoch_ * cfg_.warm_start_epochs;
+  const long span = total_steps() - warm;
+  const double x = span > 1 ? std::clamp(static_cast<double>(step - warm) / static_cast<double>(span - 1), 0.0, 1.0) : 1.0;
+  return static_cast<float>(cfg_.sigma * std::pow(cfg_.sigma_final / cfg_.sigma, x));
 }
 
 std::vector<long> Trainer::train_rows() const {
@@ -94,6 +103,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
     spec.rows = batch_rows(step);
     spec.beta = beta_at(step);
     spec.lr = lr_at(step);
+    spec.sigma = sigma_at(step);
     const auto t0 = Clock::now();
     const StepStats st = backend_.step(spec);
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -109,6 +119,12 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
     } else {
       bad_in_a_row = 0;
       ++res.steps;
+      if (cfg_.average_epochs > 0 && step / steps_per_epoch_ >= cfg_.epochs - cfg_.average_epochs) {
+        const BackendState s = backend_.state();
+        if (ts_.param_sum.empty()) ts_.param_sum.assign(s.params.size(), 0.0);
+        for (size_t i = 0; i < s.params.size(); ++i) ts_.param_sum[i] += s.params[i];
+        ++ts_.param_count;
+      }
       epoch_loss += st.loss;
       ++epoch_steps;
     }
@@ -129,6 +145,16 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       m.loss = epoch_steps ? epoch_loss / static_cast<double>(epoch_steps) : NAN;
       m.seconds = epoch_seconds;
       res.epochs.push_back(m);
+      const int epoch = static_cast<int>(step / steps_per_epoch_);
+      if (cfg_.select == Select::val && epoch >= cfg_.warm_start_epochs) {
+        // The objective the run trains for: M_q for a regret model, MSE for plain.
+        const double score = cfg_.beta >= 1.0 ? m.mse : m.power_mean;
+        if (ts_.best_epoch < 0 || score < ts_.best_score) {
+          ts_.best_score = score;
+          ts_.best_epoch = epoch;
+          ts_.best_params = backend_.state().params;
+        }
+      }
       if (on_epoch) on_epoch(m);
       epoch_loss = 0;
       epoch_seconds = 0;
@@ -139,6 +165,15 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       on_checkpoint(step + 1);
   }
   return res;
+}
+
+std::vector<float> Trainer::final_params() const {
+  std::vector<float> params = backend_.state().params;
+  if (cfg_.select == Select::val && !ts_.best_params.empty()) return ts_.best_params;
+  if (ts_.param_count > 0)
+    for (size_t i = 0; i < params.size(); ++i)
+      params[i] = static_cast<float>(ts_.param_sum[i] / static_cast<double>(ts_.param_count));
+  return params;
 }
 
 }  // namespace eqpm

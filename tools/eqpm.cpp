@@ -24,6 +24,7 @@
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/run.hpp"
+#include "eqpm/sweep_check.hpp"
 
 namespace {
 
@@ -62,6 +63,8 @@ struct CommandLine {
   std::string resume;
   std::string model;
   std::string q_list;
+  bool check = false;        // sweep: exit 1 when a model fails the objective check
+  double check_tol = 0.01;   // sweep: margin over the lowest M_q that fails it
   bool print_config = false;
   bool help = false;
 };
@@ -104,6 +107,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.print_config = true;
       continue;
     }
+    if (key == "check" && cl.command == "sweep") {
+      cl.check = true;
+      continue;
+    }
     const OptionSpec* spec = find_option(key);
     const bool negated = !spec && key.rfind("no-", 0) == 0 && find_option(key.substr(3)) &&
                          find_option(key.substr(3))->type == "bool";
@@ -123,6 +130,11 @@ CommandLine parse_command_line(int argc, char** argv) {
     else if (key == "resume") cl.resume = value;
     else if (key == "model") cl.model = value;
     else if (key == "q" && cl.command == "sweep") cl.q_list = value;
+    else if (key == "check-tol" && cl.command == "sweep") {
+      RunConfig tmp;
+      set_option(tmp, "beta", value, "--check-tol");  // a number in [0, 1]
+      cl.check_tol = tmp.beta;
+    }
     else if (!spec) throw ConfigError("--" + key + ": unknown flag (see eqpm --help)");
     else flags.emplace_back(key, value);
   }
@@ -260,14 +272,34 @@ int cmd_sweep(CommandLine& cl) {
     cfg.q = q;
     run_one(run_name(q), cfg);
   }
-  // sweep.csv (DESIGN.md 8.1) and the printed table.
-  std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse\n";
+  // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
+  // the sweep (and, when models are selected on it, the lowest validation M_q).
+  std::vector<double> weights(in.population.agents.size());
+  for (size_t n = 0; n < weights.size(); ++n) weights[n] = in.population.agents[n].weight;
+  auto check_split = [&](bool validation) {
+    std::vector<SweepModel> models;
+    for (const auto& r : runs)
+      models.push_back({r.name, r.name != "plain", r.q,
+                        validation ? r.outcome.validation.regret : r.outcome.train_split.regret});
+    auto rows = objective_check(models, weights, cl.check_tol);
+    return std::make_pair(models, rows);
+  };
+  const auto [train_models, train_check] = check_split(false);
+
+  // sweep.csv (DESIGN.md 8.1, with the check's margin on the training split) and the tables.
+  std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by\n";
   for (const auto& r : runs) {
     const RegretStats& s = r.outcome.test_stats;
+    std::string margin, beaten;
+    for (const auto& row : train_check)
+      if (row.own == r.name) {
+        margin = format_double(row.margin);
+        for (const auto& b : row.beaten_by) beaten += (beaten.empty() ? "" : ";") + b;
+      }
     csv += r.name + "," + (r.name == "plain" ? std::string() : format_double(r.q)) + "," +
            format_double(r.beta) + "," + format_double(s.mean) + "," + format_double(s.var) + "," +
            format_double(s.p95 - s.p5) + "," + format_double(s.max) + "," + format_double(s.jain) +
-           "," + format_double(s.mse) + "\n";
+           "," + format_double(s.mse) + "," + margin + "," + beaten + "\n";
   }
   write_file_atomic((std::filesystem::path(base.out) / "sweep.csv").string(), csv);
 
@@ -282,38 +314,23 @@ int cmd_sweep(CommandLine& cl) {
                   s.var, s.p5, s.p95 - s.p5, s.max, s.jain, s.mse);
     }
   }
-  // Does the model trained at q have the lowest training-split M_q of the sweep?
-  std::vector<double> w(in.population.agents.size());
-  for (size_t n = 0; n < w.size(); ++n) w[n] = in.population.agents[n].weight;
-  std::printf("\ntraining-split power mean M_q of each model (rows: q of the measure):\n%-8s", "M_q");
-  for (const auto& r : runs) std::printf(" %11s", r.name.c_str());
-  std::printf("   lowest\n");
-  std::string mq_csv = "measure_q";
-  for (const auto& r : runs) mq_csv += "," + r.name;
-  mq_csv += ",lowest,own_excess\n";
-  for (double q : qs) {
-    std::printf("q=%-6s", format_double(q).c_str());
-    mq_csv += format_double(q);
-    double best = INFINITY, own = NAN;
-    std::string best_name;
-    for (const auto& r : runs) {
-      const auto& R = r.outcome.train_split.regret;
-      const double m = power_mean(R.data(), w.data(), static_cast<long>(R.size()), q);
-      std::printf(" %11.5g", m);
-      mq_csv += "," + format_double(m);
-      if (m < best) {
-        best = m;
-        best_name = r.name;
-      }
-      if (r.name == run_name(q)) own = m;
-    }
-    const double excess = own / best - 1.0;
-    std::printf("   %s%s\n", best_name.c_str(),
-                best_name == run_name(q) ? "" : (" (own model +" + format_double(std::round(excess * 1e4) / 100) + "%)").c_str());
-    mq_csv += "," + best_name + "," + format_double(excess) + "\n";
+  bool all_pass = true;
+  for (const bool validation : {false, true}) {
+    if (validation && base.select != Select::val) continue;
+    const auto [models, rows] = validation ? check_split(true) : std::make_pair(train_models, train_check);
+    for (const auto& r : rows) all_pass = all_pass && r.pass;
+    std::printf("\n%s power mean M_q of each model (rows: q of the measure):\n%s",
+                validation ? "validation-slice" : "training-split",
+                objective_check_table(models, rows, cl.check_tol).c_str());
+    write_file_atomic((std::filesystem::path(base.out) /
+                       (validation ? "mq_check_val.csv" : "mq_check.csv")).string(),
+                      objective_check_csv(models, rows));
   }
-  write_file_atomic((std::filesystem::path(base.out) / "mq_check.csv").string(), mq_csv);
   std::printf("\nwrote %s (sweep.csv, mq_check.csv and one folder per run)\n", base.out.c_str());
+  if (cl.check && !all_pass) {
+    std::fprintf(stderr, "eqpm sweep --check: a model is not the best at its own objective (see the table)\n");
+    return 1;
+  }
   return 0;
 }
 

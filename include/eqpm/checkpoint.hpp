@@ -12,6 +12,7 @@
 
 #include "eqpm/backend.hpp"
 #include "eqpm/mlp.hpp"
+#include "eqpm/trainer.hpp"
 
 namespace eqpm {
 
@@ -71,6 +72,7 @@ ModelFile load_model(const std::string& path);
 struct CheckpointData {
   MlpLayout layout;
   BackendState state;
+  TrainerState trainer;
   std::uint64_t step = 0;
   std::map<std::string, std::string> metadata;
 };
@@ -79,7 +81,9 @@ struct CheckpointData {
 // optimizer.adam_m and optimizer.adam_v (F32, [P]), state.rbar (F64, [N], omitted when
 // empty) and metadata eqpm.step, eqpm.adam_step and eqpm.msebar (exact text) on top of
 // the caller's metadata (those three keys always come from `data`, never from
-// `data.metadata`). Throws Error when the sizes disagree with the layout.
+// `data.metadata`); the trainer state as state.param_sum (F64, [P]) and state.best_params
+// (F32, [P]), each omitted when empty, with eqpm.param_count, eqpm.best_score and
+// eqpm.best_epoch. Throws Error when the sizes disagree with the layout.
 void save_checkpoint(const std::string& path, const CheckpointData& data);
 // Bit-exact inverse of save_checkpoint; the returned metadata excludes eqpm.step,
 // eqpm.adam_step and eqpm.msebar (they are in the struct's fields).

@@ -17,6 +17,10 @@ namespace eqpm {
 
 enum class Scaling : int { mean = 0, paper = 1 };
 
+// Which weights a run keeps as its model: those after the last step, or those of the
+// regret-phase epoch with the lowest objective on the validation slice (DESIGN.md 6).
+enum class Select : int { last = 0, val = 1 };
+
 // How the generator sets datacenter parameters (DESIGN.md 4.4). `random` draws from the
 // configured range (the synthetic generator); the others are the paper's constructions,
 // indexed by n = 0..N_dc-1 over the datacenter agents in population order.
@@ -79,6 +83,7 @@ struct RunConfig {
   double beta = 0.1;            // see README: 0.3 left the q = 0 model short of its M_0 optimum
   Estimator estimator = Estimator::automatic;
   double sigma = 0.05;
+  double sigma_final = 0.0;     // sigma at the end of the regret phase (0: constant sigma)
   int samples = 16;
   bool antithetic = true;
   double floor = 1e-3;
@@ -88,6 +93,8 @@ struct RunConfig {
   std::uint64_t seed = 42;
   int epochs = 20;
   int warm_start_epochs = 5;
+  Select select = Select::last;
+  int average_epochs = 0;       // Polyak average of the weights over the last epochs (0: last iterate)
   int batch = 64;
   double lr = 1e-3;
   double lr_decay_gamma = 0.5;

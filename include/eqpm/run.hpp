@@ -53,6 +53,7 @@ struct RunOutcome {
   std::string out_dir;
   TrainResult train;
   EvalResult test, train_split;
+  EvalResult validation;  // the held-out tail of the training split (model selection)
   RegretStats test_stats, train_stats;
   std::vector<float> params;
   std::string backend;

@@ -5,6 +5,7 @@
 // from a checkpoint continues exactly where it stopped.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -14,6 +15,16 @@
 #include "eqpm/data.hpp"
 
 namespace eqpm {
+
+// What the training loop itself carries across steps (besides the backend's state): the
+// running sum of the weights over the averaging window and the best epoch's weights.
+struct TrainerState {
+  std::vector<double> param_sum;   // empty: averaging not started
+  std::uint64_t param_count = 0;
+  std::vector<float> best_params;  // empty: no epoch selected yet
+  double best_score = 0.0;
+  int best_epoch = -1;
+};
 
 struct EpochMetrics {
   int epoch = 0;
@@ -54,6 +65,7 @@ class Trainer {
   std::vector<long> batch_rows(long step) const;
   double beta_at(long step) const;
   double lr_at(long step) const;
+  float sigma_at(long step) const;
 
   // Runs steps [first_step, total_steps()). `on_step` is called after every step,
   // `on_checkpoint(steps_done)` every cfg.checkpoint_every steps (never at the end: the
@@ -63,6 +75,15 @@ class Trainer {
                   const std::function<void(long)>& on_checkpoint,
                   const std::function<void(const EpochMetrics&)>& on_epoch = nullptr);
 
+  // The weights a run ships as its model: the last iterate's, the average over the last
+  // cfg.average_epochs epochs, or the best epoch's (cfg.select = val). The backend keeps
+  // the last iterate (a resumed or extended run continues from it).
+  std::vector<float> final_params() const;
+
+  // The loop's own state, for checkpoints: set it before run() when resuming.
+  const TrainerState& state() const { return ts_; }
+  void set_state(TrainerState s) { ts_ = std::move(s); }
+
   // Rows of the splits.
   std::vector<long> train_rows() const;       // the whole training split
   std::vector<long> validation_rows() const;  // held-out tail of it (or the fit rows if empty)
@@ -70,6 +91,8 @@ class Trainer {
 
  private:
   EpochMetrics evaluate_epoch(int epoch, long step);
+
+  TrainerState ts_;
 
   RunConfig cfg_;
   const Dataset& data_;

@@ -1,0 +1,93 @@
+// The objective check of a sweep (sweep_check.hpp).
+#include "eqpm/sweep_check.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+#include "eqpm/objective.hpp"
+#include "eqpm/run.hpp"
+
+namespace eqpm {
+
+std::vector<ObjectiveCheckRow> objective_check(const std::vector<SweepModel>& models,
+                                               const std::vector<double>& weights, double tol) {
+  std::vector<ObjectiveCheckRow> rows;
+  for (const SweepModel& own : models) {
+    if (!own.trained_at_q) continue;
+    ObjectiveCheckRow r;
+    r.q = own.q;
+    r.own = own.name;
+    double best = INFINITY, own_m = NAN;
+    for (const SweepModel& m : models) {
+      const double v = power_mean(m.regret.data(), weights.empty() ? nullptr : weights.data(),
+                                  static_cast<long>(m.regret.size()), own.q);
+      r.power_means.push_back(v);
+      if (v < best) {
+        best = v;
+        r.lowest = m.name;
+      }
+      if (&m == &own) own_m = v;
+    }
+    r.margin = best > 0 ? own_m / best - 1.0 : 0.0;
+    for (size_t i = 0; i < models.size(); ++i) {
+      const double v = r.power_means[i];
+      if (&models[i] != &own && v > 0 && own_m / v - 1.0 > tol) r.beaten_by.push_back(models[i].name);
+    }
+    r.pass = r.beaten_by.empty();
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+std::string objective_check_csv(const std::vector<SweepModel>& models,
+                                const std::vector<ObjectiveCheckRow>& rows) {
+  std::string s = "measure_q";
+  for (const auto& m : models) s += "," + m.name;
+  s += ",lowest,own_excess,beaten_by,pass\n";
+  for (const auto& r : rows) {
+    s += format_double(r.q);
+    for (double v : r.power_means) s += "," + format_double(v);
+    std::string beaten;
+    for (const auto& b : r.beaten_by) beaten += (beaten.empty() ? "" : ";") + b;
+    s += "," + r.lowest + "," + format_double(r.margin) + "," + beaten + "," +
+         (r.pass ? "true" : "false") + "\n";
+  }
+  return s;
+}
+
+std::string objective_check_table(const std::vector<SweepModel>& models,
+                                  const std::vector<ObjectiveCheckRow>& rows, double tol) {
+  char buf[128];
+  std::string s;
+  std::snprintf(buf, sizeof buf, "%-8s", "M_q");
+  s += buf;
+  for (const auto& m : models) {
+    std::snprintf(buf, sizeof buf, " %11s", m.name.c_str());
+    s += buf;
+  }
+  s += "   own model vs lowest\n";
+  for (const auto& r : rows) {
+    std::snprintf(buf, sizeof buf, "q=%-6s", format_double(r.q).c_str());
+    s += buf;
+    for (double v : r.power_means) {
+      std::snprintf(buf, sizeof buf, " %11.5g", v);
+      s += buf;
+    }
+    if (r.lowest == r.own) {
+      s += "   lowest";
+    } else {
+      std::snprintf(buf, sizeof buf, "   +%.2f%% (lowest: %s)", 100 * r.margin, r.lowest.c_str());
+      s += buf;
+    }
+    if (!r.pass) {
+      std::string beaten;
+      for (const auto& b : r.beaten_by) beaten += (beaten.empty() ? "" : ", ") + b;
+      std::snprintf(buf, sizeof buf, "  FAIL: beaten by more than %g%% by ", 100 * tol);
+      s += buf + beaten;
+    }
+    s += "\n";
+  }
+  return s;
+}
+
+}  // namespace eqpm
