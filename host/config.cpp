@@ -363,6 +363,9 @@ std::vector<OptionSpec> build_registry() {
                          &RunConfig::average_epochs, 0, 100000));
   r.push_back(int_option("batch", "B: inputs per step", &RunConfig::batch, 1, 65536));
   r.push_back(float_option("lr", "Adam learning rate", &RunConfig::lr, 0, 10, true, false));
+  r.push_back(enum_option<LrSchedule>(
+      "lr_schedule", "step: lr_decay_gamma every lr_decay_epochs; cosine: to 0 at the end",
+      &RunConfig::lr_schedule, {{"step", LrSchedule::step}, {"cosine", LrSchedule::cosine}}));
   r.push_back(float_option("lr_decay_gamma", "learning-rate factor per decay",
                            &RunConfig::lr_decay_gamma, 0, 1, true, false));
   r.push_back(int_option("lr_decay_epochs", "epochs between decays (0: none)",

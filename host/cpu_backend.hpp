@@ -27,6 +27,7 @@ class CpuBackend final : public Backend {
   void setup_impl() override;
   void set_state_impl(const BackendState& s) override;
   BackendState state_impl() const override { return state_; }
+  std::vector<float> params_impl() const override { return state_.params; }
   StepStats step_impl(const StepSpec& spec, StepTrace* trace) override;
   EvalResult evaluate_impl(const std::vector<long>& rows) override;
   std::vector<float> predict_impl(const std::vector<long>& rows) override;

@@ -38,6 +38,10 @@ double Trainer::beta_at(long step) const {
 }
 
 double Trainer::lr_at(long step) const {
+  if (cfg_.lr_schedule == LrSchedule::cosine) {
+    const double x = static_cast<double>(step) / static_cast<double>(total_steps());
+    return cfg_.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * x));
+  }
   if (cfg_.lr_decay_epochs <= 0) return cfg_.lr;
   const long epoch = step / steps_per_epoch_;
   return cfg_.lr * std::pow(cfg_.lr_decay_gamma, static_cast<double>(epoch / cfg_.lr_decay_epochs));
@@ -120,9 +124,9 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       bad_in_a_row = 0;
       ++res.steps;
       if (cfg_.average_epochs > 0 && step / steps_per_epoch_ >= cfg_.epochs - cfg_.average_epochs) {
-        const BackendState s = backend_.state();
-        if (ts_.param_sum.empty()) ts_.param_sum.assign(s.params.size(), 0.0);
-        for (size_t i = 0; i < s.params.size(); ++i) ts_.param_sum[i] += s.params[i];
+        const std::vector<float> params = backend_.params();
+        if (ts_.param_sum.empty()) ts_.param_sum.assign(params.size(), 0.0);
+        for (size_t i = 0; i < params.size(); ++i) ts_.param_sum[i] += params[i];
         ++ts_.param_count;
       }
       epoch_loss += st.loss;
@@ -152,7 +156,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
         if (ts_.best_epoch < 0 || score < ts_.best_score) {
           ts_.best_score = score;
           ts_.best_epoch = epoch;
-          ts_.best_params = backend_.state().params;
+          ts_.best_params = backend_.params();
         }
       }
       if (on_epoch) on_epoch(m);
@@ -168,7 +172,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
 }
 
 std::vector<float> Trainer::final_params() const {
-  std::vector<float> params = backend_.state().params;
+  std::vector<float> params = backend_.params();
   if (cfg_.select == Select::val && !ts_.best_params.empty()) return ts_.best_params;
   if (ts_.param_count > 0)
     for (size_t i = 0; i < params.size(); ++i)

@@ -110,6 +110,8 @@ class Backend {
 
   void set_state(const BackendState& s);
   BackendState state() const { return state_impl(); }
+  // The model's weights alone (what iterate averaging reads after every step).
+  std::vector<float> params() const { return params_impl(); }
 
   // One training step (5.2 and 5.3); fills `trace` when non-null.
   StepStats step(const StepSpec& spec, StepTrace* trace = nullptr);
@@ -126,6 +128,7 @@ class Backend {
   virtual void setup_impl() = 0;
   virtual void set_state_impl(const BackendState& s) = 0;
   virtual BackendState state_impl() const = 0;
+  virtual std::vector<float> params_impl() const { return state_impl().params; }
   virtual StepStats step_impl(const StepSpec& spec, StepTrace* trace) = 0;
   virtual EvalResult evaluate_impl(const std::vector<long>& rows) = 0;
   virtual std::vector<float> predict_impl(const std::vector<long>& rows) = 0;

@@ -21,6 +21,10 @@ enum class Scaling : int { mean = 0, paper = 1 };
 // regret-phase epoch with the lowest objective on the validation slice (DESIGN.md 6).
 enum class Select : int { last = 0, val = 1 };
 
+// Learning-rate schedule: `step` multiplies lr by lr_decay_gamma every lr_decay_epochs;
+// `cosine` follows lr (1 + cos(pi t / T)) / 2 over the T steps of the run, to 0 at its end.
+enum class LrSchedule : int { step = 0, cosine = 1 };
+
 // How the generator sets datacenter parameters (DESIGN.md 4.4). `random` draws from the
 // configured range (the synthetic generator); the others are the paper's constructions,
 // indexed by n = 0..N_dc-1 over the datacenter agents in population order.
@@ -97,6 +101,7 @@ struct RunConfig {
   int average_epochs = 0;       // Polyak average of the weights over the last epochs (0: last iterate)
   int batch = 64;
   double lr = 1e-3;
+  LrSchedule lr_schedule = LrSchedule::step;
   double lr_decay_gamma = 0.5;
   int lr_decay_epochs = 4;
   double adam_beta1 = 0.9;
