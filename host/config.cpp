@@ -370,6 +370,9 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(run_setting(string_option("out", "output folder", &RunConfig::out)));
   r.push_back(run_setting(long_option("checkpoint_every", "steps between checkpoints (0: end only)",
                                       &RunConfig::checkpoint_every, 0, 1LL << 40)));
+  r.push_back(run_setting(float_option("checkpoint_minutes",
+                                       "minutes between checkpoints (0: by steps only)",
+                                       &RunConfig::checkpoint_minutes, 0, 1e9)));
   r.push_back(run_setting(bool_option("quiet", "no progress output", &RunConfig::quiet)));
   r.push_back(run_setting(bool_option("log_json", "progress as JSON lines", &RunConfig::log_json)));
   r.push_back(run_setting(bool_option("profile", "print time per stage", &RunConfig::profile)));

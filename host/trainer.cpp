@@ -85,8 +85,10 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
   TrainResult res;
   const long total = total_steps();
   int bad_in_a_row = 0;
-  double epoch_loss = 0, epoch_seconds = 0;
-  long epoch_steps = 0;
+  double& epoch_loss = tally_.loss;
+  double& epoch_seconds = tally_.seconds;
+  long& epoch_steps = tally_.steps;
+  res.end_step = first_step;
   const auto wall0 = Clock::now();
   for (long step = first_step; step < total; ++step) {
     StepSpec spec;
@@ -119,6 +121,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       p.step = step + 1;
       p.total_steps = total;
       p.last = st;
+      p.step_seconds = dt;
       const double wall = std::chrono::duration<double>(Clock::now() - wall0).count();
       p.steps_per_second = wall > 0 ? static_cast<double>(step + 1 - first_step) / wall : 0;
       p.eta_seconds = p.steps_per_second > 0 ? (total - step - 1) / p.steps_per_second : 0;
@@ -137,6 +140,15 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
     if (on_checkpoint && cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0 &&
         step + 1 < total)
       on_checkpoint(step + 1);
+    res.end_step = step + 1;
+    if (control_ && step + 1 < total) {
+      const StepAction a = control_(step + 1);
+      if (a != StepAction::next && on_checkpoint) on_checkpoint(step + 1);
+      if (a == StepAction::stop) {
+        res.stopped = true;
+        break;
+      }
+    }
   }
   return res;
 }

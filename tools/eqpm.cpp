@@ -3,8 +3,10 @@
 // (warm_start_epochs = 5); flags override the file given with --config.
 #include <omp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +23,7 @@
 #include "eqpm/config.hpp"
 #include "eqpm/config_toml.hpp"
 #include "eqpm/error.hpp"
+#include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/run.hpp"
@@ -31,6 +34,8 @@ using namespace eqpm;
 
 const char* kUsage =
     "usage: eqpm <command> [--config FILE.toml] [--KEY VALUE ...]\n"
+    "       eqpm <command> --help    the command's own flags\n"
+    "       eqpm --version\n"
     "\n"
     "commands:\n"
     "  train     train one model and write the output folder (--out DIR)\n"
@@ -39,12 +44,47 @@ const char* kUsage =
     "            writes DIR/q=<v>/, DIR/plain/ and DIR/sweep.csv (--out DIR)\n"
     "  eval      evaluate --model FILE.safetensors on a series and population\n"
     "  generate  write the configured population as CSV (--out FILE, or stdout)\n"
-    "  info      version, build, CUDA devices, OpenMP threads\n"
-    "\n"
-    "common flags: --config FILE, --print-config, --help; every key below is a flag:\n";
+    "  info      version, build, CUDA devices, OpenMP threads\n";
 
-void print_help() {
-  std::printf("%s", kUsage);
+// Flags of one command beyond the configuration keys.
+struct CommandHelp {
+  const char* name;
+  const char* summary;
+  const char* flags;  // command-specific flags, one per line
+  bool keys;          // takes the configuration keys
+};
+
+const CommandHelp kCommands[] = {
+    {"train", "eqpm train --out DIR [--config FILE] [--KEY VALUE ...]\n"
+              "       eqpm train --resume DIR [--epochs N] [run settings]\n"
+              "Trains one model and writes DIR (model, metrics, agents, summary). Ctrl-C or\n"
+              "SIGTERM stops after the current step with a checkpoint in DIR; --resume DIR\n"
+              "continues it exactly (a checkpoint is also written every --checkpoint-minutes).\n",
+     "  --resume DIR           continue the run in DIR (only --epochs and run settings\n"
+     "                         such as --out, --threads, --backend, --quiet may be given)\n",
+     true},
+    {"sweep", "eqpm sweep --q LIST --out DIR [--config FILE] [--KEY VALUE ...]\n"
+              "Trains the plain (beta = 1) baseline and one model per q; writes DIR/plain/,\n"
+              "DIR/q=<v>/ (each resumable with eqpm train --resume), DIR/sweep.csv.\n",
+     "  --q LIST               q values, e.g. 0,1,4,19 (TOML: q = [0, 1, 4, 19])\n", true},
+    {"eval", "eqpm eval --model FILE.safetensors [--out DIR] [--series CSV] [--population CSV]\n"
+             "Evaluates a saved model on both splits; the model's stored configuration gives\n"
+             "every setting not given as a flag.\n",
+     "  --model FILE           model.safetensors (or checkpoint.safetensors) to evaluate\n", true},
+    {"generate", "eqpm generate [--out FILE.csv] [--KEY VALUE ...]\n"
+                 "Writes the population a run with these settings trains on (population.csv).\n",
+     "", true},
+    {"info", "eqpm info\nPrints the version, build, CUDA devices and OpenMP threads.\n", "", false},
+};
+
+const CommandHelp* find_command(const std::string& name) {
+  for (const auto& c : kCommands)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+void print_keys() {
+  std::printf("\nconfiguration keys (flag --KEY VALUE or TOML key = value) [default]:\n");
   RunConfig defaults;
   for (const auto& o : option_registry()) {
     std::string flag = "--" + o.key;
@@ -55,6 +95,60 @@ void print_help() {
   }
 }
 
+void print_help(const std::string& command) {
+  if (const CommandHelp* c = find_command(command)) {
+    std::printf("usage: %s\n", c->summary);
+    if (!c->keys) return;
+    std::printf("flags:\n%s  --config FILE          TOML file of keys (flags override it)\n"
+                "  --print-config         print the resulting configuration as TOML and stop\n"
+                "  --help                 this text\n",
+                c->flags);
+    print_keys();
+    return;
+  }
+  std::printf("%s\ncommand flags: --resume DIR (train), --q LIST (sweep), --model FILE (eval);\n"
+              "common flags: --config FILE, --print-config, --help, --version\n",
+              kUsage);
+  print_keys();
+}
+
+// Edit distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known flag closest to `key` (dashes), or "" when none is close.
+std::string closest_flag(const std::string& key) {
+  std::vector<std::string> names = {"config", "resume", "model", "q", "print-config", "help", "version"};
+  for (const auto& o : option_registry()) {
+    std::string k = o.key;
+    for (char& c : k)
+      if (c == '_') c = '-';
+    names.push_back(k);
+  }
+  std::string best;
+  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
+  for (const auto& n : names) {
+    const size_t d = edit_distance(key, n);
+    if (d < best_d) {
+      best_d = d;
+      best = n;
+    }
+  }
+  return best;
+}
+
 struct CommandLine {
   std::string command;
   RunConfig cfg;
@@ -62,8 +156,10 @@ struct CommandLine {
   std::string resume;
   std::string model;
   std::string q_list;
+  std::vector<std::string> given;  // registry keys set by flags, in order
   bool print_config = false;
   bool help = false;
+  bool version = false;
 };
 
 bool is_bool_text(const std::string& s) {
@@ -73,15 +169,18 @@ bool is_bool_text(const std::string& s) {
 
 CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
-  if (argc < 2) {
-    cl.help = true;
-    return cl;
-  }
+  if (argc < 2) return cl;  // no command: usage, exit 2
   cl.command = argv[1];
   if (cl.command == "--help" || cl.command == "-h" || cl.command == "help") {
     cl.help = true;
+    cl.command = argc > 2 ? argv[2] : "";
     return cl;
   }
+  if (cl.command == "--version" || cl.command == "version") {
+    cl.version = true;
+    return cl;
+  }
+  if (!find_command(cl.command)) return cl;  // reported by the caller
   // Two passes: the config file first, then every flag over it, whatever their order.
   std::vector<std::pair<std::string, std::string>> flags;
   for (int i = 2; i < argc; ++i) {
@@ -104,6 +203,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.print_config = true;
       continue;
     }
+    if (key == "version") {
+      cl.version = true;
+      continue;
+    }
     const OptionSpec* spec = find_option(key);
     const bool negated = !spec && key.rfind("no-", 0) == 0 && find_option(key.substr(3)) &&
                          find_option(key.substr(3))->type == "bool";
@@ -118,16 +221,27 @@ CommandLine parse_command_line(int argc, char** argv) {
       }
       if (i + 1 >= argc) throw ConfigError("--" + key + ": expected a value");
       value = argv[++i];
+      // "--lr --epochs 3" is a forgotten value, not a learning rate of "--epochs".
+      if (value.rfind("--", 0) == 0)
+        throw ConfigError("--" + key + ": expected a value, got the flag " + value);
     }
     if (key == "config") cl.config_file = value;
     else if (key == "resume") cl.resume = value;
     else if (key == "model") cl.model = value;
     else if (key == "q" && cl.command == "sweep") cl.q_list = value;
-    else if (!spec) throw ConfigError("--" + key + ": unknown flag (see eqpm --help)");
+    else if (!spec) {
+      const std::string near = closest_flag(key);
+      throw ConfigError("--" + key + ": unknown flag" +
+                        (near.empty() ? "" : "; did you mean --" + near + "?") + " (see eqpm " +
+                        cl.command + " --help)");
+    }
     else flags.emplace_back(key, value);
   }
   if (!cl.config_file.empty()) load_config_toml(cl.config_file, cl.cfg);
-  for (const auto& [k, v] : flags) set_option(cl.cfg, k, v, "--" + k);
+  for (const auto& [k, v] : flags) {
+    set_option(cl.cfg, k, v, "--" + k);
+    cl.given.push_back(find_option(k)->key);
+  }
   return cl;
 }
 
@@ -180,25 +294,96 @@ void print_stage_profile(const RunOutcome& o) {
   line("evaluation", t.evaluation);
 }
 
+// The signal's name for messages.
+const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+
+// Says where a stopped run left its checkpoint and how to continue it; the exit status.
+int report_interrupted(const RunOutcome& o) {
+  const int sig = interrupt_signal();
+  std::fprintf(stderr,
+               "eqpm: stopped by %s after step %ld of %ld; checkpoint written to %s\n"
+               "resume with: eqpm train --resume %s\n",
+               signal_name(sig), o.interrupted_at, o.total_steps,
+               (std::filesystem::path(o.out_dir) / "checkpoint.safetensors").string().c_str(),
+               o.out_dir.c_str());
+  return 128 + sig;
+}
+
+// A folder this command created that holds no checkpoint (so nothing worth keeping) is
+// removed when the command fails, so that it never looks like results.
+class OutputFolderGuard {
+ public:
+  explicit OutputFolderGuard(const std::string& dir)
+      : dir_(dir), created_(!dir.empty() && !std::filesystem::exists(dir)) {}
+  ~OutputFolderGuard() {
+    if (!created_ || done_) return;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (it->path().filename() == "checkpoint.safetensors") return;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  void keep() { done_ = true; }
+  OutputFolderGuard(const OutputFolderGuard&) = delete;
+  OutputFolderGuard& operator=(const OutputFolderGuard&) = delete;
+
+ private:
+  std::string dir_;
+  bool created_;
+  bool done_ = false;
+};
+
+// The configuration of a resumed run: the checkpoint's own, with --epochs and the run
+// settings (--out, --threads, --backend, --quiet, ...) from the flags. Any other flag
+// that would change the model or the data is refused.
+RunConfig resumed_config(const CommandLine& cl, const std::string& ckpt) {
+  const CheckpointData ck = load_checkpoint(ckpt);
+  auto it = ck.metadata.find("eqpm.config");
+  if (it == ck.metadata.end()) throw InputError(ckpt, 0, 0, "no eqpm.config in the metadata");
+  RunConfig saved = config_from_json(it->second, ckpt);
+  if (!cl.config_file.empty())
+    throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
+                      "stored in its checkpoint (give --epochs or run settings as flags)");
+  for (const std::string& key : cl.given) {
+    const OptionSpec* o = find_option(key);
+    if (o->is_run_setting || key == "epochs") {
+      o->set(saved, o->get(cl.cfg));
+    } else if (o->get(cl.cfg) != o->get(saved)) {
+      std::string flag = "--" + key;
+      for (char& c : flag)
+        if (c == '_') c = '-';
+      throw ConfigError(flag + " " + o->get(cl.cfg) + ": cannot change when resuming (the run " +
+                        "was started with " + o->get(saved) + "); with --resume only --epochs " +
+                        "and run settings (--out, --threads, --backend, --quiet, ...) may be " +
+                        "given. Start a new run with --out to change it");
+    }
+  }
+  bool out_given = false;
+  for (const std::string& key : cl.given) out_given = out_given || key == "out";
+  if (!out_given) saved.out = cl.resume;
+  return saved;
+}
+
 int cmd_train(CommandLine& cl) {
   RunConfig cfg = cl.cfg;
   if (!cl.resume.empty()) {
-    // The run's own configuration, with run settings (threads, quiet...) from the flags.
     const std::string ckpt = (std::filesystem::path(cl.resume) / "checkpoint.safetensors").string();
-    const CheckpointData ck = load_checkpoint(ckpt);
-    auto it = ck.metadata.find("eqpm.config");
-    if (it == ck.metadata.end()) throw InputError(ckpt, 0, 0, "no eqpm.config in the metadata");
-    RunConfig saved = config_from_json(it->second, ckpt);
-    for (const auto& o : option_registry())
-      if (o.is_run_setting && o.key != "out") o.set(saved, o.get(cfg));
-    saved.out = cl.resume;
-    cfg = saved;
+    if (!std::filesystem::exists(ckpt))
+      throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder");
+    cfg = resumed_config(cl, ckpt);
+    validate(cfg);
     if (cl.print_config) {
       std::printf("%s", config_to_toml(cfg).c_str());
       return 0;
     }
+    const bool same_folder = std::filesystem::weakly_canonical(cfg.out) ==
+                             std::filesystem::weakly_canonical(cl.resume);
+    OutputFolderGuard guard(same_folder ? std::string() : cfg.out);
+    if (!same_folder) ensure_output_dir(cfg.out, cfg.overwrite);
     const RunInputs in = load_inputs(cfg);
     const RunOutcome o = train_run(cfg, in, ckpt);
+    guard.keep();
+    if (o.interrupted_at >= 0) return report_interrupted(o);
     if (cfg.profile) print_stage_profile(o);
     std::printf("resumed and finished %s: test mean regret %.5g, max %.5g\n", cfg.out.c_str(),
                 o.test_stats.mean, o.test_stats.max);
@@ -211,9 +396,12 @@ int cmd_train(CommandLine& cl) {
   }
   if (cfg.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(cfg);
+  OutputFolderGuard guard(cfg.out);
   ensure_output_dir(cfg.out, cfg.overwrite);
   const RunInputs in = load_inputs(cfg);
   const RunOutcome o = train_run(cfg, in);
+  guard.keep();
+  if (o.interrupted_at >= 0) return report_interrupted(o);
   if (cfg.profile) print_stage_profile(o);
   std::printf("trained %ld steps in %.1f s (%s backend, %ld agents)\n", o.train.steps,
               o.train.seconds, o.backend.c_str(), in.population.size());
@@ -221,6 +409,25 @@ int cmd_train(CommandLine& cl) {
   print_stats_line("train", o.train_stats);
   std::printf("wrote %s\n", cfg.out.c_str());
   return 0;
+}
+
+// With --overwrite, what an earlier sweep left in `dir` (run folders, tables, plots) is
+// removed, so that no result of another q list remains beside the new ones.
+void remove_earlier_sweep(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if ((e.is_directory() && (name == "plain" || name.rfind("q=", 0) == 0)) ||
+        (e.is_regular_file() && (e.path().extension() == ".png" || name == "sweep.csv" ||
+                                 name == "mq_check.csv")))
+      stale.push_back(e.path());
+  }
+  for (const auto& p : stale) {
+    fs::remove_all(p, ec);
+    if (ec) throw Error("cannot remove '" + p.string() + "' of an earlier sweep: " + ec.message());
+  }
 }
 
 int cmd_sweep(CommandLine& cl) {
@@ -233,7 +440,9 @@ int cmd_sweep(CommandLine& cl) {
   if (base.out.empty()) throw ConfigError("--out: an output folder is required");
   const std::vector<double> qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
   validate(base);
+  OutputFolderGuard guard(base.out);
   ensure_output_dir(base.out, base.overwrite);
+  if (base.overwrite) remove_earlier_sweep(base.out);
   const RunInputs in = load_inputs(base);
   struct Entry {
     std::string name;
@@ -242,24 +451,36 @@ int cmd_sweep(CommandLine& cl) {
     RunOutcome outcome;
   };
   std::vector<Entry> runs;
+  // false: a signal stopped the run (its folder holds the checkpoint to resume from).
   auto run_one = [&](const std::string& name, RunConfig cfg) {
     cfg.out = (std::filesystem::path(base.out) / name).string();
     std::filesystem::create_directories(cfg.out);
     RunOutcome o = train_run(cfg, in);
+    if (o.interrupted_at >= 0) {
+      guard.keep();
+      report_interrupted(o);
+      return false;
+    }
     if (cfg.profile) print_stage_profile(o);
     runs.push_back({name, cfg.q, cfg.beta, std::move(o)});
+    return true;
+  };
+  auto stopped = [&] {
+    std::fprintf(stderr, "the sweep's remaining runs were not started; sweep.csv is not written\n");
+    return 128 + interrupt_signal();
   };
   {
     RunConfig plain = base;
     plain.beta = 1.0;
     plain.q = 0.0;
-    run_one("plain", plain);
+    if (!run_one("plain", plain)) return stopped();
   }
   for (double q : qs) {
     RunConfig cfg = base;
     cfg.q = q;
-    run_one(run_name(q), cfg);
+    if (!run_one(run_name(q), cfg)) return stopped();
   }
+  guard.keep();
   // sweep.csv (DESIGN.md 8.1) and the printed table.
   std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse\n";
   for (const auto& r : runs) {
@@ -379,17 +600,27 @@ int checked_exit(int rc) {
 int run_command(int argc, char** argv) {
   try {
     CommandLine cl = parse_command_line(argc, argv);
-    if (cl.help) {
-      print_help();
+    if (cl.version) {
+      std::printf("eqpm %s\n", EQPM_VERSION);
       return 0;
     }
+    if (cl.help) {
+      print_help(cl.command);
+      return 0;
+    }
+    if (cl.command.empty()) {
+      std::fprintf(stderr, "%s\nsee eqpm --help for every flag\n", kUsage);
+      return 2;
+    }
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
-    if (cl.command == "train") return cmd_train(cl);
-    if (cl.command == "sweep") return cmd_sweep(cl);
+    if (cl.command == "train" || cl.command == "sweep") {
+      const InterruptHandlers handlers;
+      return cl.command == "train" ? cmd_train(cl) : cmd_sweep(cl);
+    }
     if (cl.command == "eval") return cmd_eval(cl);
     if (cl.command == "generate") return cmd_generate(cl);
     if (cl.command == "info") return cmd_info();
-    std::fprintf(stderr, "eqpm: unknown command '%s' (try eqpm --help)\n", cl.command.c_str());
+    std::fprintf(stderr, "eqpm: unknown command '%s'\n%s", cl.command.c_str(), kUsage);
     return 2;
   } catch (const eqpm::Error& e) {
     std::fprintf(stderr, "eqpm: error: %s\n", e.what());
