@@ -26,6 +26,7 @@
 #include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
+#include "eqpm/predict.hpp"
 #include "eqpm/run.hpp"
 
 namespace {
@@ -43,6 +44,7 @@ const char* kUsage =
     "  sweep     train at each q of --q LIST plus the plain (beta = 1) baseline;\n"
     "            writes DIR/q=<v>/, DIR/plain/ and DIR/sweep.csv (--out DIR)\n"
     "  eval      evaluate --model FILE.safetensors on a series and population\n"
+    "  predict   forecasts of --model FILE.safetensors on a series (--out FILE.csv)\n"
     "  generate  write the configured population as CSV (--out FILE, or stdout)\n"
     "  info      version, build, CUDA devices, OpenMP threads\n";
 
@@ -71,6 +73,15 @@ const CommandHelp kCommands[] = {
              "Evaluates a saved model on both splits; the model's stored configuration gives\n"
              "every setting not given as a flag.\n",
      "  --model FILE           model.safetensors (or checkpoint.safetensors) to evaluate\n", true},
+    {"predict", "eqpm predict --model FILE.safetensors [--series CSV] [--from DATE --to DATE]\n"
+                "                    [--out FILE.csv]\n"
+                "Writes a timestamp and H forecast columns (h1..hH, in the series' units) for\n"
+                "every start hour of the series, the hours after its end included. Without\n"
+                "--series, the series the model was trained on (its stored configuration).\n",
+     "  --model FILE           model.safetensors (or checkpoint.safetensors)\n"
+     "  --from DATE, --to DATE first and last forecast start (YYYY-MM-DD or a timestamp)\n"
+     "  --series, --column, --max-gap, --series-hours, --data-seed, --out FILE.csv\n",
+     false},
     {"generate", "eqpm generate [--out FILE.csv] [--KEY VALUE ...]\n"
                  "Writes the population a run with these settings trains on (population.csv).\n",
      "", true},
@@ -130,7 +141,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 // The known flag closest to `key` (dashes), or "" when none is close.
 std::string closest_flag(const std::string& key) {
-  std::vector<std::string> names = {"config", "resume", "model", "q", "print-config", "help", "version"};
+  std::vector<std::string> names = {"config", "resume", "model", "q",    "from",
+                                    "to",     "print-config", "help", "version"};
   for (const auto& o : option_registry()) {
     std::string k = o.key;
     for (char& c : k)
@@ -157,6 +169,7 @@ struct CommandLine {
   std::string model;
   std::string q_list;
   std::vector<std::string> given;  // registry keys set by flags, in order
+  std::string from, to;            // predict
   bool print_config = false;
   bool help = false;
   bool version = false;
@@ -181,6 +194,9 @@ CommandLine parse_command_line(int argc, char** argv) {
     return cl;
   }
   if (!find_command(cl.command)) return cl;  // reported by the caller
+  if (cl.command == "info" && argc > 2 && std::string(argv[2]) != "--help" &&
+      std::string(argv[2]) != "-h")
+    throw ConfigError("info takes no arguments, got '" + std::string(argv[2]) + "'");
   // Two passes: the config file first, then every flag over it, whatever their order.
   std::vector<std::pair<std::string, std::string>> flags;
   for (int i = 2; i < argc; ++i) {
@@ -228,6 +244,8 @@ CommandLine parse_command_line(int argc, char** argv) {
     if (key == "config") cl.config_file = value;
     else if (key == "resume") cl.resume = value;
     else if (key == "model") cl.model = value;
+    else if ((key == "from" || key == "to") && cl.command == "predict")
+      (key == "from" ? cl.from : cl.to) = value;
     else if (key == "q" && cl.command == "sweep") cl.q_list = value;
     else if (!spec) {
       const std::string near = closest_flag(key);
@@ -237,7 +255,11 @@ CommandLine parse_command_line(int argc, char** argv) {
     }
     else flags.emplace_back(key, value);
   }
-  if (!cl.config_file.empty()) load_config_toml(cl.config_file, cl.cfg);
+  std::vector<double> file_qs;
+  if (!cl.config_file.empty())
+    load_config_toml(cl.config_file, cl.cfg, cl.command == "sweep" ? &file_qs : nullptr);
+  if (cl.q_list.empty())
+    for (double q : file_qs) cl.q_list += (cl.q_list.empty() ? "" : ",") + format_double(q);
   for (const auto& [k, v] : flags) {
     set_option(cl.cfg, k, v, "--" + k);
     cl.given.push_back(find_option(k)->key);
@@ -263,6 +285,47 @@ std::string run_name(double q) { return "q=" + format_double(q); }
 void print_stats_line(const char* name, const RegretStats& s) {
   std::printf("  %-8s mean %-10.4g var %-10.4g p95-p5 %-10.4g max %-10.4g jain %.4f  mse %.4g\n",
               name, s.mean, s.var, s.p95 - s.p5, s.max, s.jain, s.mse);
+}
+
+bool was_given(const CommandLine& cl, const std::string& key) {
+  return std::find(cl.given.begin(), cl.given.end(), key) != cl.given.end();
+}
+
+// Settings that contradict each other: a default gives way to an explicit choice (with a
+// note), and a flag that would be ignored is refused.
+void reconcile(CommandLine& cl) {
+  RunConfig& cfg = cl.cfg;
+  if (cfg.warm_start_epochs > cfg.epochs && !was_given(cl, "warm_start_epochs")) {
+    const int w = std::max(0, cfg.epochs - 1);
+    std::fprintf(stderr,
+                 "eqpm: note: %d epochs are fewer than the %d warm-start epochs; warm start set "
+                 "to %d so that the last epoch trains on the objective (--warm-start-epochs "
+                 "chooses)\n",
+                 cfg.epochs, cfg.warm_start_epochs, w);
+    cfg.warm_start_epochs = w;
+  }
+  for (const char* key : {"agents", "mix"})
+    if (!cfg.population.empty() && was_given(cl, key))
+      std::fprintf(stderr,
+                   "eqpm: note: --%s is ignored: the agents come from --population %s (--agents "
+                   "and --mix only shape a generated population)\n",
+                   key, cfg.population.c_str());
+  if (cfg.population.empty() && cfg.agents > 0) {
+    double total = 0;
+    std::stringstream ss(cfg.mix);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (const auto eq = item.find('='); eq != std::string::npos)
+        total += std::strtod(item.c_str() + eq + 1, nullptr);
+    if (std::fabs(total - 1.0) > 1e-9 && total > 0) {
+      std::string scaled;
+      for (const auto& [f, w] : parse_mix(cfg.mix))
+        scaled += (scaled.empty() ? "" : ",") + std::string(family_name(f)) + "=" +
+                  format_double(std::round(w * 1e4) / 1e4);
+      std::fprintf(stderr, "eqpm: note: --mix fractions sum to %s; used as %s\n",
+                   format_double(total).c_str(), scaled.c_str());
+    }
+  }
 }
 
 int cmd_info() {
@@ -434,7 +497,15 @@ int cmd_sweep(CommandLine& cl) {
   RunConfig base = cl.cfg;
   if (cl.print_config) {
     validate(base);
-    std::printf("%s", config_to_toml(base).c_str());
+    // The sweep's q values replace the single q of a run (TOML: q = [0, 4]).
+    std::string toml = config_to_toml(base);
+    const std::vector<double> qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
+    std::string list;
+    for (double q : qs) list += (list.empty() ? "" : ", ") + format_double(q);
+    const auto at = toml.find("\nq = ");
+    if (at != std::string::npos)
+      toml.replace(at + 1, toml.find('\n', at + 1) - at - 1, "q = [" + list + "]");
+    std::printf("%s", toml.c_str());
     return 0;
   }
   if (base.out.empty()) throw ConfigError("--out: an output folder is required");
@@ -538,25 +609,120 @@ int cmd_sweep(CommandLine& cl) {
   return 0;
 }
 
-int cmd_eval(CommandLine& cl) {
-  if (cl.model.empty()) throw ConfigError("--model: a model file is required");
-  const ModelFile m = load_model(cl.model);
+// A model file, with errors that say which flag named it and what was expected.
+ModelFile load_model_argument(const std::string& path) {
+  if (path.empty()) throw ConfigError("--model: a model file is required (DIR/model.safetensors)");
+  try {
+    return load_model(path);
+  } catch (const Error& e) {
+    throw ConfigError("--model " + path + ": not a readable eqpm model (a model.safetensors or " +
+                      "checkpoint.safetensors written by eqpm train): " + e.what());
+  }
+}
+
+RunConfig model_config(const ModelFile& m, const std::string& path) {
   RunConfig cfg;
   if (auto it = m.metadata.find("eqpm.config"); it != m.metadata.end())
-    cfg = config_from_json(it->second, cl.model);
+    cfg = config_from_json(it->second, path);
+  return cfg;
+}
+
+int cmd_predict(CommandLine& cl) {
+  const ModelFile m = load_model_argument(cl.model);
+  RunConfig cfg = model_config(m, cl.model);
+  for (const std::string& key : cl.given) {
+    if (key != "series" && key != "column" && key != "max_gap" && key != "series_hours" &&
+        key != "data_seed" && key != "out" && key != "quiet" && key != "threads")
+      throw ConfigError("--" + key + ": not used by predict (see eqpm predict --help)");
+    find_option(key)->set(cfg, find_option(key)->get(cl.cfg));
+  }
+  Series series;
+  if (cfg.series.empty()) {
+    series = synthetic_series(cfg.series_hours, cfg.data_seed);
+  } else {
+    series = load_series_csv(cfg.series, cfg.column, cfg.max_gap, nullptr);
+  }
+  PredictRange range;
+  if (!cl.from.empty()) range = {true, false, parse_date_argument(cl.from, "--from"), 0};
+  if (!cl.to.empty()) {
+    range.has_to = true;
+    range.to = parse_date_argument(cl.to, "--to");
+  }
+  const std::string csv = predict_csv(m, series, range);
+  bool out_given = false;
+  for (const std::string& key : cl.given) out_given = out_given || key == "out";
+  if (!out_given) {
+    std::cout << csv;
+    return 0;
+  }
+  write_file_atomic(cl.cfg.out, csv);
+  const long rows = static_cast<long>(std::count(csv.begin(), csv.end(), '\n')) - 1;
+  if (!cfg.quiet)
+    std::fprintf(stderr, "wrote %ld forecasts of %d hours to %s (series: %s, scaling from the model)\n",
+                 rows, m.layout.output_dim(), cl.cfg.out.c_str(),
+                 cfg.series.empty() ? "synthetic" : cfg.series.c_str());
+  return 0;
+}
+
+int cmd_eval(CommandLine& cl) {
+  const ModelFile m = load_model_argument(cl.model);
+  RunConfig cfg = model_config(m, cl.model);
   // Explicit flags (series, population, ...) override the model's own configuration.
   RunConfig flags_only = cl.cfg;
   RunConfig defaults;
   for (const auto& o : option_registry())
     if (o.get(flags_only) != o.get(defaults)) o.set(cfg, o.get(flags_only));
   if (cfg.out == RunConfig().out || !cl.cfg.out.empty()) cfg.out = cl.cfg.out;
+  // Run settings (quiet, threads, backend, ...) are this command's, not the training run's.
+  for (const auto& o : option_registry())
+    if (o.is_run_setting) o.set(cfg, o.get(cl.cfg));
+  for (const char* key : {"hidden", "activation"})
+    if (was_given(cl, key))
+      throw ConfigError("--" + std::string(key) + ": the model file fixes the network (" +
+                        std::to_string(m.layout.layers) + " layers, " +
+                        activation_name(m.layout.activation) + "); eval takes it from " +
+                        cl.model + " (drop --" + key + ")");
   if (m.layout.input_dim() != cfg.lookback + 2 || m.layout.output_dim() != cfg.horizon)
     throw InputError(cl.model, 0, 0, "model shape does not match lookback/horizon of the configuration");
   cfg.hidden.clear();
   for (int l = 1; l < m.layout.layers; ++l) cfg.hidden.push_back(m.layout.width[l]);
   cfg.activation = m.layout.activation;
+  if (cl.print_config) {
+    validate(cfg);
+    std::printf("%s", config_to_toml(cfg).c_str());
+    return 0;
+  }
+  // The population saved beside the model, unless flags name or shape another one.
+  const std::string saved_pop =
+      (std::filesystem::path(cl.model).parent_path() / "population.csv").string();
+  bool other_population = false;
+  for (const char* key : {"population", "agents", "mix", "pop_seed", "ev_sessions", "ev_sample"})
+    other_population = other_population || was_given(cl, key);
+  for (const auto& o : option_registry())
+    if (o.key.rfind("dc_", 0) == 0 || o.key.rfind("ev_", 0) == 0 || o.key.rfind("inv_", 0) == 0)
+      other_population = other_population || was_given(cl, o.key);
+  if (!other_population && std::filesystem::exists(saved_pop)) {
+    cfg.population = saved_pop;
+    cfg.ev_sessions.clear();  // its agents are in the saved file
+  }
   if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
-  const RunInputs in = load_inputs(cfg);
+  RunInputs in = load_inputs(cfg);
+  // The model's own normalisation, never one recomputed on another series.
+  const auto off = m.metadata.find("eqpm.offset"), sc = m.metadata.find("eqpm.scale");
+  std::string scaling_note = "recomputed on the series (the model stores none)";
+  if (off != m.metadata.end() && sc != m.metadata.end()) {
+    const double os[2] = {std::strtod(off->second.c_str(), nullptr),
+                          std::strtod(sc->second.c_str(), nullptr)};
+    if (os[0] != in.data.offset || os[1] != in.data.scale)
+      in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
+                              cfg.val_fraction, cfg.scaling, os);
+    scaling_note = "the model's (offset " + off->second + ", scale " + sc->second + ")";
+  }
+  if (!cfg.quiet)
+    std::fprintf(stderr, "eval: series %s; population %s (%ld agents); scaling %s\n",
+                 cfg.series.empty() ? "synthetic" : cfg.series.c_str(),
+                 cfg.population.empty() ? "generated from the configuration" : cfg.population.c_str(),
+                 in.population.size(), scaling_note.c_str());
   const RunOutcome o = evaluate_model(cfg, in, m.params);
   std::printf("evaluated %s on %ld agents\n", cl.model.c_str(), in.population.size());
   print_stats_line("test", o.test_stats);
@@ -568,6 +734,11 @@ int cmd_eval(CommandLine& cl) {
 int cmd_generate(CommandLine& cl) {
   // Exactly the population a run with these settings trains on (generated or read, plus
   // --ev-sessions agents, with the demand profile the datacenter rules need).
+  if (cl.print_config) {
+    validate(cl.cfg);
+    std::printf("%s", config_to_toml(cl.cfg).c_str());
+    return 0;
+  }
   const RunInputs in = load_inputs(cl.cfg);
   const RunConfig& cfg = cl.cfg;
   const Population& p = in.population;
@@ -613,12 +784,16 @@ int run_command(int argc, char** argv) {
       return 2;
     }
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
+    if ((cl.command == "train" && cl.resume.empty()) || cl.command == "sweep" ||
+        cl.command == "generate")
+      reconcile(cl);
     if (cl.command == "train" || cl.command == "sweep") {
       const InterruptHandlers handlers;
       return cl.command == "train" ? cmd_train(cl) : cmd_sweep(cl);
     }
     if (cl.command == "eval") return cmd_eval(cl);
     if (cl.command == "generate") return cmd_generate(cl);
+    if (cl.command == "predict") return cmd_predict(cl);
     if (cl.command == "info") return cmd_info();
     std::fprintf(stderr, "eqpm: unknown command '%s'\n%s", cl.command.c_str(), kUsage);
     return 2;
