@@ -384,6 +384,9 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(run_setting(string_option("out", "output folder", &RunConfig::out)));
   r.push_back(run_setting(long_option("checkpoint_every", "steps between checkpoints (0: end only)",
                                       &RunConfig::checkpoint_every, 0, 1LL << 40)));
+  r.push_back(run_setting(float_option("checkpoint_minutes",
+                                       "minutes between checkpoints (0: by steps only)",
+                                       &RunConfig::checkpoint_minutes, 0, 1e9)));
   r.push_back(run_setting(bool_option("quiet", "no progress output", &RunConfig::quiet)));
   r.push_back(run_setting(bool_option("log_json", "progress as JSON lines", &RunConfig::log_json)));
   r.push_back(run_setting(bool_option("profile", "print time per stage", &RunConfig::profile)));
@@ -478,10 +481,15 @@ void validate(const RunConfig& c) {
   if (c.antithetic && c.samples % 2 != 0)
     throw ConfigError("samples: antithetic sampling needs an even number of samples, got " +
                       std::to_string(c.samples));
-  if (c.ev_k.hi > c.horizon)
+  // A family's generator keys matter only when that family is generated.
+  bool generates_ev = false;
+  if (c.population.empty() && c.agents > 0)
+    for (const auto& [f, w] : parse_mix(c.mix))
+      generates_ev = generates_ev || (f == Family::ev_charging && w > 0);
+  if (generates_ev && c.ev_k.hi > c.horizon)
     throw ConfigError("ev_k: upper bound " + format_double(c.ev_k.hi) + " exceeds horizon " +
                       std::to_string(c.horizon));
-  if (c.ev_window_min > c.horizon)
+  if (generates_ev && c.ev_window_min > c.horizon)
     throw ConfigError("ev_window_min: " + std::to_string(c.ev_window_min) + " exceeds horizon " +
                       std::to_string(c.horizon));
   parse_mix(c.mix);

@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #if __has_include(<toml++/toml.hpp>)
@@ -30,6 +31,21 @@ constexpr const char* kSections[] = {"data", "objective", "optimiser", "model", 
 
 constexpr const char* kTablesHint =
     "the tables are data, population, model, objective, optimiser and run";
+
+// The registry lists its keys table by table; each table starts at its key here.
+constexpr std::pair<const char*, const char*> kTableStarts[] = {
+    {"series", "data"},  {"population", "population"}, {"lookback", "model"},
+    {"q", "objective"},  {"seed", "optimiser"},        {"backend", "run"}};
+
+std::string table_of(const std::string& key) {
+  std::string table = "data";
+  for (const auto& o : option_registry()) {
+    for (const auto& [first, name] : kTableStarts)
+      if (o.key == first) table = name;
+    if (o.key == key) return table;
+  }
+  return "";
+}
 
 bool is_section(std::string_view name) {
   for (const char* s : kSections)
@@ -261,7 +277,7 @@ void reject_unsupported_characters(const std::string& text, const std::string& p
 
 }  // namespace
 
-void load_config_toml(const std::string& path, RunConfig& cfg) {
+void load_config_toml(const std::string& path, RunConfig& cfg, std::vector<double>* q_list) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;
@@ -305,6 +321,7 @@ void load_config_toml(const std::string& path, RunConfig& cfg) {
   });
 
   std::map<std::string, std::string> first_seen;  // canonical key -> where
+  std::string misplaced;                          // the first key in a wrong table
   for (const Entry& e : entries) {
     const std::string where = position(path, e.pos);
     const std::string full = e.section.empty() ? e.key : e.section + "." + e.key;
@@ -319,9 +336,25 @@ void load_config_toml(const std::string& path, RunConfig& cfg) {
       throw ConfigError(where + ": key '" + spec->key + "' given twice (first at " + it->second +
                         ")");
     first_seen[spec->key] = where;
+    // Reported after the file's other errors, which say more about what was meant.
+    if (!e.section.empty() && e.section != table_of(spec->key) && misplaced.empty())
+      misplaced = where + ": key '" + e.key + "' belongs in [" + table_of(spec->key) +
+                  "] (or at the top level), not in [" + e.section + "]";
+    if (q_list && spec->key == "q" && e.value->is_array()) {
+      for (const toml::node& v : *e.value->as_array()) {
+        if (!v.is_number())
+          throw ConfigError(position(path, v.source().begin) + ": q: expected numbers, found " +
+                            found_type(v));
+        RunConfig one;
+        set_option(one, "q", number_text(v), position(path, v.source().begin));
+        q_list->push_back(one.q);
+      }
+      continue;
+    }
     const std::string value = value_text(path, spec->key, *spec, *e.value);
     set_option(cfg, spec->key, value, position(path, e.value->source().begin));
   }
+  if (!misplaced.empty()) throw ConfigError(misplaced);
 }
 
 }  // namespace eqpm

@@ -56,7 +56,7 @@ std::vector<float> synthetic_demand_profile() {
 }
 
 Dataset build_dataset(const Series& s, int L, int H, double train_fraction, double val_fraction,
-                      Scaling scaling) {
+                      Scaling scaling, const double* offset_scale) {
   const long T = static_cast<long>(s.values.size());
   const long U = T - H - L + 1;  // usable t: L <= t <= T - H
   const std::string where = s.source.empty() ? std::string("series") : s.source;
@@ -91,6 +91,10 @@ Dataset build_dataset(const Series& s, int L, int H, double train_fraction, doub
   } else {
     d.offset = lo;
     d.scale = (hi - lo) / 10.0;
+  }
+  if (offset_scale) {
+    d.offset = offset_scale[0];
+    d.scale = offset_scale[1];
   }
   if (!(d.scale > 0))
     throw Error(where + ": the training rows are constant; cannot normalise");

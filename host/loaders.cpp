@@ -73,7 +73,8 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
   Series s;
   s.source = path;
   // Appends `count` missing hours whose first has hour of day `first_hour`.
-  auto add_missing = [&](std::int64_t count, int first_hour, long line, long col) {
+  auto add_missing = [&](std::int64_t count, int first_hour, std::int64_t first_utc, long line,
+                         long col) {
     if (s.values.empty())
       throw InputError(path, line, col,
                        "the first hour has no " + name +
@@ -93,6 +94,7 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     for (std::int64_t j = 0; j < stored; ++j) {
       s.values.push_back(std::nan(""));
       s.hour_of_day.push_back(static_cast<int>((first_hour + j) % 24));
+      s.utc_seconds.push_back(first_utc + 3600 * j);
     }
     g.length += count;
   };
@@ -118,7 +120,8 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     if (prev_line > 0) {
       const std::int64_t d = checked_step(path, tc, prev, prev_line, ts, 3600, true);
       const std::int64_t absent = d / 3600 - 1;  // hours with no row at all
-      if (absent > 0) add_missing(absent, (prev.hour + 1) % 24, tc.line, tc.column);
+      if (absent > 0)
+        add_missing(absent, (prev.hour + 1) % 24, prev.utc_seconds + 3600, tc.line, tc.column);
     }
     if (static_cast<long>(s.values.size()) >= kMaxSeriesHours)
       throw InputError(path, row.line, 1,
@@ -126,7 +129,7 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
     const CsvCell& vcell = row.cells[static_cast<size_t>(vc)];
     if (vcell.text.empty()) {
       // The EIA files leave every cell of an unreported hour empty.
-      add_missing(1, ts.hour, vcell.line, vcell.column);
+      add_missing(1, ts.hour, ts.utc_seconds, vcell.line, vcell.column);
     } else {
       const double v = parse_number_cell(vcell, path, name);
       if (v <= 0)
@@ -136,6 +139,7 @@ Series load_series_csv(const std::string& path, const std::string& column, int m
       close_gap();
       s.values.push_back(v);
       s.hour_of_day.push_back(ts.hour);
+      s.utc_seconds.push_back(ts.utc_seconds);
     }
     prev = ts;
     prev_line = row.line;

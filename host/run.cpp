@@ -13,6 +13,7 @@
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/checkpoint.hpp"
 #include "eqpm/error.hpp"
+#include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
 
@@ -115,12 +116,19 @@ void ProgressLog::step(const Progress& p) {
   if (!last && now - last_print_ < (tty_ ? 0.2 : 10.0)) return;
   last_print_ = now;
   char buf[320];
-  std::snprintf(buf, sizeof buf,
-                "%s epoch %d/%d step %ld/%ld loss %.4g mean regret %.4g max %.4g | %.1f steps/s "
-                "ETA %s",
-                label_.c_str(), p.epoch + 1, p.epochs, p.step, p.total_steps, p.last.loss,
-                p.last.mean_regret, p.last.max_regret, p.steps_per_second,
-                duration_text(p.eta_seconds).c_str());
+  // The warm start trains on MSE alone and computes no regrets: show what it optimises.
+  if (p.epoch < cfg_.warm_start_epochs)
+    std::snprintf(buf, sizeof buf,
+                  "%s epoch %d/%d step %ld/%ld warm start: mse %.4g | %.1f steps/s ETA %s",
+                  label_.c_str(), p.epoch + 1, p.epochs, p.step, p.total_steps, p.last.mse,
+                  p.steps_per_second, duration_text(p.eta_seconds).c_str());
+  else
+    std::snprintf(buf, sizeof buf,
+                  "%s epoch %d/%d step %ld/%ld loss %.4g mean regret %.4g max %.4g | %.1f steps/s "
+                  "ETA %s",
+                  label_.c_str(), p.epoch + 1, p.epochs, p.step, p.total_steps, p.last.loss,
+                  p.last.mean_regret, p.last.max_regret, p.steps_per_second,
+                  duration_text(p.eta_seconds).c_str());
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s", buf);
     dirty_ = true;
@@ -268,6 +276,9 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
                                        : "[" + std::filesystem::path(cfg.out).filename().string() + "]");
   long first_step = 0;
   std::vector<EpochMetrics> history;
+  // Totals over the whole run, the part before a resume included.
+  long steps_done = 0, skipped = 0;
+  double seconds = 0;
   const std::string ckpt_path =
       cfg.out.empty() ? std::string() : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
   if (!resume_from.empty()) {
@@ -292,30 +303,75 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
           history.push_back(m);
       }
     }
+    // So do the partial epoch and the step totals (older checkpoints lack them: every
+    // step before the checkpoint then counts as taken).
+    steps_done = first_step;
+    if (auto it = ck.metadata.find("eqpm.epoch_tally"); it != ck.metadata.end()) {
+      EpochTally t;
+      if (std::sscanf(it->second.c_str(), "%lf,%ld,%lf", &t.loss, &t.steps, &t.seconds) != 3)
+        throw InputError(resume_from, 0, 0, "eqpm.epoch_tally: expected LOSS,STEPS,SECONDS");
+      trainer.set_epoch_tally(t);
+    }
+    if (auto it = ck.metadata.find("eqpm.train_totals"); it != ck.metadata.end())
+      if (std::sscanf(it->second.c_str(), "%ld,%ld,%lf", &steps_done, &skipped, &seconds) != 3)
+        throw InputError(resume_from, 0, 0, "eqpm.train_totals: expected STEPS,SKIPPED,SECONDS");
+    if (first_step > trainer.total_steps())
+      throw ConfigError("epochs: the checkpoint is at step " + std::to_string(first_step) +
+                        ", past the " + std::to_string(trainer.total_steps()) + " steps of " +
+                        std::to_string(cfg.epochs) + " epochs; give more --epochs");
     log.note("resuming at step " + std::to_string(first_step) + " of " +
              std::to_string(trainer.total_steps()));
   }
-  auto save_ckpt = [&](long steps_done) {
+  const double minutes = cfg.checkpoint_minutes;
+  double last_save = now_seconds();
+  auto save_ckpt = [&](long step) {
+    last_save = now_seconds();
     if (ckpt_path.empty()) return;
     CheckpointData ck;
     ck.layout = problem.layout;
     ck.state = backend->state();
     ck.trainer = trainer.state();
-    ck.step = static_cast<std::uint64_t>(steps_done);
+    ck.step = static_cast<std::uint64_t>(step);
     ck.metadata = model_metadata(cfg, in.data);
     ck.metadata["eqpm.metrics_csv"] = metrics_csv(history);
+    const EpochTally& t = trainer.epoch_tally();
+    ck.metadata["eqpm.epoch_tally"] =
+        format_double(t.loss) + "," + std::to_string(t.steps) + "," + format_double(t.seconds);
+    ck.metadata["eqpm.train_totals"] = std::to_string(steps_done) + "," +
+                                       std::to_string(skipped) + "," + format_double(seconds);
     save_checkpoint(ckpt_path, ck);
     if (!cfg.out.empty()) write_text(cfg.out, "metrics.csv", metrics_csv(history));
   };
+  trainer.set_control([&](long) {
+    if (interrupt_signal() != 0) return StepAction::stop;
+    if (minutes > 0 && now_seconds() - last_save >= 60 * minutes) return StepAction::checkpoint;
+    return StepAction::next;
+  });
   for (const auto& n : in.notes) log.note(n);
   o.train = trainer.run(
-      first_step, [&](const Progress& p) { log.step(p); }, save_ckpt,
+      first_step,
+      [&](const Progress& p) {
+        if (p.last.finite) ++steps_done;
+        else ++skipped;
+        seconds += p.step_seconds;
+        log.step(p);
+      },
+      save_ckpt,
       [&](const EpochMetrics& m) {
         history.push_back(m);
         log.epoch(m);
       });
   log.finish();
   o.train.epochs = history;
+  o.train.steps = steps_done;
+  o.train.skipped_steps = skipped;
+  o.train.seconds = seconds;
+  if (o.train.stopped) {
+    // The trainer wrote the checkpoint at the step it stopped after.
+    o.interrupted_at = o.train.end_step;
+    o.total_steps = trainer.total_steps();
+    return o;
+  }
   save_ckpt(trainer.total_steps());
   o.params = trainer.final_params();
   {

@@ -98,8 +98,18 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
   TrainResult res;
   const long total = total_steps();
   int bad_in_a_row = 0;
-  double epoch_loss = 0, epoch_seconds = 0;
-  long epoch_steps = 0;
+  double& epoch_loss = tally_.loss;
+  double& epoch_seconds = tally_.seconds;
+  long& epoch_steps = tally_.steps;
+  res.end_step = first_step;
+  // A run extended with more epochs (--resume --epochs) has a later averaging window: a
+  // sum that holds steps from before the window's start is stale and starts again.
+  const long window = steps_per_epoch_ * (cfg_.epochs - cfg_.average_epochs);
+  if (ts_.param_count > 0 &&
+      (cfg_.average_epochs <= 0 || static_cast<long>(ts_.param_count) > first_step - window)) {
+    ts_.param_sum.clear();
+    ts_.param_count = 0;
+  }
   const auto wall0 = Clock::now();
   for (long step = first_step; step < total; ++step) {
     StepSpec spec;
@@ -123,7 +133,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
     } else {
       bad_in_a_row = 0;
       ++res.steps;
-      if (cfg_.average_epochs > 0 && step / steps_per_epoch_ >= cfg_.epochs - cfg_.average_epochs) {
+      if (cfg_.average_epochs > 0 && step >= window) {
         const std::vector<float> params = backend_.params();
         if (ts_.param_sum.empty()) ts_.param_sum.assign(params.size(), 0.0);
         for (size_t i = 0; i < params.size(); ++i) ts_.param_sum[i] += params[i];
@@ -139,6 +149,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       p.step = step + 1;
       p.total_steps = total;
       p.last = st;
+      p.step_seconds = dt;
       const double wall = std::chrono::duration<double>(Clock::now() - wall0).count();
       p.steps_per_second = wall > 0 ? static_cast<double>(step + 1 - first_step) / wall : 0;
       p.eta_seconds = p.steps_per_second > 0 ? (total - step - 1) / p.steps_per_second : 0;
@@ -167,6 +178,15 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
     if (on_checkpoint && cfg_.checkpoint_every > 0 && (step + 1) % cfg_.checkpoint_every == 0 &&
         step + 1 < total)
       on_checkpoint(step + 1);
+    res.end_step = step + 1;
+    if (control_ && step + 1 < total) {
+      const StepAction a = control_(step + 1);
+      if (a != StepAction::next && on_checkpoint) on_checkpoint(step + 1);
+      if (a == StepAction::stop) {
+        res.stopped = true;
+        break;
+      }
+    }
   }
   return res;
 }

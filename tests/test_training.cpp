@@ -169,7 +169,10 @@ TEST(OutputFolder, SweepWritesOneFolderPerRun) {
   for (const char* d : {"plain", "q=0", "q=4"})
     EXPECT_TRUE(std::filesystem::exists(out + "/" + d + "/summary.json")) << d;
   const std::string csv = test::read_file(out + "/sweep.csv");
-  EXPECT_EQ(csv.rfind("run,q,beta,mean,var,p95_p5,max,jain,mse\n", 0), 0u);
+  // DESIGN.md 8.1's columns, then the objective check's margin and the models beating it.
+  EXPECT_EQ(csv.rfind("run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by\n", 0), 0u);
+  const std::string check = test::read_file(out + "/mq_check.csv");
+  EXPECT_EQ(check.rfind("measure_q,plain,q=0,q=4,lowest,own_excess,beaten_by,pass\n", 0), 0u) << check;
   EXPECT_NE(csv.find("\nplain,"), std::string::npos);
   EXPECT_NE(csv.find("\nq=0,0,"), std::string::npos);
   EXPECT_NE(csv.find("\nq=4,4,"), std::string::npos);

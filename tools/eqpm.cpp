@@ -3,8 +3,10 @@
 // (warm_start_epochs = 5); flags override the file given with --config.
 #include <omp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
@@ -21,8 +23,10 @@
 #include "eqpm/config.hpp"
 #include "eqpm/config_toml.hpp"
 #include "eqpm/error.hpp"
+#include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
+#include "eqpm/predict.hpp"
 #include "eqpm/run.hpp"
 #include "eqpm/sweep_check.hpp"
 
@@ -32,6 +36,8 @@ using namespace eqpm;
 
 const char* kUsage =
     "usage: eqpm <command> [--config FILE.toml] [--KEY VALUE ...]\n"
+    "       eqpm <command> --help    the command's own flags\n"
+    "       eqpm --version\n"
     "\n"
     "commands:\n"
     "  train     train one model and write the output folder (--out DIR)\n"
@@ -39,13 +45,62 @@ const char* kUsage =
     "  sweep     train at each q of --q LIST plus the plain (beta = 1) baseline;\n"
     "            writes DIR/q=<v>/, DIR/plain/ and DIR/sweep.csv (--out DIR)\n"
     "  eval      evaluate --model FILE.safetensors on a series and population\n"
+    "  predict   forecasts of --model FILE.safetensors on a series (--out FILE.csv)\n"
     "  generate  write the configured population as CSV (--out FILE, or stdout)\n"
-    "  info      version, build, CUDA devices, OpenMP threads\n"
-    "\n"
-    "common flags: --config FILE, --print-config, --help; every key below is a flag:\n";
+    "  info      version, build, CUDA devices, OpenMP threads\n";
 
-void print_help() {
-  std::printf("%s", kUsage);
+// Flags of one command beyond the configuration keys.
+struct CommandHelp {
+  const char* name;
+  const char* summary;
+  const char* flags;  // command-specific flags, one per line
+  bool keys;          // takes the configuration keys
+};
+
+const CommandHelp kCommands[] = {
+    {"train", "eqpm train --out DIR [--config FILE] [--KEY VALUE ...]\n"
+              "       eqpm train --resume DIR [--epochs N] [run settings]\n"
+              "Trains one model and writes DIR (model, metrics, agents, summary). Ctrl-C or\n"
+              "SIGTERM stops after the current step with a checkpoint in DIR; --resume DIR\n"
+              "continues it exactly (a checkpoint is also written every --checkpoint-minutes).\n",
+     "  --resume DIR           continue the run in DIR (only --epochs and run settings\n"
+     "                         such as --out, --threads, --backend, --quiet may be given)\n",
+     true},
+    {"sweep", "eqpm sweep --q LIST --out DIR [--config FILE] [--KEY VALUE ...]\n"
+              "Trains the plain (beta = 1) baseline and one model per q; writes DIR/plain/,\n"
+              "DIR/q=<v>/ (each resumable with eqpm train --resume), DIR/sweep.csv.\n",
+     "  --q LIST               q values, e.g. 0,1,4,19 (TOML: q = [0, 1, 4, 19])\n"
+     "  --check                exit 1 when a model is not the best of the sweep at its own\n"
+     "                         training-split M_q (mq_check.csv names the models beating it)\n"
+     "  --check-tol X          margin over the lowest M_q that fails the check [0.01]\n",
+     true},
+    {"eval", "eqpm eval --model FILE.safetensors [--out DIR] [--series CSV] [--population CSV]\n"
+             "Evaluates a saved model on both splits; the model's stored configuration gives\n"
+             "every setting not given as a flag.\n",
+     "  --model FILE           model.safetensors (or checkpoint.safetensors) to evaluate\n", true},
+    {"predict", "eqpm predict --model FILE.safetensors [--series CSV] [--from DATE --to DATE]\n"
+                "                    [--out FILE.csv]\n"
+                "Writes a timestamp and H forecast columns (h1..hH, in the series' units) for\n"
+                "every start hour of the series, the hours after its end included. Without\n"
+                "--series, the series the model was trained on (its stored configuration).\n",
+     "  --model FILE           model.safetensors (or checkpoint.safetensors)\n"
+     "  --from DATE, --to DATE first and last forecast start (YYYY-MM-DD or a timestamp)\n"
+     "  --series, --column, --max-gap, --series-hours, --data-seed, --out FILE.csv\n",
+     false},
+    {"generate", "eqpm generate [--out FILE.csv] [--KEY VALUE ...]\n"
+                 "Writes the population a run with these settings trains on (population.csv).\n",
+     "", true},
+    {"info", "eqpm info\nPrints the version, build, CUDA devices and OpenMP threads.\n", "", false},
+};
+
+const CommandHelp* find_command(const std::string& name) {
+  for (const auto& c : kCommands)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+void print_keys() {
+  std::printf("\nconfiguration keys (flag --KEY VALUE or TOML key = value) [default]:\n");
   RunConfig defaults;
   for (const auto& o : option_registry()) {
     std::string flag = "--" + o.key;
@@ -54,6 +109,62 @@ void print_help() {
     std::printf("  %-22s %-10s %s [%s]\n", flag.c_str(), o.type.c_str(), o.help.c_str(),
                 o.get(defaults).c_str());
   }
+}
+
+void print_help(const std::string& command) {
+  if (const CommandHelp* c = find_command(command)) {
+    std::printf("usage: %s\n", c->summary);
+    if (!c->keys) return;
+    std::printf("flags:\n%s  --config FILE          TOML file of keys (flags override it)\n"
+                "  --print-config         print the resulting configuration as TOML and stop\n"
+                "  --help                 this text\n",
+                c->flags);
+    print_keys();
+    return;
+  }
+  std::printf("%s\ncommand flags: --resume DIR (train), --q LIST (sweep), --model FILE (eval);\n"
+              "common flags: --config FILE, --print-config, --help, --version\n",
+              kUsage);
+  print_keys();
+}
+
+// Edit distance, for "did you mean".
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known flag closest to `key` (dashes), or "" when none is close.
+std::string closest_flag(const std::string& key) {
+  std::vector<std::string> names = {"config", "resume", "model", "q",    "from",
+                                    "to",     "print-config", "help", "version",
+                                    "check", "check-tol"};
+  for (const auto& o : option_registry()) {
+    std::string k = o.key;
+    for (char& c : k)
+      if (c == '_') c = '-';
+    names.push_back(k);
+  }
+  std::string best;
+  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
+  for (const auto& n : names) {
+    const size_t d = edit_distance(key, n);
+    if (d < best_d) {
+      best_d = d;
+      best = n;
+    }
+  }
+  return best;
 }
 
 struct CommandLine {
@@ -65,8 +176,11 @@ struct CommandLine {
   std::string q_list;
   bool check = false;        // sweep: exit 1 when a model fails the objective check
   double check_tol = 0.01;   // sweep: margin over the lowest M_q that fails it
+  std::vector<std::string> given;  // registry keys set by flags, in order
+  std::string from, to;            // predict
   bool print_config = false;
   bool help = false;
+  bool version = false;
 };
 
 bool is_bool_text(const std::string& s) {
@@ -76,15 +190,21 @@ bool is_bool_text(const std::string& s) {
 
 CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;
-  if (argc < 2) {
-    cl.help = true;
-    return cl;
-  }
+  if (argc < 2) return cl;  // no command: usage, exit 2
   cl.command = argv[1];
   if (cl.command == "--help" || cl.command == "-h" || cl.command == "help") {
     cl.help = true;
+    cl.command = argc > 2 ? argv[2] : "";
     return cl;
   }
+  if (cl.command == "--version" || cl.command == "version") {
+    cl.version = true;
+    return cl;
+  }
+  if (!find_command(cl.command)) return cl;  // reported by the caller
+  if (cl.command == "info" && argc > 2 && std::string(argv[2]) != "--help" &&
+      std::string(argv[2]) != "-h")
+    throw ConfigError("info takes no arguments, got '" + std::string(argv[2]) + "'");
   // Two passes: the config file first, then every flag over it, whatever their order.
   std::vector<std::pair<std::string, std::string>> flags;
   for (int i = 2; i < argc; ++i) {
@@ -111,6 +231,10 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.check = true;
       continue;
     }
+    if (key == "version") {
+      cl.version = true;
+      continue;
+    }
     const OptionSpec* spec = find_option(key);
     const bool negated = !spec && key.rfind("no-", 0) == 0 && find_option(key.substr(3)) &&
                          find_option(key.substr(3))->type == "bool";
@@ -125,21 +249,38 @@ CommandLine parse_command_line(int argc, char** argv) {
       }
       if (i + 1 >= argc) throw ConfigError("--" + key + ": expected a value");
       value = argv[++i];
+      // "--lr --epochs 3" is a forgotten value, not a learning rate of "--epochs".
+      if (value.rfind("--", 0) == 0)
+        throw ConfigError("--" + key + ": expected a value, got the flag " + value);
     }
     if (key == "config") cl.config_file = value;
     else if (key == "resume") cl.resume = value;
     else if (key == "model") cl.model = value;
+    else if ((key == "from" || key == "to") && cl.command == "predict")
+      (key == "from" ? cl.from : cl.to) = value;
     else if (key == "q" && cl.command == "sweep") cl.q_list = value;
     else if (key == "check-tol" && cl.command == "sweep") {
       RunConfig tmp;
       set_option(tmp, "beta", value, "--check-tol");  // a number in [0, 1]
       cl.check_tol = tmp.beta;
     }
-    else if (!spec) throw ConfigError("--" + key + ": unknown flag (see eqpm --help)");
+    else if (!spec) {
+      const std::string near = closest_flag(key);
+      throw ConfigError("--" + key + ": unknown flag" +
+                        (near.empty() ? "" : "; did you mean --" + near + "?") + " (see eqpm " +
+                        cl.command + " --help)");
+    }
     else flags.emplace_back(key, value);
   }
-  if (!cl.config_file.empty()) load_config_toml(cl.config_file, cl.cfg);
-  for (const auto& [k, v] : flags) set_option(cl.cfg, k, v, "--" + k);
+  std::vector<double> file_qs;
+  if (!cl.config_file.empty())
+    load_config_toml(cl.config_file, cl.cfg, cl.command == "sweep" ? &file_qs : nullptr);
+  if (cl.q_list.empty())
+    for (double q : file_qs) cl.q_list += (cl.q_list.empty() ? "" : ",") + format_double(q);
+  for (const auto& [k, v] : flags) {
+    set_option(cl.cfg, k, v, "--" + k);
+    cl.given.push_back(find_option(k)->key);
+  }
   return cl;
 }
 
@@ -161,6 +302,47 @@ std::string run_name(double q) { return "q=" + format_double(q); }
 void print_stats_line(const char* name, const RegretStats& s) {
   std::printf("  %-8s mean %-10.4g var %-10.4g p95-p5 %-10.4g max %-10.4g jain %.4f  mse %.4g\n",
               name, s.mean, s.var, s.p95 - s.p5, s.max, s.jain, s.mse);
+}
+
+bool was_given(const CommandLine& cl, const std::string& key) {
+  return std::find(cl.given.begin(), cl.given.end(), key) != cl.given.end();
+}
+
+// Settings that contradict each other: a default gives way to an explicit choice (with a
+// note), and a flag that would be ignored is refused.
+void reconcile(CommandLine& cl) {
+  RunConfig& cfg = cl.cfg;
+  if (cfg.warm_start_epochs > cfg.epochs && !was_given(cl, "warm_start_epochs")) {
+    const int w = std::max(0, cfg.epochs - 1);
+    std::fprintf(stderr,
+                 "eqpm: note: %d epochs are fewer than the %d warm-start epochs; warm start set "
+                 "to %d so that the last epoch trains on the objective (--warm-start-epochs "
+                 "chooses)\n",
+                 cfg.epochs, cfg.warm_start_epochs, w);
+    cfg.warm_start_epochs = w;
+  }
+  for (const char* key : {"agents", "mix"})
+    if (!cfg.population.empty() && was_given(cl, key))
+      std::fprintf(stderr,
+                   "eqpm: note: --%s is ignored: the agents come from --population %s (--agents "
+                   "and --mix only shape a generated population)\n",
+                   key, cfg.population.c_str());
+  if (cfg.population.empty() && cfg.agents > 0) {
+    double total = 0;
+    std::stringstream ss(cfg.mix);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (const auto eq = item.find('='); eq != std::string::npos)
+        total += std::strtod(item.c_str() + eq + 1, nullptr);
+    if (std::fabs(total - 1.0) > 1e-9 && total > 0) {
+      std::string scaled;
+      for (const auto& [f, w] : parse_mix(cfg.mix))
+        scaled += (scaled.empty() ? "" : ",") + std::string(family_name(f)) + "=" +
+                  format_double(std::round(w * 1e4) / 1e4);
+      std::fprintf(stderr, "eqpm: note: --mix fractions sum to %s; used as %s\n",
+                   format_double(total).c_str(), scaled.c_str());
+    }
+  }
 }
 
 int cmd_info() {
@@ -192,25 +374,96 @@ void print_stage_profile(const RunOutcome& o) {
   line("evaluation", t.evaluation);
 }
 
+// The signal's name for messages.
+const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+
+// Says where a stopped run left its checkpoint and how to continue it; the exit status.
+int report_interrupted(const RunOutcome& o) {
+  const int sig = interrupt_signal();
+  std::fprintf(stderr,
+               "eqpm: stopped by %s after step %ld of %ld; checkpoint written to %s\n"
+               "resume with: eqpm train --resume %s\n",
+               signal_name(sig), o.interrupted_at, o.total_steps,
+               (std::filesystem::path(o.out_dir) / "checkpoint.safetensors").string().c_str(),
+               o.out_dir.c_str());
+  return 128 + sig;
+}
+
+// A folder this command created that holds no checkpoint (so nothing worth keeping) is
+// removed when the command fails, so that it never looks like results.
+class OutputFolderGuard {
+ public:
+  explicit OutputFolderGuard(const std::string& dir)
+      : dir_(dir), created_(!dir.empty() && !std::filesystem::exists(dir)) {}
+  ~OutputFolderGuard() {
+    if (!created_ || done_) return;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(dir_, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec))
+      if (it->path().filename() == "checkpoint.safetensors") return;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  void keep() { done_ = true; }
+  OutputFolderGuard(const OutputFolderGuard&) = delete;
+  OutputFolderGuard& operator=(const OutputFolderGuard&) = delete;
+
+ private:
+  std::string dir_;
+  bool created_;
+  bool done_ = false;
+};
+
+// The configuration of a resumed run: the checkpoint's own, with --epochs and the run
+// settings (--out, --threads, --backend, --quiet, ...) from the flags. Any other flag
+// that would change the model or the data is refused.
+RunConfig resumed_config(const CommandLine& cl, const std::string& ckpt) {
+  const CheckpointData ck = load_checkpoint(ckpt);
+  auto it = ck.metadata.find("eqpm.config");
+  if (it == ck.metadata.end()) throw InputError(ckpt, 0, 0, "no eqpm.config in the metadata");
+  RunConfig saved = config_from_json(it->second, ckpt);
+  if (!cl.config_file.empty())
+    throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
+                      "stored in its checkpoint (give --epochs or run settings as flags)");
+  for (const std::string& key : cl.given) {
+    const OptionSpec* o = find_option(key);
+    if (o->is_run_setting || key == "epochs") {
+      o->set(saved, o->get(cl.cfg));
+    } else if (o->get(cl.cfg) != o->get(saved)) {
+      std::string flag = "--" + key;
+      for (char& c : flag)
+        if (c == '_') c = '-';
+      throw ConfigError(flag + " " + o->get(cl.cfg) + ": cannot change when resuming (the run " +
+                        "was started with " + o->get(saved) + "); with --resume only --epochs " +
+                        "and run settings (--out, --threads, --backend, --quiet, ...) may be " +
+                        "given. Start a new run with --out to change it");
+    }
+  }
+  bool out_given = false;
+  for (const std::string& key : cl.given) out_given = out_given || key == "out";
+  if (!out_given) saved.out = cl.resume;
+  return saved;
+}
+
 int cmd_train(CommandLine& cl) {
   RunConfig cfg = cl.cfg;
   if (!cl.resume.empty()) {
-    // The run's own configuration, with run settings (threads, quiet...) from the flags.
     const std::string ckpt = (std::filesystem::path(cl.resume) / "checkpoint.safetensors").string();
-    const CheckpointData ck = load_checkpoint(ckpt);
-    auto it = ck.metadata.find("eqpm.config");
-    if (it == ck.metadata.end()) throw InputError(ckpt, 0, 0, "no eqpm.config in the metadata");
-    RunConfig saved = config_from_json(it->second, ckpt);
-    for (const auto& o : option_registry())
-      if (o.is_run_setting && o.key != "out") o.set(saved, o.get(cfg));
-    saved.out = cl.resume;
-    cfg = saved;
+    if (!std::filesystem::exists(ckpt))
+      throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder");
+    cfg = resumed_config(cl, ckpt);
+    validate(cfg);
     if (cl.print_config) {
       std::printf("%s", config_to_toml(cfg).c_str());
       return 0;
     }
+    const bool same_folder = std::filesystem::weakly_canonical(cfg.out) ==
+                             std::filesystem::weakly_canonical(cl.resume);
+    OutputFolderGuard guard(same_folder ? std::string() : cfg.out);
+    if (!same_folder) ensure_output_dir(cfg.out, cfg.overwrite);
     const RunInputs in = load_inputs(cfg);
     const RunOutcome o = train_run(cfg, in, ckpt);
+    guard.keep();
+    if (o.interrupted_at >= 0) return report_interrupted(o);
     if (cfg.profile) print_stage_profile(o);
     std::printf("resumed and finished %s: test mean regret %.5g, max %.5g\n", cfg.out.c_str(),
                 o.test_stats.mean, o.test_stats.max);
@@ -223,9 +476,12 @@ int cmd_train(CommandLine& cl) {
   }
   if (cfg.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(cfg);
+  OutputFolderGuard guard(cfg.out);
   ensure_output_dir(cfg.out, cfg.overwrite);
   const RunInputs in = load_inputs(cfg);
   const RunOutcome o = train_run(cfg, in);
+  guard.keep();
+  if (o.interrupted_at >= 0) return report_interrupted(o);
   if (cfg.profile) print_stage_profile(o);
   std::printf("trained %ld steps in %.1f s (%s backend, %ld agents)\n", o.train.steps,
               o.train.seconds, o.backend.c_str(), in.population.size());
@@ -235,17 +491,46 @@ int cmd_train(CommandLine& cl) {
   return 0;
 }
 
+// With --overwrite, what an earlier sweep left in `dir` (run folders, tables, plots) is
+// removed, so that no result of another q list remains beside the new ones.
+void remove_earlier_sweep(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if ((e.is_directory() && (name == "plain" || name.rfind("q=", 0) == 0)) ||
+        (e.is_regular_file() && (e.path().extension() == ".png" || name == "sweep.csv" ||
+                                 name == "mq_check.csv" || name == "mq_check_val.csv")))
+      stale.push_back(e.path());
+  }
+  for (const auto& p : stale) {
+    fs::remove_all(p, ec);
+    if (ec) throw Error("cannot remove '" + p.string() + "' of an earlier sweep: " + ec.message());
+  }
+}
+
 int cmd_sweep(CommandLine& cl) {
   RunConfig base = cl.cfg;
   if (cl.print_config) {
     validate(base);
-    std::printf("%s", config_to_toml(base).c_str());
+    // The sweep's q values replace the single q of a run (TOML: q = [0, 4]).
+    std::string toml = config_to_toml(base);
+    const std::vector<double> qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
+    std::string list;
+    for (double q : qs) list += (list.empty() ? "" : ", ") + format_double(q);
+    const auto at = toml.find("\nq = ");
+    if (at != std::string::npos)
+      toml.replace(at + 1, toml.find('\n', at + 1) - at - 1, "q = [" + list + "]");
+    std::printf("%s", toml.c_str());
     return 0;
   }
   if (base.out.empty()) throw ConfigError("--out: an output folder is required");
   const std::vector<double> qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
   validate(base);
+  OutputFolderGuard guard(base.out);
   ensure_output_dir(base.out, base.overwrite);
+  if (base.overwrite) remove_earlier_sweep(base.out);
   const RunInputs in = load_inputs(base);
   struct Entry {
     std::string name;
@@ -254,24 +539,36 @@ int cmd_sweep(CommandLine& cl) {
     RunOutcome outcome;
   };
   std::vector<Entry> runs;
+  // false: a signal stopped the run (its folder holds the checkpoint to resume from).
   auto run_one = [&](const std::string& name, RunConfig cfg) {
     cfg.out = (std::filesystem::path(base.out) / name).string();
     std::filesystem::create_directories(cfg.out);
     RunOutcome o = train_run(cfg, in);
+    if (o.interrupted_at >= 0) {
+      guard.keep();
+      report_interrupted(o);
+      return false;
+    }
     if (cfg.profile) print_stage_profile(o);
     runs.push_back({name, cfg.q, cfg.beta, std::move(o)});
+    return true;
+  };
+  auto stopped = [&] {
+    std::fprintf(stderr, "the sweep's remaining runs were not started; sweep.csv is not written\n");
+    return 128 + interrupt_signal();
   };
   {
     RunConfig plain = base;
     plain.beta = 1.0;
     plain.q = 0.0;
-    run_one("plain", plain);
+    if (!run_one("plain", plain)) return stopped();
   }
   for (double q : qs) {
     RunConfig cfg = base;
     cfg.q = q;
-    run_one(run_name(q), cfg);
+    if (!run_one(run_name(q), cfg)) return stopped();
   }
+  guard.keep();
   // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
   // the sweep (and, when models are selected on it, the lowest validation M_q).
   std::vector<double> weights(in.population.agents.size());
@@ -334,25 +631,120 @@ int cmd_sweep(CommandLine& cl) {
   return 0;
 }
 
-int cmd_eval(CommandLine& cl) {
-  if (cl.model.empty()) throw ConfigError("--model: a model file is required");
-  const ModelFile m = load_model(cl.model);
+// A model file, with errors that say which flag named it and what was expected.
+ModelFile load_model_argument(const std::string& path) {
+  if (path.empty()) throw ConfigError("--model: a model file is required (DIR/model.safetensors)");
+  try {
+    return load_model(path);
+  } catch (const Error& e) {
+    throw ConfigError("--model " + path + ": not a readable eqpm model (a model.safetensors or " +
+                      "checkpoint.safetensors written by eqpm train): " + e.what());
+  }
+}
+
+RunConfig model_config(const ModelFile& m, const std::string& path) {
   RunConfig cfg;
   if (auto it = m.metadata.find("eqpm.config"); it != m.metadata.end())
-    cfg = config_from_json(it->second, cl.model);
+    cfg = config_from_json(it->second, path);
+  return cfg;
+}
+
+int cmd_predict(CommandLine& cl) {
+  const ModelFile m = load_model_argument(cl.model);
+  RunConfig cfg = model_config(m, cl.model);
+  for (const std::string& key : cl.given) {
+    if (key != "series" && key != "column" && key != "max_gap" && key != "series_hours" &&
+        key != "data_seed" && key != "out" && key != "quiet" && key != "threads")
+      throw ConfigError("--" + key + ": not used by predict (see eqpm predict --help)");
+    find_option(key)->set(cfg, find_option(key)->get(cl.cfg));
+  }
+  Series series;
+  if (cfg.series.empty()) {
+    series = synthetic_series(cfg.series_hours, cfg.data_seed);
+  } else {
+    series = load_series_csv(cfg.series, cfg.column, cfg.max_gap, nullptr);
+  }
+  PredictRange range;
+  if (!cl.from.empty()) range = {true, false, parse_date_argument(cl.from, "--from"), 0};
+  if (!cl.to.empty()) {
+    range.has_to = true;
+    range.to = parse_date_argument(cl.to, "--to");
+  }
+  const std::string csv = predict_csv(m, series, range);
+  bool out_given = false;
+  for (const std::string& key : cl.given) out_given = out_given || key == "out";
+  if (!out_given) {
+    std::cout << csv;
+    return 0;
+  }
+  write_file_atomic(cl.cfg.out, csv);
+  const long rows = static_cast<long>(std::count(csv.begin(), csv.end(), '\n')) - 1;
+  if (!cfg.quiet)
+    std::fprintf(stderr, "wrote %ld forecasts of %d hours to %s (series: %s, scaling from the model)\n",
+                 rows, m.layout.output_dim(), cl.cfg.out.c_str(),
+                 cfg.series.empty() ? "synthetic" : cfg.series.c_str());
+  return 0;
+}
+
+int cmd_eval(CommandLine& cl) {
+  const ModelFile m = load_model_argument(cl.model);
+  RunConfig cfg = model_config(m, cl.model);
   // Explicit flags (series, population, ...) override the model's own configuration.
   RunConfig flags_only = cl.cfg;
   RunConfig defaults;
   for (const auto& o : option_registry())
     if (o.get(flags_only) != o.get(defaults)) o.set(cfg, o.get(flags_only));
   if (cfg.out == RunConfig().out || !cl.cfg.out.empty()) cfg.out = cl.cfg.out;
+  // Run settings (quiet, threads, backend, ...) are this command's, not the training run's.
+  for (const auto& o : option_registry())
+    if (o.is_run_setting) o.set(cfg, o.get(cl.cfg));
+  for (const char* key : {"hidden", "activation"})
+    if (was_given(cl, key))
+      throw ConfigError("--" + std::string(key) + ": the model file fixes the network (" +
+                        std::to_string(m.layout.layers) + " layers, " +
+                        activation_name(m.layout.activation) + "); eval takes it from " +
+                        cl.model + " (drop --" + key + ")");
   if (m.layout.input_dim() != cfg.lookback + 2 || m.layout.output_dim() != cfg.horizon)
     throw InputError(cl.model, 0, 0, "model shape does not match lookback/horizon of the configuration");
   cfg.hidden.clear();
   for (int l = 1; l < m.layout.layers; ++l) cfg.hidden.push_back(m.layout.width[l]);
   cfg.activation = m.layout.activation;
+  if (cl.print_config) {
+    validate(cfg);
+    std::printf("%s", config_to_toml(cfg).c_str());
+    return 0;
+  }
+  // The population saved beside the model, unless flags name or shape another one.
+  const std::string saved_pop =
+      (std::filesystem::path(cl.model).parent_path() / "population.csv").string();
+  bool other_population = false;
+  for (const char* key : {"population", "agents", "mix", "pop_seed", "ev_sessions", "ev_sample"})
+    other_population = other_population || was_given(cl, key);
+  for (const auto& o : option_registry())
+    if (o.key.rfind("dc_", 0) == 0 || o.key.rfind("ev_", 0) == 0 || o.key.rfind("inv_", 0) == 0)
+      other_population = other_population || was_given(cl, o.key);
+  if (!other_population && std::filesystem::exists(saved_pop)) {
+    cfg.population = saved_pop;
+    cfg.ev_sessions.clear();  // its agents are in the saved file
+  }
   if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
-  const RunInputs in = load_inputs(cfg);
+  RunInputs in = load_inputs(cfg);
+  // The model's own normalisation, never one recomputed on another series.
+  const auto off = m.metadata.find("eqpm.offset"), sc = m.metadata.find("eqpm.scale");
+  std::string scaling_note = "recomputed on the series (the model stores none)";
+  if (off != m.metadata.end() && sc != m.metadata.end()) {
+    const double os[2] = {std::strtod(off->second.c_str(), nullptr),
+                          std::strtod(sc->second.c_str(), nullptr)};
+    if (os[0] != in.data.offset || os[1] != in.data.scale)
+      in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
+                              cfg.val_fraction, cfg.scaling, os);
+    scaling_note = "the model's (offset " + off->second + ", scale " + sc->second + ")";
+  }
+  if (!cfg.quiet)
+    std::fprintf(stderr, "eval: series %s; population %s (%ld agents); scaling %s\n",
+                 cfg.series.empty() ? "synthetic" : cfg.series.c_str(),
+                 cfg.population.empty() ? "generated from the configuration" : cfg.population.c_str(),
+                 in.population.size(), scaling_note.c_str());
   const RunOutcome o = evaluate_model(cfg, in, m.params);
   std::printf("evaluated %s on %ld agents\n", cl.model.c_str(), in.population.size());
   print_stats_line("test", o.test_stats);
@@ -364,6 +756,11 @@ int cmd_eval(CommandLine& cl) {
 int cmd_generate(CommandLine& cl) {
   // Exactly the population a run with these settings trains on (generated or read, plus
   // --ev-sessions agents, with the demand profile the datacenter rules need).
+  if (cl.print_config) {
+    validate(cl.cfg);
+    std::printf("%s", config_to_toml(cl.cfg).c_str());
+    return 0;
+  }
   const RunInputs in = load_inputs(cl.cfg);
   const RunConfig& cfg = cl.cfg;
   const Population& p = in.population;
@@ -396,17 +793,31 @@ int checked_exit(int rc) {
 int run_command(int argc, char** argv) {
   try {
     CommandLine cl = parse_command_line(argc, argv);
-    if (cl.help) {
-      print_help();
+    if (cl.version) {
+      std::printf("eqpm %s\n", EQPM_VERSION);
       return 0;
     }
+    if (cl.help) {
+      print_help(cl.command);
+      return 0;
+    }
+    if (cl.command.empty()) {
+      std::fprintf(stderr, "%s\nsee eqpm --help for every flag\n", kUsage);
+      return 2;
+    }
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
-    if (cl.command == "train") return cmd_train(cl);
-    if (cl.command == "sweep") return cmd_sweep(cl);
+    if ((cl.command == "train" && cl.resume.empty()) || cl.command == "sweep" ||
+        cl.command == "generate")
+      reconcile(cl);
+    if (cl.command == "train" || cl.command == "sweep") {
+      const InterruptHandlers handlers;
+      return cl.command == "train" ? cmd_train(cl) : cmd_sweep(cl);
+    }
     if (cl.command == "eval") return cmd_eval(cl);
     if (cl.command == "generate") return cmd_generate(cl);
+    if (cl.command == "predict") return cmd_predict(cl);
     if (cl.command == "info") return cmd_info();
-    std::fprintf(stderr, "eqpm: unknown command '%s' (try eqpm --help)\n", cl.command.c_str());
+    std::fprintf(stderr, "eqpm: unknown command '%s'\n%s", cl.command.c_str(), kUsage);
     return 2;
   } catch (const eqpm::Error& e) {
     std::fprintf(stderr, "eqpm: error: %s\n", e.what());

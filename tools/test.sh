@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 tools/setup.sh build
 cd build
 ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" --timeout 600
+cd ..
+tools/newcomer.sh build

@@ -115,6 +115,7 @@ struct RunConfig {
   int threads = 0;               // 0: OpenMP's default
   std::string out;
   long checkpoint_every = 0;     // steps; 0: only at the end
+  double checkpoint_minutes = 10;  // also at least this often (0: never by time)
   bool quiet = false;
   bool log_json = false;
   bool profile = false;

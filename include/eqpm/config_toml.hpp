@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "eqpm/config.hpp"
 
@@ -16,6 +17,9 @@ namespace eqpm {
 // wrong TOML type (naming the key, the expected type and what was found), a value out of
 // range, or a key given twice (e.g. at the top level and in a table). Cross-field checks
 // are left to validate(), to be run after command-line overrides.
-void load_config_toml(const std::string& path, RunConfig& cfg);
+// A key in a table other than its own (`lr` under [model]) is an error too. With q_list
+// given, `q` may also be an array of numbers (a sweep's q values), stored there.
+void load_config_toml(const std::string& path, RunConfig& cfg,
+                      std::vector<double>* q_list = nullptr);
 
 }  // namespace eqpm

@@ -13,6 +13,7 @@ namespace eqpm {
 struct Series {
   std::vector<double> values;
   std::vector<int> hour_of_day;
+  std::vector<std::int64_t> utc_seconds;  // time of each hour (CSV series; empty: synthetic)
   std::string source;           // file name or "synthetic"
   long filled = 0;              // rows filled by interpolation when loaded
 };
@@ -45,7 +46,9 @@ struct Dataset {
 };
 
 // Throws Error when the series is too short for L + H or the split leaves a part empty.
+// The normalisation is computed from the training rows, or taken from `offset_scale`
+// ({o, c}, a saved model's) when given.
 Dataset build_dataset(const Series& s, int lookback, int horizon, double train_fraction,
-                      double val_fraction, Scaling scaling);
+                      double val_fraction, Scaling scaling, const double* offset_scale = nullptr);
 
 }  // namespace eqpm

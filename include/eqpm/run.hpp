@@ -58,10 +58,16 @@ struct RunOutcome {
   std::vector<float> params;
   std::string backend;
   StageTimes stages;
+  // A run that a signal stopped (interrupt.hpp) leaves its checkpoint and metrics.csv
+  // only; interrupted_at is the step it stopped after (-1: it finished).
+  long interrupted_at = -1;
+  long total_steps = 0;
 };
 
 // Trains one model and writes `cfg.out` (which must already be prepared: see
 // ensure_output_dir). With resume_from non-empty, continues from that checkpoint file.
+// Writes a checkpoint every cfg.checkpoint_every steps and every cfg.checkpoint_minutes,
+// and stops after the step in progress when interrupt_signal() is set.
 RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from = "");
 
 // Evaluates parameters on both splits and writes agents.csv and summary.json into out_dir

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "eqpm/backend.hpp"
@@ -44,13 +45,27 @@ struct Progress {
   StepStats last;
   double steps_per_second = 0;
   double eta_seconds = 0;
+  double step_seconds = 0;  // wall time of this step inside Backend::step
 };
+
+// Sums over the steps done so far of the epoch in progress; a checkpoint carries them so
+// that a resumed epoch reports the same mean loss as an uninterrupted one.
+struct EpochTally {
+  double loss = 0;     // sum of the finite steps' losses
+  long steps = 0;      // finite steps
+  double seconds = 0;  // wall time of the steps
+};
+
+// What the caller wants after a step (asked before the next one).
+enum class StepAction { next, checkpoint, stop };
 
 struct TrainResult {
   long steps = 0;          // optimiser steps taken in this call (skipped ones excluded)
   long skipped_steps = 0;  // non-finite steps skipped
   double seconds = 0;      // wall time inside Backend::step
   std::vector<EpochMetrics> epochs;
+  bool stopped = false;    // ended early because the control asked to stop
+  long end_step = 0;       // global steps completed when run() returned
 };
 
 class Trainer {
@@ -84,6 +99,14 @@ class Trainer {
   const TrainerState& state() const { return ts_; }
   void set_state(TrainerState s) { ts_ = std::move(s); }
 
+  // Asked after every step but the last, with the steps completed: `checkpoint` calls
+  // on_checkpoint now, `stop` calls it and ends run() (TrainResult::stopped).
+  void set_control(std::function<StepAction(long)> control) { control_ = std::move(control); }
+
+  // The partial epoch at the current step (see EpochTally); set it before resuming.
+  const EpochTally& epoch_tally() const { return tally_; }
+  void set_epoch_tally(const EpochTally& t) { tally_ = t; }
+
   // Rows of the splits.
   std::vector<long> train_rows() const;       // the whole training split
   std::vector<long> validation_rows() const;  // held-out tail of it (or the fit rows if empty)
@@ -99,6 +122,8 @@ class Trainer {
   const Population& population_;
   Backend& backend_;
   long steps_per_epoch_ = 0;
+  std::function<StepAction(long)> control_;
+  EpochTally tally_;
 };
 
 }  // namespace eqpm

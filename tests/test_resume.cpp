@@ -1,0 +1,228 @@
+// Stopping and continuing runs: SIGINT/SIGTERM end a run with a checkpoint, a resumed run
+// writes every output file exactly as an uninterrupted one would (wall times aside),
+// --resume accepts --epochs and run settings and refuses the rest, and failed or
+// overwritten runs leave nothing that looks like results.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eqpm/checkpoint.hpp"
+#include "eqpm/interrupt.hpp"
+#include "eqpm/run.hpp"
+#include "test_util.hpp"
+
+namespace eqpm {
+namespace {
+
+namespace fs = std::filesystem;
+
+int run(const std::string& args, const std::string& log) {
+  const std::string cmd = std::string(EQPM_BINARY) + " " + args + " > " + log + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Text with its wall-time fields blanked: "seconds"/"steps_per_second" in JSON, the
+// seconds column of metrics.csv, the seconds of the checkpoint's tallies.
+std::string without_wall_times(const std::string& name, std::string text) {
+  text = std::regex_replace(text, std::regex("\"(seconds|steps_per_second)\": [^,}\n]*"),
+                            "\"$1\": _");
+  if (name == "metrics.csv" || name == "eqpm.metrics_csv")
+    text = std::regex_replace(text, std::regex(",[^,\n]*\n"), ",_\n");
+  if (name == "eqpm.epoch_tally" || name == "eqpm.train_totals")
+    text = std::regex_replace(text, std::regex(",[^,]*$"), ",_");
+  return text;
+}
+
+// Every file of a run folder, safetensors decoded into tensors and metadata.
+std::map<std::string, std::string> folder_contents(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    const std::string rel = fs::relative(e.path(), dir).string();
+    if (e.path().extension() == ".safetensors") {
+      const SafetensorsFile f = read_safetensors(e.path().string());
+      for (const auto& t : f.tensors) out[rel + ":" + t.name] = t.dtype + ":" + t.bytes;
+      for (const auto& [k, v] : f.metadata) out[rel + "#" + k] = without_wall_times(k, v);
+    } else {
+      out[rel] = without_wall_times(e.path().filename().string(), test::read_file(e.path().string()));
+    }
+  }
+  return out;
+}
+
+void expect_same_folders(const std::string& a, const std::string& b) {
+  const auto fa = folder_contents(a), fb = folder_contents(b);
+  std::vector<std::string> na, nb;
+  for (const auto& [k, v] : fa) na.push_back(k);
+  for (const auto& [k, v] : fb) nb.push_back(k);
+  ASSERT_EQ(na, nb) << "the folders hold different files";
+  for (const auto& [k, v] : fa) EXPECT_TRUE(v == fb.at(k)) << k << " differs:\n" << v << "\n---\n" << fb.at(k);
+}
+
+std::string json_value(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\": ");
+  if (at == std::string::npos) return "";
+  const auto b = at + key.size() + 4;
+  return json.substr(b, json.find_first_of(",}", b) - b);
+}
+
+// In-process: a stop request after the first step (mid-epoch) leaves only the checkpoint
+// and metrics.csv; resuming gives the same files as a run never stopped.
+TEST(Resume, StoppedMidEpochAndResumedWritesIdenticalFiles) {
+  test::TempDir tmp;
+  RunConfig cfg;
+  cfg.agents = 60;
+  cfg.series_hours = 1500;
+  cfg.epochs = 3;
+  cfg.warm_start_epochs = 1;
+  cfg.hidden = {16};
+  cfg.threads = 1;
+  cfg.quiet = true;
+  cfg.backend = "cpu";
+  const RunInputs in = load_inputs(cfg);
+  cfg.out = tmp.file("whole");
+  fs::create_directories(cfg.out);
+  const RunOutcome whole = train_run(cfg, in);
+  ASSERT_EQ(whole.interrupted_at, -1);
+
+  cfg.out = tmp.file("stopped");
+  fs::create_directories(cfg.out);
+  request_interrupt(SIGTERM);
+  const RunOutcome stopped = train_run(cfg, in);
+  clear_interrupt();
+  EXPECT_EQ(stopped.interrupted_at, 1);
+  EXPECT_TRUE(fs::exists(cfg.out + "/checkpoint.safetensors"));
+  EXPECT_FALSE(fs::exists(cfg.out + "/summary.json"));
+  EXPECT_EQ(load_checkpoint(cfg.out + "/checkpoint.safetensors").step, 1u);
+
+  const RunOutcome resumed = train_run(cfg, in, cfg.out + "/checkpoint.safetensors");
+  EXPECT_EQ(resumed.train.steps, whole.train.steps);
+  // The folders differ in name only, which the configuration records.
+  fs::rename(tmp.file("whole"), tmp.file("a"));
+  fs::rename(tmp.file("stopped"), tmp.file("b"));
+  const auto a = folder_contents(tmp.file("a"));
+  const auto b = folder_contents(tmp.file("b"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, v] : a) {
+    const std::string va = std::regex_replace(v, std::regex("eqpm-test[^\"]*/whole"), "OUT");
+    const std::string vb = std::regex_replace(b.at(k), std::regex("eqpm-test[^\"]*/stopped"), "OUT");
+    EXPECT_TRUE(va == vb) << k << " differs:\n" << va << "\n---\n" << vb;
+  }
+}
+
+// The program itself: SIGTERM mid-training exits 143 with a checkpoint and a resume hint;
+// `eqpm train --resume` then completes the run, and every output file equals that of an
+// uninterrupted run in the same folder.
+TEST(ResumeSlow, SigtermThenResumeMatchesUninterruptedRun) {
+  test::TempDir tmp;
+  const std::string out = tmp.file("run");
+  const std::string args =
+      "train --agents 300 --series-hours 3000 --epochs 5 --warm-start-epochs 1 --threads 1 "
+      "--quiet --checkpoint-every 5 --hidden 32,32 --backend cpu --out " + out;
+  ASSERT_EQ(run(args, tmp.file("log1")), 0) << test::read_file(tmp.file("log1"));
+  fs::rename(out, tmp.file("whole"));
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string cmd = std::string(EQPM_BINARY) + " " + args + " 2> " + tmp.file("log2");
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Signal once training is under way (a checkpoint exists, so the handlers are installed).
+  const std::string ckpt = out + "/checkpoint.safetensors";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline && !fs::exists(ckpt))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  kill(child, SIGTERM);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  const std::string log = test::read_file(tmp.file("log2"));
+  ASSERT_EQ(WEXITSTATUS(status), 143) << log;
+  EXPECT_NE(log.find("resume with: eqpm train --resume " + out), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(out + "/summary.json"));
+  RecordProperty("stopped_at_step", std::to_string(load_checkpoint(ckpt).step));
+
+  ASSERT_EQ(run("train --resume " + out + " --quiet", tmp.file("log3")), 0)
+      << test::read_file(tmp.file("log3"));
+  expect_same_folders(tmp.file("whole"), out);
+}
+
+// Resuming a finished run changes nothing; --epochs extends it to exactly the longer run.
+TEST(Resume, FinishedRunResumesUnchangedAndExtendsWithEpochs) {
+  test::TempDir tmp;
+  const std::string common =
+      "train --agents 60 --series-hours 1500 --warm-start-epochs 1 --hidden 16 --threads 1 "
+      "--quiet --backend cpu";
+  const std::string out = tmp.file("run");
+  ASSERT_EQ(run(common + " --epochs 2 --out " + out, tmp.file("l1")), 0)
+      << test::read_file(tmp.file("l1"));
+  fs::copy(out, tmp.file("copy"), fs::copy_options::recursive);
+  // --out takes the resumed run elsewhere.
+  ASSERT_EQ(run("train --resume " + tmp.file("copy") + " --out " + tmp.file("elsewhere") + " --quiet",
+                tmp.file("l2")), 0)
+      << test::read_file(tmp.file("l2"));
+  EXPECT_TRUE(fs::exists(tmp.file("elsewhere") + "/summary.json"));
+  ASSERT_EQ(run("train --resume " + out + " --quiet", tmp.file("l2")), 0)
+      << test::read_file(tmp.file("l2"));
+  expect_same_folders(tmp.file("copy"), out);
+  const std::string summary = test::read_file(out + "/summary.json");
+  const long steps = std::stol(json_value(summary, "steps"));
+  const long fit_rows = std::stol(json_value(summary, "fit_rows"));
+  EXPECT_EQ(steps, 2 * ((fit_rows + 63) / 64));
+
+  // Extending to 3 epochs equals a 3-epoch run in the same folder.
+  ASSERT_EQ(run("train --resume " + out + " --epochs 3 --quiet", tmp.file("l3")), 0)
+      << test::read_file(tmp.file("l3"));
+  fs::rename(out, tmp.file("extended"));
+  ASSERT_EQ(run(common + " --epochs 3 --out " + out, tmp.file("l4")), 0)
+      << test::read_file(tmp.file("l4"));
+  expect_same_folders(tmp.file("extended"), out);
+
+  // Flags that would change the model or the data are refused, by name.
+  EXPECT_EQ(run("train --resume " + out + " --lr 0.5", tmp.file("l5")), 1);
+  const std::string err = test::read_file(tmp.file("l5"));
+  EXPECT_NE(err.find("--lr"), std::string::npos) << err;
+  EXPECT_NE(err.find("cannot change when resuming"), std::string::npos) << err;
+  EXPECT_EQ(run("train --resume " + out + " --agents 10", tmp.file("l6")), 1);
+  EXPECT_EQ(run("train --resume " + out + " --epochs 1", tmp.file("l7")), 1);
+  EXPECT_NE(test::read_file(tmp.file("l7")).find("more --epochs"), std::string::npos);
+}
+
+// A run that fails leaves no folder behind; sweep --overwrite removes an earlier sweep's
+// runs and plots.
+TEST(Cli, FailedRunAndOverwrittenSweepLeaveNoStaleResults) {
+  test::TempDir tmp;
+  EXPECT_EQ(run("train --series " + tmp.file("missing.csv") + " --out " + tmp.file("run"),
+                tmp.file("l1")), 1);
+  EXPECT_FALSE(fs::exists(tmp.file("run")));
+
+  const std::string sweep =
+      "sweep --agents 30 --series-hours 800 --epochs 1 --warm-start-epochs 0 --hidden 8 "
+      "--threads 1 --quiet --backend cpu --out " + tmp.file("sw");
+  ASSERT_EQ(run(sweep + " --q 0,4", tmp.file("l2")), 0) << test::read_file(tmp.file("l2"));
+  ASSERT_TRUE(fs::exists(tmp.file("sw") + "/q=4/summary.json"));
+  tmp.write("sw/regret_boxplot.png", "old plot");
+  ASSERT_EQ(run(sweep + " --q 1 --overwrite", tmp.file("l3")), 0) << test::read_file(tmp.file("l3"));
+  EXPECT_FALSE(fs::exists(tmp.file("sw") + "/q=4"));
+  EXPECT_FALSE(fs::exists(tmp.file("sw") + "/q=0"));
+  EXPECT_FALSE(fs::exists(tmp.file("sw") + "/regret_boxplot.png"));
+  EXPECT_TRUE(fs::exists(tmp.file("sw") + "/q=1/summary.json"));
+  EXPECT_TRUE(fs::exists(tmp.file("sw") + "/plain/summary.json"));
+}
+
+}  // namespace
+}  // namespace eqpm
