@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "eqpm/build_info.hpp"
 #include "eqpm/families.hpp"
 #include "launch_config.hpp"
 
@@ -98,6 +99,13 @@ TEST(LaunchConfig, ViolationsAreNamed) {
   EXPECT_NE(why.find("sm_90"), std::string::npos) << why;
   EXPECT_FALSE(launch_violation(LaunchConfig{"k", 1, 70000, 256, 0, 0}, kSm90Limits).empty());
   EXPECT_FALSE(launch_violation(LaunchConfig{"k", 1, 1, 2048, 0, 0}, kSm90Limits).empty());
+}
+
+// The commit is embedded in every binary (tools/device-check.sh looks for it).
+TEST(BuildInfo, CommitIsEmbedded) {
+  const std::string commit = build_commit();
+  EXPECT_FALSE(commit.empty());
+  EXPECT_TRUE(commit == "unknown" || commit.size() >= 40) << commit;
 }
 
 }  // namespace
