@@ -3,6 +3,8 @@
 // workload and size. Rates are agent-sample evaluations per second (N B S per step).
 #include <benchmark/benchmark.h>
 
+#include <exception>
+
 #include <omp.h>
 
 #include "workloads.hpp"
@@ -13,33 +15,41 @@ namespace {
 // args: workload, N, B, S, path (0: the plain reference; 1: the general sample-lane path for
 // every agent; 2: the DESIGN.md 5.4 factorisations where a family has one, lanes elsewhere)
 void BM_CpuStep(benchmark::State& state) {
-  const auto w = static_cast<Workload>(state.range(0));
-  Fixture f(w, state.range(1), static_cast<int>(state.range(2)), static_cast<int>(state.range(3)),
-            "cpu", static_cast<Path>(state.range(4)));
-  std::uint32_t step = 1;
-  for (auto _ : state) {
-    f.spec.step = step++;
-    benchmark::DoNotOptimize(f.backend->step(f.spec));
+  try {
+    const auto w = static_cast<Workload>(state.range(0));
+    Fixture f(w, state.range(1), static_cast<int>(state.range(2)), static_cast<int>(state.range(3)),
+              "cpu", static_cast<Path>(state.range(4)));
+    std::uint32_t step = 1;
+    for (auto _ : state) {
+      f.spec.step = step++;
+      benchmark::DoNotOptimize(f.backend->step(f.spec));
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * f.evaluations_per_step()));
+    state.SetLabel(std::string(workload_name(w)) + " " + path_name(static_cast<Path>(state.range(4))) +
+                   " threads=" + std::to_string(omp_get_max_threads()));
+  } catch (const std::exception& e) {  // a failure skips this benchmark only
+    state.SkipWithError(e.what());
   }
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * f.evaluations_per_step()));
-  state.SetLabel(std::string(workload_name(w)) + " " + path_name(static_cast<Path>(state.range(4))) +
-                 " threads=" + std::to_string(omp_get_max_threads()));
 }
 
 void BM_CpuRegretStage(benchmark::State& state) {
-  const auto w = static_cast<Workload>(state.range(0));
-  Fixture f(w, state.range(1), static_cast<int>(state.range(2)), static_cast<int>(state.range(3)),
-            "cpu", static_cast<Path>(state.range(4)));
-  std::uint32_t step = 1;
-  for (auto _ : state) {
-    const StageTimes before = f.backend->stage_times();
-    f.spec.step = step++;
-    benchmark::DoNotOptimize(f.backend->step(f.spec));
-    const StageTimes& after = f.backend->stage_times();
-    state.SetIterationTime((after.regrets - before.regrets) + (after.reductions - before.reductions));
+  try {
+    const auto w = static_cast<Workload>(state.range(0));
+    Fixture f(w, state.range(1), static_cast<int>(state.range(2)), static_cast<int>(state.range(3)),
+              "cpu", static_cast<Path>(state.range(4)));
+    std::uint32_t step = 1;
+    for (auto _ : state) {
+      const StageTimes before = f.backend->stage_times();
+      f.spec.step = step++;
+      benchmark::DoNotOptimize(f.backend->step(f.spec));
+      const StageTimes& after = f.backend->stage_times();
+      state.SetIterationTime((after.regrets - before.regrets) + (after.reductions - before.reductions));
+    }
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * f.evaluations_per_step()));
+    state.SetLabel(std::string(workload_name(w)) + " " + path_name(static_cast<Path>(state.range(4))));
+  } catch (const std::exception& e) {  // a failure skips this benchmark only
+    state.SkipWithError(e.what());
   }
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * f.evaluations_per_step()));
-  state.SetLabel(std::string(workload_name(w)) + " " + path_name(static_cast<Path>(state.range(4))));
 }
 
 void standard_sizes(benchmark::internal::Benchmark* b) {

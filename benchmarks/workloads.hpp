@@ -68,9 +68,10 @@ struct Fixture {
   StepSpec spec;
 
   Fixture(Workload w, long agents, int batch, int samples, const std::string& backend_name,
-          Path path = Path::fast, int threads = 0) {
+          Path path = Path::fast, int threads = 0, CudaGraphs graphs = CudaGraphs::automatic) {
     cfg = workload_config(w, agents, batch, samples);
     cfg.threads = threads;
+    cfg.cuda_graphs = graphs;
     in = load_inputs(cfg);
     backend = make_backend(backend_name, threads);
     Problem p = make_problem(cfg, in);

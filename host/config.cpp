@@ -392,6 +392,11 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(run_setting(bool_option("profile", "print time per stage", &RunConfig::profile)));
   r.push_back(run_setting(bool_option("overwrite", "replace an existing output folder",
                                       &RunConfig::overwrite)));
+  r.push_back(run_setting(enum_option<CudaGraphs>(
+      "cuda_graphs", "CUDA graphs for the steady-state step: auto (fall back to eager launches, "
+      "with a warning, when capture fails), on (capture failure is an error), off",
+      &RunConfig::cuda_graphs,
+      {{"auto", CudaGraphs::automatic}, {"on", CudaGraphs::on}, {"off", CudaGraphs::off}})));
   // backend names are checked here rather than through an enum so that the help text
   // can say which ones this build has.
   return r;

@@ -82,24 +82,25 @@ inline constexpr long kBlock = 256;
 // its loops over the window nest inside the lane loop, which compilers do not vectorise
 // across lanes by themselves. Every lane performs exactly the scalar code's operations
 // in the same order (families.hpp), so the results are identical, not just close.
+// The vectors travel through references, never by value: a 64-byte vector passed or
+// returned by value has a different calling convention with and without AVX-512 (GCC's
+// -Wpsabi), and with references the same code builds for x86-64-v3 (two AVX2 registers
+// per vector) and for AVX-512 machines (one), with identical lane arithmetic.
 using f32x16 = float __attribute__((vector_size(64)));
 using i32x16 = int __attribute__((vector_size(64)));
 
-inline f32x16 load16(const float* p) {
-  f32x16 v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
+inline void load16(f32x16& v, const float* p) { __builtin_memcpy(&v, p, sizeof v); }
 
-inline f32x16 ev_regret16(const EvCharging::Params& prm, const Lanes& x, const RegretContext& ctx,
-                          long j0) {
+inline void ev_regret16(const EvCharging::Params& prm, const Lanes& x, const RegretContext& ctx,
+                        long j0, f32x16& out) {
   const int a = prm.window_start, e = prm.window_end;
   f32x16 key[kMaxHorizon], yv[kMaxHorizon];
   const f32x16 floor = f32x16{} + ctx.floor;
   for (int h = a; h < e; ++h) {
-    const f32x16 v = load16(x.v + static_cast<long>(h) * x.n + j0);
+    f32x16 v;
+    load16(v, x.v + static_cast<long>(h) * x.n + j0);
     key[h] = v < floor ? floor : v;
-    yv[h] = load16(x.y + static_cast<long>(h) * x.n + j0);
+    load16(yv[h], x.y + static_cast<long>(h) * x.n + j0);
   }
   f32x16 chosen = f32x16{}, best = f32x16{};
   const i32x16 one = i32x16{} + 1;
@@ -117,7 +118,7 @@ inline f32x16 ev_regret16(const EvCharging::Params& prm, const Lanes& x, const R
     chosen += rank_v < prm.k ? yv[h] : f32x16{};
     best += rank_y < prm.k ? yv[h] : f32x16{};
   }
-  return prm.energy * (chosen - best);
+  out = prm.energy * (chosen - best);
 }
 
 template <class F>
@@ -128,7 +129,8 @@ double regrets(const typename F::Params prm, const Lanes x, const RegretContext 
   if constexpr (std::is_same_v<F, EvCharging>) {
     long j0 = 0;
     for (; j0 + 16 <= n; j0 += 16) {
-      const f32x16 v = ev_regret16(prm, x, ctx, j0);
+      f32x16 v;
+      ev_regret16(prm, x, ctx, j0, v);
       if (r) __builtin_memcpy(r + j0, &v, sizeof v);
       float part = 0.0f;
       for (int l = 0; l < 16; ++l) part += v[l];

@@ -89,6 +89,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.adam_beta2 = cfg.adam_beta2;
   p.adam_eps = cfg.adam_eps;
   p.grad_clip = cfg.grad_clip;
+  p.cuda_graphs = cfg.cuda_graphs;
   return p;
 }
 

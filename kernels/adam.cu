@@ -51,7 +51,7 @@ void launch_adam(long P, const AdamConfig& cfg, const StepParams* params,
   if (P < 1 || !params || !scalars || !grad || !theta || !m || !v)
     throw Error("launch_adam: bad arguments");
   adam_kernel<<<grid_for(P), kBlock, 0, stream>>>(P, cfg, params, scalars, grad, theta, m, v);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("adam_kernel", grid_for(P), kBlock, 0);
 }
 
 void launch_commit(long N, bool equitable, const StepScalars* scalars, const double* rbar_new,
@@ -60,7 +60,7 @@ void launch_commit(long N, bool equitable, const StepScalars* scalars, const dou
     throw Error("launch_commit: bad arguments");
   commit_kernel<<<equitable ? grid_for(N) : 1, kBlock, 0, stream>>>(N, equitable, scalars,
                                                                     rbar_new, rbar, state);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("commit_kernel", equitable ? grid_for(N) : 1, kBlock, 0);
 }
 
 }  // namespace eqpm::cuda

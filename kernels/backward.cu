@@ -132,18 +132,18 @@ void mlp_backward(cublasHandle_t handle, const MlpLayout& L, int B, const float*
   for (int l = 0; l < L.layers; ++l) off[l + 1] = off[l] + L.width[l + 1];
 
   to_double_kernel<<<grid_for(P), kBlock, 0, stream>>>(params_f, P, buf.params);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("to_double_kernel", grid_for(P), kBlock, 0);
   if (L.layers > 1) {
     activations_kernel<<<grid_for(static_cast<long>(B) * A), kBlock, 0, stream>>>(
         L.activation, pre, static_cast<long>(B) * A, buf.act);
-    EQPM_CUDA_CHECK_LAUNCH();
+    EQPM_CUDA_CHECK_LAUNCH("activations_kernel", grid_for(static_cast<long>(B) * A), kBlock, 0);
   }
   const int H = L.width[L.layers];
   double* delta = buf.delta0;
   double* next = buf.delta1;
   output_delta_kernel<<<grid_for(static_cast<long>(B) * H), kBlock, 0, stream>>>(
       pre, B, A, off[L.layers - 1], H, g, delta);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("output_delta_kernel", grid_for(static_cast<long>(B) * H), kBlock, 0);
 
   const double one = 1.0, zero = 0.0;
   for (int l = L.layers - 1; l >= 0; --l) {
@@ -155,14 +155,14 @@ void mlp_backward(cublasHandle_t handle, const MlpLayout& L, int B, const float*
     EQPM_CUBLAS_CHECK(cublasDgemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, in, out, B, &one, a_in, lda,
                                   delta, out, &zero, grad + L.weight_offset[l], in));
     bias_grad_kernel<<<grid_for(out), kBlock, 0, stream>>>(delta, B, out, grad + L.bias_offset[l]);
-    EQPM_CUDA_CHECK_LAUNCH();
+    EQPM_CUDA_CHECK_LAUNCH("bias_grad_kernel", grid_for(out), kBlock, 0);
     if (l == 0) break;
     // delta_prev (row-major [B x in] = column-major [in x B]) = W (column-major [in x out]) delta.
     EQPM_CUBLAS_CHECK(cublasDgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, in, B, out, &one,
                                   buf.params + L.weight_offset[l], in, delta, out, &zero, next, in));
     activation_grad_kernel<<<grid_for(static_cast<long>(B) * in), kBlock, 0, stream>>>(
         L.activation, pre, B, A, off[l - 1], in, next);
-    EQPM_CUDA_CHECK_LAUNCH();
+    EQPM_CUDA_CHECK_LAUNCH("activation_grad_kernel", grid_for(static_cast<long>(B) * in), kBlock, 0);
     std::swap(delta, next);
   }
 }
@@ -171,7 +171,7 @@ void launch_grad_norm_partials(const double* grad, long P, float* grad_f, double
                                cudaStream_t stream) {
   if (P < 1 || !grad || !grad_f || !partials) throw Error("launch_grad_norm_partials: bad arguments");
   grad_norm_partials_kernel<<<reduction_blocks(P), kBlock, 0, stream>>>(grad, P, grad_f, partials);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("grad_norm_partials_kernel", reduction_blocks(P), kBlock, 0);
 }
 
 void launch_finalize_step(const double* partials, int blocks, double grad_clip, bool equitable,
@@ -179,7 +179,7 @@ void launch_finalize_step(const double* partials, int blocks, double grad_clip, 
   if (!partials || blocks < 1 || !params || !scalars) throw Error("launch_finalize_step: bad arguments");
   finalize_step_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, grad_clip, equitable, params,
                                                  scalars);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("finalize_step_kernel", 1, kBlock, 0);
 }
 
 }  // namespace eqpm::cuda

@@ -3,16 +3,16 @@
 // step as the stages of stages.cuh. Agents live on the device in "device order": grouped by
 // family (so a warp runs one family's code) and, for families with a RegretStructure, sorted
 // by class; per-agent results are scattered back to population order for the caller.
-// Once a step shape (B, equitable or not) has run once, its next steps replay a CUDA graph of
-// the whole step; the values that change per step (step number, rows, beta, learning rate,
+// Once a step shape (B, equitable or not) has run twice eagerly, its next steps replay a CUDA
+// graph of the whole step (Problem::cuda_graphs: auto, on, off); the values that change per step (step number, rows, beta, learning rate,
 // Adam's bias corrections) come from a small device block refreshed by one copy before each
 // launch. Nothing inside a step waits for the host; the step ends with one read of its
 // scalars (the caller needs the stats, and the finite flag decides Adam's step counter).
 //
 // Regrets take the structured path of 5.4 (regret_structure.hpp) where a family has a
 // structure and it pays, unless Problem::shortcuts is off (then every agent takes the generic
-// path). For tests and debugging the environment overrides: EQPM_CUDA_REGRET_PATH = auto |
-// generic | structured, and EQPM_CUDA_GRAPHS = 0 runs every step without graphs.
+// path). For tests and debugging the environment overrides it: EQPM_CUDA_REGRET_PATH = auto |
+// generic | structured.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -42,11 +42,6 @@ RegretPath regret_path(bool shortcuts) {
   if (std::strcmp(e, "structured") == 0) return RegretPath::structured;
   throw ConfigError(std::string("EQPM_CUDA_REGRET_PATH: expected auto, generic or structured, got '") +
                     e + "'");
-}
-
-bool graphs_from_env() {
-  const char* e = std::getenv("EQPM_CUDA_GRAPHS");
-  return !(e && std::strcmp(e, "0") == 0);
 }
 
 // Memory limits of the plan (bytes). Class regrets E are K x B x S floats; the per-tile
@@ -113,7 +108,7 @@ class CudaBackend final : public Backend {
     bool equitable = false;
     int runs = 0;
     cudaGraphExec_t exec = nullptr;
-    std::array<double, kStageEvents - 1> fraction{};  // stage shares measured without the graph
+    std::array<double, kStageEvents - 1> fraction{};  // stage shares of the last warm eager step
   };
 
   void release_handles() noexcept;
@@ -123,7 +118,9 @@ class CudaBackend final : public Backend {
                    std::vector<double>& w_over_W);
   void enqueue_step(int B, bool equitable, cudaEvent_t* events);
   GraphEntry& graph_entry(int B, bool equitable);
-  // Captures the step of entry's shape into entry.exec; false (graphs off) when capture fails.
+  // Captures the step of entry's shape into entry.exec. A failure throws under
+  // CudaGraphs::on; under automatic it is counted, warned about, and returns false (every
+  // later step runs eagerly).
   bool capture_graph(GraphEntry& entry);
   void forward_rows(const std::vector<long>& rows);  // eval_mu_ for rows (uploaded to eval_rows_)
   std::vector<double> to_population_order(const DeviceBuffer<double>& d) const;
@@ -325,7 +322,7 @@ void CudaBackend::setup_impl() {
   cublas_workspace_.allocate(kCublasWorkspace);
   EQPM_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_.data(), cublas_workspace_.bytes()));
   EQPM_CUBLAS_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
-  use_graphs_ = graphs_from_env();
+  use_graphs_ = p.cuda_graphs != CudaGraphs::off;
   forward_kind_ = choose_forward_kernel(L);
 
   // Dataset and demand profile.
@@ -546,24 +543,28 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   GraphEntry* entry = use_graphs_ ? &graph_entry(B, eq) : nullptr;
   const auto captured = std::count_if(graphs_.begin(), graphs_.end(),
                                       [](const GraphEntry& g) { return g.exec != nullptr; });
-  // Capture on a shape's second step: its first, eager one has loaded every kernel (and
-  // cuBLAS's choice for these sizes), so capturing loads nothing.
-  if (entry && !entry->exec && entry->runs >= 1 && captured < kMaxGraphs &&
+  // Capture on a shape's third step: its first eager step has loaded every kernel (and
+  // cuBLAS's choice for these sizes), so capturing loads nothing, and its second, warm one
+  // gives the stage shares a replay's wall time is split by.
+  if (entry && !entry->exec && entry->runs >= 2 && captured < kMaxGraphs &&
       !capture_graph(*entry)) {
     entry = nullptr;  // this step and the following ones run without graphs
   }
   const bool replay = entry && entry->exec;
-  if (replay)
+  if (replay) {
     EQPM_CUDA_CHECK(cudaGraphLaunch(entry->exec, stream_));
-  else
+    diagnostics_.graph_replays += 1;
+  } else {
     enqueue_step(B, eq, events_);
+    diagnostics_.eager_steps += 1;
+  }
   if (entry) entry->runs += 1;
   scalars_.download(scalars_host_.data(), 1, stream_);
   sync();
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
 
-  // Stage times: measured with events without a graph; a replay's wall time is shared out
-  // in the proportions its shape measured.
+  // Stage times: measured with events on eager steps; a replay's wall time is shared out in
+  // the proportions of its shape's last warm eager step (never the cold first one).
   std::array<double, kStageEvents - 1> stage{};
   if (!replay) {
     double total = 0.0;
@@ -573,7 +574,7 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
       stage[static_cast<size_t>(i)] = 1e-3 * ms;
       total += 1e-3 * ms;
     }
-    if (entry && total > 0)
+    if (entry && entry->runs >= 2 && total > 0)
       for (size_t i = 0; i < stage.size(); ++i) entry->fraction[i] = stage[i] / total;
   } else {
     for (size_t i = 0; i < stage.size(); ++i) stage[i] = wall * entry->fraction[i];
@@ -639,14 +640,22 @@ bool CudaBackend::capture_graph(GraphEntry& entry) {
     const cudaError_t inst = cudaGraphInstantiate(&entry.exec, graph, 0);
     EQPM_CUDA_REPORT(cudaGraphDestroy(graph));
     EQPM_CUDA_CHECK(inst);
+    diagnostics_.graph_captures += 1;
     return true;
   } catch (const Error& e) {
-    // Graphs only save launch overhead: a driver or library that cannot capture the step
-    // must not stop training. (A real fault shows up again in the eager launch.)
     (void)cudaGetLastError();
     entry.exec = nullptr;
+    diagnostics_.graph_capture_failures += 1;
+    diagnostics_.last_capture_error = e.what();
+    if (problem_.cuda_graphs == CudaGraphs::on)
+      throw Error(std::string("CUDA graph capture failed (cuda_graphs = on): ") + e.what());
+    // Graphs only save launch overhead: under `auto` a driver or library that cannot capture
+    // the step must not stop training. (A real fault shows up again in the eager launch.)
     use_graphs_ = false;
-    std::fprintf(stderr, "eqpm: CUDA graph capture failed, steps run without graphs: %s\n", e.what());
+    std::fprintf(stderr,
+                 "eqpm: warning: CUDA graph capture failed, steps run without graphs "
+                 "(--cuda-graphs on makes this an error): %s\n",
+                 e.what());
     return false;
   }
 }

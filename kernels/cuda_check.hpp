@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "eqpm/error.hpp"
+#include "launch_config.hpp"
 
 namespace eqpm::cuda {
 
@@ -24,11 +25,51 @@ namespace eqpm::cuda {
   throw Error(msg);
 }
 
-inline void check_cuda(cudaError_t status, const char* expr, const char* file, int line) {
-  if (status == cudaSuccess) return;
+// Errors that leave the CUDA context unusable: every later call in this process fails too,
+// so the message says the failure is the first of a cascade, not a new one.
+inline bool is_sticky(cudaError_t status) {
+  switch (status) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+inline std::string error_text(cudaError_t status) {
   std::string what = cudaGetErrorName(status);
   what.append(" (").append(cudaGetErrorString(status)).append(")");
-  throw_call_failure("CUDA", what.c_str(), expr, file, line);
+  if (is_sticky(status))
+    what.append(" [sticky: the CUDA context is unusable, later CUDA calls in this process fail]");
+  return what;
+}
+
+// A failed call also sets the runtime's last error; it is read (and so cleared) here, so the
+// next unrelated check (cudaGetLastError after a launch) does not report this failure again.
+inline void check_cuda(cudaError_t status, const char* expr, const char* file, int line) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw_call_failure("CUDA", error_text(status).c_str(), expr, file, line);
+}
+
+// After a kernel launch: a bad configuration (or an earlier asynchronous fault) shows up
+// here, and the message names the kernel and its launch configuration.
+inline void check_launch(const std::string& launch, const char* file, int line) {
+  const cudaError_t status = cudaGetLastError();  // reads and clears the last error
+  if (status == cudaSuccess) return;
+  std::string msg = file;
+  msg.append(":").append(std::to_string(line)).append(": launch of ").append(launch);
+  msg.append(" failed: ").append(error_text(status));
+  throw Error(msg);
 }
 
 inline void check_cublas(cublasStatus_t status, const char* expr, const char* file, int line) {
@@ -48,8 +89,16 @@ inline void report_cuda(cudaError_t status, const char* expr, const char* file, 
 #define EQPM_CUDA_CHECK(expr) ::eqpm::cuda::check_cuda((expr), #expr, __FILE__, __LINE__)
 #define EQPM_CUBLAS_CHECK(expr) ::eqpm::cuda::check_cublas((expr), #expr, __FILE__, __LINE__)
 #define EQPM_CUDA_REPORT(expr) ::eqpm::cuda::report_cuda((expr), #expr, __FILE__, __LINE__)
-// After a kernel launch: a bad configuration shows up here, at the launching line.
-#define EQPM_CUDA_CHECK_LAUNCH() EQPM_CUDA_CHECK(cudaGetLastError())
+// After a kernel launch: EQPM_CUDA_CHECK_KERNEL(config) for a LaunchConfig
+// (launch_config.hpp), EQPM_CUDA_CHECK_LAUNCH(kernel, grid, block, smem) otherwise.
+#define EQPM_CUDA_CHECK_KERNEL(config) \
+  ::eqpm::cuda::check_launch(::eqpm::cuda::describe(config), __FILE__, __LINE__)
+#define EQPM_CUDA_CHECK_LAUNCH(kernel, grid, block, smem)                                  \
+  ::eqpm::cuda::check_launch(::eqpm::cuda::describe(::eqpm::cuda::LaunchConfig{            \
+                                 kernel, static_cast<long>(dim3(grid).x),                  \
+                                 static_cast<long>(dim3(grid).y),                          \
+                                 static_cast<int>(dim3(block).x), std::size_t(smem), 0}),  \
+                             __FILE__, __LINE__)
 
 namespace eqpm::cuda {
 

@@ -55,13 +55,13 @@ void launch_error_partials(const float* mu, const float* y, long n, double* part
                            cudaStream_t stream) {
   if (n < 1 || !mu || !y || !partials) throw Error("launch_error_partials: bad arguments");
   error_partials_kernel<<<reduction_blocks(n), kBlock, 0, stream>>>(mu, y, n, partials);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("error_partials_kernel", reduction_blocks(n), kBlock, 0);
 }
 
 void launch_finalize_errors(const double* partials, int blocks, double* out, cudaStream_t stream) {
   if (!partials || blocks < 1 || !out) throw Error("launch_finalize_errors: bad arguments");
   finalize_errors_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, out);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("finalize_errors_kernel", 1, kBlock, 0);
 }
 
 }  // namespace eqpm::cuda

@@ -8,9 +8,6 @@
 namespace eqpm::cuda {
 namespace {
 
-constexpr int kFwdRows = 8;       // dataset rows per block
-constexpr int kFwdThreads = 256;
-constexpr int kFwdTileK = 16;     // weight columns staged per tile
 constexpr int kFwdPairs = kFwdRows * kFusedMaxWidth / kFwdThreads;  // (row, output) per thread
 
 __device__ __forceinline__ float dot_step(float acc, float w, float a) {
@@ -141,15 +138,12 @@ void launch_mlp_forward(ForwardKernel kind, const MlpLayout& L, const float* par
     int max_out = 1;
     for (int l = 1; l <= L.layers; ++l) max_out = L.width[l] > max_out ? L.width[l] : max_out;
     // Odd strides keep rows (and transposed weight columns) in different banks.
+    const LaunchConfig c = mlp_forward_fused_config(n_rows, L.max_width(), max_out);
     const int act_stride = L.max_width() | 1;
     const int w_stride = max_out | 1;
-    const std::size_t smem =
-        sizeof(float) * (2 * static_cast<std::size_t>(kFwdRows) * act_stride +
-                         static_cast<std::size_t>(kFwdTileK) * w_stride);
-    const unsigned blocks = static_cast<unsigned>((n_rows + kFwdRows - 1) / kFwdRows);
-    mlp_forward_fused<<<blocks, kFwdThreads, smem, stream>>>(L, params, x_all, rows, n_rows,
-                                                            act_stride, w_stride, A, pre, mu);
-    EQPM_CUDA_CHECK_LAUNCH();
+    mlp_forward_fused<<<static_cast<unsigned>(c.grid_x), c.block, c.dynamic_smem, stream>>>(
+        L, params, x_all, rows, n_rows, act_stride, w_stride, A, pre, mu);
+    EQPM_CUDA_CHECK_KERNEL(c);
     return;
   }
   long off_prev = 0, off = 0;
@@ -157,7 +151,7 @@ void launch_mlp_forward(ForwardKernel kind, const MlpLayout& L, const float* par
     const long total = static_cast<long>(n_rows) * L.width[l + 1];
     mlp_layer_global<<<grid_for(total), kBlock, 0, stream>>>(L, l, params, x_all, rows, n_rows,
                                                              A, off_prev, off, pre, mu);
-    EQPM_CUDA_CHECK_LAUNCH();
+    EQPM_CUDA_CHECK_LAUNCH("mlp_layer_global", grid_for(total), kBlock, 0);
     off_prev = off;
     off += L.width[l + 1];
   }

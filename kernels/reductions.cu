@@ -272,7 +272,7 @@ void launch_row_sums(const float* M, long rows, long cols, double* out, cudaStre
   if (!M || !out || cols < 1) throw Error("launch_row_sums: bad arguments");
   const unsigned blocks = static_cast<unsigned>(rows < 4096 ? rows : 4096);
   row_sums_kernel<<<blocks, kBlock, 0, stream>>>(M, rows, cols, out);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("row_sums_kernel", blocks, kBlock, 0);
 }
 
 void launch_structured_mean_regret(const int* class_of, const double* coef, int J,
@@ -283,7 +283,7 @@ void launch_structured_mean_regret(const int* class_of, const double* coef, int 
     throw Error("launch_structured_mean_regret: bad arguments");
   structured_mean_regret_kernel<<<grid_for(n), kBlock, 0, stream>>>(class_of, coef, J,
                                                                     class_total, n, scale, rhat);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("structured_mean_regret_kernel", grid_for(n), kBlock, 0);
 }
 
 void launch_agent_stats(long N, const double* rhat, const double* rbar, double rho,
@@ -293,14 +293,14 @@ void launch_agent_stats(long N, const double* rhat, const double* rbar, double r
     throw Error("launch_agent_stats: bad arguments");
   agent_stats_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar, rho, state,
                                                                  rbar_new, partials);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("agent_stats_kernel", reduction_blocks(N), kBlock, 0);
 }
 
 void launch_finalize_agent_stats(const double* partials, int blocks, StepScalars* scalars,
                                  cudaStream_t stream) {
   if (!partials || !scalars || blocks < 1) throw Error("launch_finalize_agent_stats: bad arguments");
   finalize_agent_stats_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, scalars);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("finalize_agent_stats_kernel", 1, kBlock, 0);
 }
 
 void launch_power_sums(long N, const double* rhat, const double* rbar_new, const double* w,
@@ -310,14 +310,14 @@ void launch_power_sums(long N, const double* rhat, const double* rbar_new, const
     throw Error("launch_power_sums: bad arguments");
   power_sums_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar_new, w, q, scalars,
                                                                 partials);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("power_sums_kernel", reduction_blocks(N), kBlock, 0);
 }
 
 void launch_finalize_power_means(const double* partials, int blocks, double wsum, double q,
                                  StepScalars* scalars, cudaStream_t stream) {
   if (!partials || !scalars || blocks < 1) throw Error("launch_finalize_power_means: bad arguments");
   finalize_power_means_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, wsum, q, scalars);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("finalize_power_means_kernel", 1, kBlock, 0);
 }
 
 void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, double q,
@@ -326,7 +326,7 @@ void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W
     throw Error("launch_agent_weights: bad arguments");
   agent_weights_kernel<<<grid_for(N), kBlock, 0, stream>>>(N, rbar_new, w_over_W, q, scalars,
                                                            omega);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("agent_weights_kernel", grid_for(N), kBlock, 0);
 }
 
 void launch_class_weights(const std::int64_t* seg, int classes, int J, int splits,
@@ -340,10 +340,10 @@ void launch_class_weights(const std::int64_t* seg, int classes, int J, int split
   const unsigned blocks = static_cast<unsigned>(work < 8192 ? work : 8192);
   class_weight_partials_kernel<<<blocks, kBlock, 0, stream>>>(seg, classes, J, splits, omega,
                                                               coef, Wpart);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("class_weight_partials_kernel", blocks, kBlock, 0);
   const long K = static_cast<long>(classes) * J;
   class_weights_kernel<<<grid_for(K), kBlock, 0, stream>>>(Wpart, K, splits, Wc);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("class_weights_kernel", grid_for(K), kBlock, 0);
 }
 
 void launch_combine_classes(const double* Wc, int K, const float* M, long L, double scale,
@@ -353,7 +353,7 @@ void launch_combine_classes(const double* Wc, int K, const float* M, long L, dou
     throw Error("launch_combine_classes: bad arguments");
   const dim3 grid(grid_for(L), static_cast<unsigned>(chunks));
   combine_classes_kernel<<<grid, kBlock, 0, stream>>>(Wc, K, M, L, scale, chunks, partial);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("combine_classes_kernel", grid, kBlock, 0);
 }
 
 void launch_sum_partials(const double* partial, int slabs, long L, double* out,
@@ -361,7 +361,7 @@ void launch_sum_partials(const double* partial, int slabs, long L, double* out,
   if (L <= 0) return;
   if (!out || slabs < 0 || (slabs > 0 && !partial)) throw Error("launch_sum_partials: bad arguments");
   sum_partials_kernel<<<grid_for(L), kBlock, 0, stream>>>(partial, slabs, L, out);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("sum_partials_kernel", grid_for(L), kBlock, 0);
 }
 
 void launch_advantages(const double* X, int B, int S, bool antithetic, double* A,
@@ -369,7 +369,7 @@ void launch_advantages(const double* X, int B, int S, bool antithetic, double* A
   if (!X || !A || B < 1 || S < 2) throw Error("launch_advantages: bad arguments");
   advantages_kernel<<<grid_for(static_cast<long>(B) * S), kBlock, 0, stream>>>(X, B, S,
                                                                                antithetic, A);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("advantages_kernel", grid_for(static_cast<long>(B) * S), kBlock, 0);
 }
 
 void launch_assemble_g(int B, int S, int H, bool equitable, const double* A,
@@ -381,7 +381,7 @@ void launch_assemble_g(int B, int S, int H, bool equitable, const double* A,
     throw Error("launch_assemble_g: bad arguments");
   assemble_g_kernel<<<grid_for(static_cast<long>(B) * H), kBlock, 0, stream>>>(
       B, S, H, equitable, A, eps, G, mu, y, params, scalars, g);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("assemble_g_kernel", grid_for(static_cast<long>(B) * H), kBlock, 0);
 }
 
 }  // namespace eqpm::cuda

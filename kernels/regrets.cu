@@ -12,11 +12,7 @@
 namespace eqpm::cuda {
 namespace {
 
-constexpr int kMeanThreads = 256;      // agents per block (mean regret)
-constexpr int kMeanSmemFloats = 4096;  // staged predictions per chunk
-constexpr int kScoreThreads = 128;     // samples per block (score partials)
-constexpr int kPathThreads = 64;       // inputs per block (pathwise partials)
-constexpr int kClassThreads = 256;     // samples per block (class regrets)
+// Block sizes and shared memory: launch_config.hpp (checked on the host against sm_90).
 
 template <class F>
 using ParamsOf = typename F::Params;
@@ -25,7 +21,7 @@ using ParamsOf = typename F::Params;
 // default-constructible there); keep them small so the staging fits.
 template <class F>
 constexpr bool params_fit() {
-  return sizeof(ParamsOf<F>) <= 64 && alignof(ParamsOf<F>) <= 8;
+  return sizeof(ParamsOf<F>) <= kMaxStagedParams && alignof(ParamsOf<F>) <= 8;
 }
 
 // out[i] = (mul * sum over (b, s) of regret) / div, one thread per agent.
@@ -151,16 +147,18 @@ __global__ void __launch_bounds__(kPathThreads)
   }
 }
 
-// E[k][l] = regret of class representative k on sample l.
+// E[k][l] = regret of class representative k on sample l. The block size depends on H
+// (class_regrets_threads): each thread stages its own row, and the rows must fit in the
+// shared memory a block gets without an opt-in.
 template <class F>
 __global__ void __launch_bounds__(kClassThreads)
     class_regrets_kernel(const ParamsOf<F>* __restrict__ units, int K, SampleSet set,
                          RegretContext ctx, int v_stride, float* __restrict__ E) {
-  extern __shared__ float vs[];  // kClassThreads x v_stride
+  extern __shared__ float vs[];  // blockDim.x x v_stride
   const int tid = static_cast<int>(threadIdx.x);
   const int H = set.horizon;
   const long pairs = set.pairs();
-  const long l = blockIdx.x * static_cast<long>(kClassThreads) + tid;
+  const long l = blockIdx.x * static_cast<long>(blockDim.x) + tid;
   if (l >= pairs) return;  // no barrier below
   float* my_v = vs + tid * v_stride;
   for (int h = 0; h < H; ++h) my_v[h] = set.v[l * H + h];
@@ -209,14 +207,14 @@ void launch_mean_regret(int family, const void* params, long n, const SampleSet&
   if (n <= 0) return;
   check_set(set, "launch_mean_regret");
   if (!params || !out) throw Error("launch_mean_regret: missing buffers");
-  const int chunk = kMeanSmemFloats / set.horizon;
-  const std::size_t smem = sizeof(float) * static_cast<std::size_t>(chunk) * set.horizon;
+  const int chunk = mean_regret_chunk(set.horizon);
+  const LaunchConfig c = mean_regret_config(n, set.horizon);
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
-    mean_regret_kernel<F><<<grid_for(n, kMeanThreads), kMeanThreads, smem, stream>>>(
+    mean_regret_kernel<F><<<static_cast<unsigned>(c.grid_x), c.block, c.dynamic_smem, stream>>>(
         static_cast<const ParamsOf<F>*>(params), n, set, ctx, chunk, mul, div, out);
+    EQPM_CUDA_CHECK_KERNEL(c);
   });
-  EQPM_CUDA_CHECK_LAUNCH();
 }
 
 void launch_score_partials(int family, const void* params, long n, const double* omega,
@@ -226,17 +224,16 @@ void launch_score_partials(int family, const void* params, long n, const double*
   check_set(set, "launch_score_partials");
   if (!params || !omega || !partial || tiles < 1 || tiles > 65535 || tiles > n)
     throw Error("launch_score_partials: bad arguments");
-  const int v_stride = set.horizon | 1;
-  const dim3 grid(grid_for(set.pairs(), kScoreThreads), static_cast<unsigned>(tiles));
+  const int v_stride = staged_row_stride(set.horizon);
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
     static_assert(params_fit<F>(), "family parameters too large for shared-memory staging");
-    const std::size_t smem = kScoreThreads * (sizeof(double) + sizeof(ParamsOf<F>)) +
-                             sizeof(float) * static_cast<std::size_t>(kScoreThreads) * v_stride;
-    score_partials_kernel<F><<<grid, kScoreThreads, smem, stream>>>(
+    const LaunchConfig c = score_partials_config(set.pairs(), tiles, set.horizon, sizeof(ParamsOf<F>));
+    const dim3 grid(static_cast<unsigned>(c.grid_x), static_cast<unsigned>(c.grid_y));
+    score_partials_kernel<F><<<grid, c.block, c.dynamic_smem, stream>>>(
         static_cast<const ParamsOf<F>*>(params), n, omega, tiles, set, ctx, v_stride, partial);
+    EQPM_CUDA_CHECK_KERNEL(c);
   });
-  EQPM_CUDA_CHECK_LAUNCH();
 }
 
 void launch_pathwise_partials(int family, const void* params, long n, const double* omega,
@@ -246,19 +243,20 @@ void launch_pathwise_partials(int family, const void* params, long n, const doub
   check_set(set, "launch_pathwise_partials");
   if (!params || !omega || !partial || tiles < 1 || tiles > 65535 || tiles > n)
     throw Error("launch_pathwise_partials: bad arguments");
-  const dim3 grid(grid_for(set.inputs, kPathThreads), static_cast<unsigned>(tiles));
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
     if constexpr (F::differentiable) {
       static_assert(params_fit<F>(), "family parameters too large for shared-memory staging");
-      pathwise_partials_kernel<F><<<grid, kPathThreads, 0, stream>>>(
+      const LaunchConfig c = pathwise_partials_config(set.inputs, tiles, sizeof(ParamsOf<F>));
+      const dim3 grid(static_cast<unsigned>(c.grid_x), static_cast<unsigned>(c.grid_y));
+      pathwise_partials_kernel<F><<<grid, c.block, c.dynamic_smem, stream>>>(
           static_cast<const ParamsOf<F>*>(params), n, omega, tiles, scale, set, ctx, partial);
+      EQPM_CUDA_CHECK_KERNEL(c);
     } else {
       throw Error(std::string("launch_pathwise_partials: the ") + F::name +
                   " family has no derivative");
     }
   });
-  EQPM_CUDA_CHECK_LAUNCH();
 }
 
 void launch_class_regrets(int family, const void* units, int K, const SampleSet& set,
@@ -266,15 +264,15 @@ void launch_class_regrets(int family, const void* units, int K, const SampleSet&
   if (K <= 0) return;
   check_set(set, "launch_class_regrets");
   if (!units || !E) throw Error("launch_class_regrets: missing buffers");
-  const int v_stride = set.horizon | 1;
-  const dim3 grid(grid_for(set.pairs(), kClassThreads), static_cast<unsigned>(K < 65535 ? K : 65535));
-  const std::size_t smem = sizeof(float) * static_cast<std::size_t>(kClassThreads) * v_stride;
+  const int v_stride = staged_row_stride(set.horizon);
+  const LaunchConfig c = class_regrets_config(set.pairs(), K, set.horizon);
+  const dim3 grid(static_cast<unsigned>(c.grid_x), static_cast<unsigned>(c.grid_y));
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
-    class_regrets_kernel<F><<<grid, kClassThreads, smem, stream>>>(
+    class_regrets_kernel<F><<<grid, c.block, c.dynamic_smem, stream>>>(
         static_cast<const ParamsOf<F>*>(units), K, set, ctx, v_stride, E);
+    EQPM_CUDA_CHECK_KERNEL(c);
   });
-  EQPM_CUDA_CHECK_LAUNCH();
 }
 
 void launch_class_dregrets(int family, const void* units, int K, const SampleSet& set,
@@ -282,18 +280,18 @@ void launch_class_dregrets(int family, const void* units, int K, const SampleSet
   if (K <= 0) return;
   check_set(set, "launch_class_dregrets");
   if (!units || !dE) throw Error("launch_class_dregrets: missing buffers");
-  const long total = static_cast<long>(K) * set.inputs;
+  const LaunchConfig c = class_dregrets_config(K, set.inputs);
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
     if constexpr (F::differentiable) {
-      class_dregrets_kernel<F><<<grid_for(total, 128), 128, 0, stream>>>(
+      class_dregrets_kernel<F><<<static_cast<unsigned>(c.grid_x), c.block, 0, stream>>>(
           static_cast<const ParamsOf<F>*>(units), K, set, ctx, dE);
+      EQPM_CUDA_CHECK_KERNEL(c);
     } else {
       throw Error(std::string("launch_class_dregrets: the ") + F::name +
                   " family has no derivative");
     }
   });
-  EQPM_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace eqpm::cuda

@@ -84,7 +84,7 @@ void launch_gather_rows(const std::int64_t* rows, int n_rows, const float* x_all
   const long work = static_cast<long>(n_rows) * (in_dim > H ? in_dim : H);
   gather_rows<<<grid_for(work), kBlock, 0, stream>>>(rows, n_rows, x_all, y_all, t_all, in_dim,
                                                      H, y_b, t_b, x_b);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("gather_rows", grid_for(work), kBlock, 0);
 }
 
 void launch_perturbations(std::uint64_t seed, const StepParams* params, int B, int S, int H,
@@ -96,7 +96,7 @@ void launch_perturbations(std::uint64_t seed, const StepParams* params, int B, i
   const long n = static_cast<long>(B) * S;
   perturbations<<<grid_for(n, 128), 128, 0, stream>>>(seed, params, B, S, H, antithetic,
                                                       mu, eps, yhat);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("perturbations", grid_for(n, 128), 128, 0);
 }
 
 void launch_batch_mse(const float* mu, const float* y, int B, int H, double rho,
@@ -104,7 +104,7 @@ void launch_batch_mse(const float* mu, const float* y, int B, int H, double rho,
   if (B < 1 || H < 1 || !mu || !y || !state || !scalars)
     throw Error("launch_batch_mse: bad arguments");
   batch_mse<<<1, kBlock, 0, stream>>>(mu, y, B, H, rho, state, scalars);
-  EQPM_CUDA_CHECK_LAUNCH();
+  EQPM_CUDA_CHECK_LAUNCH("batch_mse", 1, kBlock, 0);
 }
 
 }  // namespace eqpm::cuda

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "cuda_check.hpp"
+#include "launch_config.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/mlp.hpp"
 
@@ -72,18 +73,8 @@ struct SampleSet {
 
 // ------------------------------------------------------------------ launch helpers
 
-inline constexpr int kBlock = 256;
-// Reductions over n items use a grid that depends on n alone (never on the device), and
-// their partials are combined in a fixed order: results are bitwise reproducible.
-inline constexpr int kMaxReductionBlocks = 1024;
-inline int reduction_blocks(long n) {
-  const long b = (n + 4 * kBlock - 1) / (4 * kBlock);
-  return static_cast<int>(b < 1 ? 1 : (b > kMaxReductionBlocks ? kMaxReductionBlocks : b));
-}
-inline unsigned grid_for(long n, int block = kBlock) {
-  const long g = (n + block - 1) / block;
-  return static_cast<unsigned>(g < 1 ? 1 : (g > 1048576 ? 1048576 : g));  // kernels grid-stride
-}
+// kBlock, grid_for, reduction_blocks and the shape-dependent configurations live in
+// launch_config.hpp (plain C++, checked by a host test).
 
 // Calls fn(F{}) for the family in slot `slot` of the registry.
 template <class Fn>
@@ -106,7 +97,6 @@ void for_family(int slot, Fn&& fn) {
 // global memory, for wider layers. Both accumulate each dot product in input order with
 // correctly rounded float operations, like the CPU reference.
 enum class ForwardKernel { fused_shared, per_layer_global };
-inline constexpr int kFusedMaxWidth = 256;
 ForwardKernel choose_forward_kernel(const MlpLayout& L);
 
 // mu (n_rows x H) and pre (n_rows x activation_count, layer by layer) of dataset rows rows[].

@@ -23,9 +23,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eqpm/backend.hpp"
+#include "eqpm/config.hpp"
+#include "eqpm/error.hpp"
 #include "eqpm/rng.hpp"
 #include "eqpm/run.hpp"
 #include "test_util.hpp"
@@ -37,7 +40,7 @@ using test::kFloatRtol;
 using test::kLargeSumRtol;
 
 // Sets an environment variable for the life of the object (the GPU backend reads
-// EQPM_CUDA_REGRET_PATH and EQPM_CUDA_GRAPHS at set-up).
+// EQPM_CUDA_REGRET_PATH at set-up).
 class ScopedEnv {
  public:
   ScopedEnv(const char* name, const std::string& value) : name_(name) {
@@ -116,6 +119,7 @@ std::unique_ptr<Pair> make_pair(const Case& c) {
   f->in.data = build_dataset(f->in.series, f->cfg.lookback, f->cfg.horizon,
                              f->cfg.train_fraction, f->cfg.val_fraction, f->cfg.scaling);
   f->problem = make_problem(f->cfg, f->in);
+  f->problem.cuda_graphs = CudaGraphs::on;  // a failed capture fails the test, never hides
   Problem reference = f->problem;
   reference.shortcuts = false;  // the plain general path is the spec
   f->cpu = make_backend("cpu");
@@ -127,11 +131,12 @@ std::unique_ptr<Pair> make_pair(const Case& c) {
 }
 
 std::unique_ptr<Backend> make_gpu(const Problem& p, const std::string& path = "auto",
-                                  const std::string& graphs = "1") {
+                                  CudaGraphs graphs = CudaGraphs::on) {
   ScopedEnv a("EQPM_CUDA_REGRET_PATH", path);
-  ScopedEnv b("EQPM_CUDA_GRAPHS", graphs);
+  Problem q = p;
+  q.cuda_graphs = graphs;
   auto g = make_backend("cuda");
-  g->setup(p);
+  g->setup(q);
   return g;
 }
 
@@ -213,6 +218,9 @@ std::vector<Case> step_cases() {
   add(Case{.name = "mixed_wide_layers_global_forward", .agents = 200, .batch = 9,
            .hidden = {300, 20}, .activation = Activation::relu});
   add(Case{.name = "mixed_N100003", .agents = 100003, .batch = 32, .samples = 8, .horizon = 12});
+  // The longest horizon: class_regrets_kernel runs smaller blocks (launch_config.hpp).
+  add(Case{.name = "mixed_H64", .agents = 601, .batch = 7, .samples = 4, .horizon = 64,
+           .ev_window_min = 8});
   std::vector<Case> out;
   for (const Case& c : base)
     for (const char* path : {"generic", "structured"}) {
@@ -234,8 +242,8 @@ TEST_P(GpuStep, MatchesCpuStageByStage) {
   auto f = make_pair(c);
   const double rtol = c.agents >= 100000 ? kLargeSumRtol : kFloatRtol;
   const long fit = f->in.data.fit_rows;
-  // Step 1: Rbar starts at Rhat. Step 2 (same shape: a CUDA graph replay on the GPU) from the
-  // CPU's state, so smoothing and set_state are covered too.
+  // Step 1: Rbar starts at Rhat. Steps 2 and 3 (same shape: step 3 is a CUDA graph replay on
+  // the GPU) from the CPU's state, so smoothing and set_state are covered too.
   expect_step_matches(*f, make_spec(0, c.batch, fit), rtol, c.name + " step 1");
   f->gpu->set_state(f->cpu->state());
   expect_step_matches(*f, make_spec(1, c.batch, fit), rtol, c.name + " step 2");
@@ -445,15 +453,40 @@ TEST(GpuBackend, GraphReplayEqualsEagerLaunches) {
   Case c{.name = "graphs", .agents = 4099, .batch = 16};
   auto f = make_pair(c);
   for (const char* path : {"generic", "structured"}) {
-    auto graphs = make_gpu(f->problem, path, "1");
-    auto eager = make_gpu(f->problem, path, "0");
-    for (std::uint32_t k = 0; k < 6; ++k) {
+    auto graphs = make_gpu(f->problem, path, CudaGraphs::on);
+    auto eager = make_gpu(f->problem, path, CudaGraphs::off);
+    for (std::uint32_t k = 0; k < 8; ++k) {
       const StepSpec spec = make_spec(k, k == 4 ? 3 : c.batch, f->in.data.fit_rows, k == 1 ? 1.0 : 0.3);
       const StepStats a = graphs->step(spec), b = eager->step(spec);
       EXPECT_TRUE(bitwise_equal(a.loss, b.loss)) << path << " step " << k;
     }
     expect_same_state(graphs->state(), eager->state(), path);
+    // Replays happened (a silent fall-back to eager launches would make the test trivial).
+    EXPECT_GE(graphs->diagnostics().graph_captures, 1) << path;
+    EXPECT_GE(graphs->diagnostics().graph_replays, 3) << path;
+    EXPECT_EQ(graphs->diagnostics().graph_capture_failures, 0)
+        << path << ": " << graphs->diagnostics().last_capture_error;
+    EXPECT_EQ(eager->diagnostics().graph_replays, 0) << path;
+    EXPECT_EQ(eager->diagnostics().eager_steps, 8) << path;
   }
+}
+
+// --cuda-graphs: a run setting (not part of the model's identity) with three values; runs
+// without a device.
+TEST(GpuSettings, CudaGraphsIsARunSettingWithThreeValues) {
+  const OptionSpec* o = find_option("cuda-graphs");
+  ASSERT_NE(o, nullptr);
+  EXPECT_TRUE(o->is_run_setting);
+  RunConfig cfg;
+  EXPECT_EQ(cfg.cuda_graphs, CudaGraphs::automatic);
+  EXPECT_EQ(o->get(cfg), "auto");
+  for (const auto& [text, value] : {std::pair{"on", CudaGraphs::on}, std::pair{"off", CudaGraphs::off},
+                                    std::pair{"auto", CudaGraphs::automatic}}) {
+    set_option(cfg, "cuda_graphs", text, "--cuda-graphs");
+    EXPECT_EQ(cfg.cuda_graphs, value) << text;
+    EXPECT_EQ(o->get(cfg), text);
+  }
+  EXPECT_THROW(set_option(cfg, "cuda_graphs", "1", "--cuda-graphs"), ConfigError);
 }
 
 TEST(GpuBackend, CudaBackendReportsItsNameAndDevices) {

@@ -7,6 +7,12 @@ One row per benchmark: workload, N, B, S, path, time per step (ms, real time or 
 manual/device time where the benchmark reports one) and agent-sample evaluations per
 second; then, per benchmark family and workload, the slope of a least-squares fit of
 log(time) on log(N), which is 1 for cost linear in the number of agents.
+
+GPU rows (BM_Gpu*, from benchmarks/bench_gpu.cpp) get a second table: the speed-up of the GPU
+step over the CPU backend on the same workload and N (BM_CpuStepSameWorkload, same run or
+another JSON given here), the achieved FLOP rate and bandwidth of the benchmark's model and
+their fractions of the H200's FP32 and HBM peaks, and, for the regret stage, the median
+CUDA-event time of each stage on warm eager steps.
 """
 import json
 import math
@@ -33,12 +39,16 @@ def main(paths):
             if b.get("run_type") == "aggregate" or b.get("error_occurred"):
                 continue
             family, fields = parse_name(b["name"])
+            label = b.get("label", "")
+            for k, v in re.findall(r"(\w+)=([\w.]+)", label):
+                fields.setdefault(k, v)
             unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b.get("time_unit", "ns")]
             ms = b["real_time"] * unit
             rows.append((family, b.get("label", "").split(" ")[0] or fields.get("workload", "?"),
                          int(fields.get("N", 0)), fields.get("B", "?"), fields.get("S", "?"),
+                         "gpu" if family.startswith("BM_Gpu") else
                          {"0": "reference", "1": "general"}.get(fields.get("path"), "fast"), ms,
-                         b.get("items_per_second", float("nan"))))
+                         b.get("items_per_second", float("nan")), b))
     print("| benchmark | workload | N | B | S | path | ms / step | evaluations / s |")
     print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")
     for r in rows:
@@ -58,6 +68,37 @@ def main(paths):
         sxx = sum((x - mx) ** 2 for x in xs)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else float("nan")
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {key[4]} | {slope:.2f} |")
+    gpu_table(rows)
+
+
+def gpu_table(rows):
+    gpu = [r for r in rows if r[5] == "gpu"]
+    if not gpu:
+        return
+    cpu = {(r[1], r[2]): r[6] for r in rows if r[0] == "BM_CpuStepSameWorkload"}
+    step = {(r[1], r[2]): r[6] for r in rows if r[0] == "BM_GpuStep"}
+
+    def num(b, key, scale=1.0, fmt=".3g"):
+        v = b.get(key)
+        return "" if v is None else format(v * scale, fmt)
+
+    print("\n| benchmark | workload | N | ms / step | speed-up vs CPU | GFLOP/s | GB/s "
+          "| % FP32 peak | % HBM peak | stage medians (ms): fwd / sampling / regrets / "
+          "reductions / bwd / adam |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in gpu:
+        b = r[8]
+        # The step's speed-up: the CPU step against the GPU step (for the regret stage too,
+        # whose own time is only part of a step).
+        c, g = cpu.get((r[1], r[2])), step.get((r[1], r[2]))
+        speedup = f"{c / g:.1f}x" if c and g else "(no CPU row)"
+        stages = ""
+        if "regrets_ms_median" in b:
+            stages = " / ".join(num(b, f"{k}_ms_median", fmt=".3f") for k in
+                                ("forward", "sampling", "regrets", "reductions", "backward", "optimiser"))
+        print(f"| {r[0]} | {r[1]} | {r[2]:,} | {r[6]:.3f} | {speedup} | {num(b, 'flop_per_s', 1e-9)} "
+              f"| {num(b, 'bytes_per_s', 1e-9)} | {num(b, 'frac_fp32_peak', 100)} "
+              f"| {num(b, 'frac_hbm_peak', 100)} | {stages} |")
 
 
 if __name__ == "__main__":

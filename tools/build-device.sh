@@ -6,6 +6,9 @@
 #   build-device/eqpm, eqpm_tests, eqpm_bench   the binaries (cudart linked statically)
 #   build-device/lib/                           shared libraries a bare machine may lack
 #                                               (OpenMP runtime, Google Benchmark)
+#   build-device/SOURCES.sha256                 tools/source-digest.sh of the sources built
+# The binaries embed the commit (CMake reads it at configure time, which this script always
+# runs): commit first, then build, so tools/device-check.sh finds the two equal.
 # cuBLAS is not bundled (libcublasLt alone is ~540 MB): tools/device-check.sh finds the
 # CUDA toolkit's or the nvidia-cublas wheel's copy on the GPU machine. The binaries need
 # glibc >= 2.35 there (Ubuntu 22.04 or newer) and a driver for CUDA 13.
@@ -41,5 +44,7 @@ done | sort -u | while read -r lib; do
     libgomp.so*|libbenchmark.so*|libgtest*.so*) cp -L "$lib" "$out/lib/" ;;
   esac
 done
+tools/source-digest.sh >"$out/SOURCES.sha256"
+grep -aom1 'eqpm-commit:[0-9a-f]*\(-dirty\)\?' "$out/eqpm_tests" || true
 du -sh "$out"
 echo "built $out (carry it to the GPU machine and run tools/device-check.sh OUTDIR there)"

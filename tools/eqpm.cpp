@@ -19,6 +19,7 @@
 
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/backend.hpp"
+#include "eqpm/build_info.hpp"
 #include "eqpm/checkpoint.hpp"
 #include "eqpm/config.hpp"
 #include "eqpm/config_toml.hpp"
@@ -347,6 +348,7 @@ void reconcile(CommandLine& cl) {
 
 int cmd_info() {
   std::printf("eqpm %s (%s build)\n", EQPM_VERSION, EQPM_BUILD_TYPE);
+  std::printf("commit: %s\n", build_commit());
   std::printf("CUDA backend compiled in: %s\n", cuda_compiled() ? "yes" : "no");
   const auto gpus = cuda_device_descriptions();
   std::printf("visible CUDA devices: %zu\n", gpus.size());

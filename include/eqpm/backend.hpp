@@ -41,6 +41,8 @@ struct Problem {
   // sample-lane general path (host/cpu_lanes.hpp). Tests compare each with the reference.
   bool shortcuts = true;
   bool factorise = true;
+  // How the CUDA backend launches steps (never changes results); the CPU ignores it.
+  CudaGraphs cuda_graphs = CudaGraphs::automatic;
 };
 
 // One optimiser step.
@@ -92,6 +94,17 @@ struct EvalResult {
   double mae = 0.0;
 };
 
+// What a backend did besides the maths, for tests and the device check: CUDA graph captures
+// (a capture that failed under `auto` falls back to eager launches, so it is counted here and
+// warned about, never silent). The CPU backend leaves everything at zero.
+struct BackendDiagnostics {
+  long graph_captures = 0;          // graphs captured and instantiated
+  long graph_capture_failures = 0;  // captures that failed (steps then ran eagerly)
+  long graph_replays = 0;           // steps run by replaying a graph
+  long eager_steps = 0;             // steps whose kernels were launched one by one
+  std::string last_capture_error;   // why the last capture failed; empty if none did
+};
+
 // Wall time per stage, accumulated over steps (seconds).
 struct StageTimes {
   double forward = 0, sampling = 0, regrets = 0, reductions = 0, backward = 0,
@@ -123,6 +136,7 @@ class Backend {
   std::vector<float> predict(const std::vector<long>& rows);
 
   const StageTimes& stage_times() const { return times_; }
+  const BackendDiagnostics& diagnostics() const { return diagnostics_; }
 
  protected:
   virtual void setup_impl() = 0;
@@ -135,6 +149,7 @@ class Backend {
 
   Problem problem_;
   StageTimes times_;
+  BackendDiagnostics diagnostics_;
 };
 
 // "cpu", "cuda" or "auto" (cuda when compiled in and a device is visible, else cpu).

@@ -38,6 +38,11 @@ enum class DcSpreadRule : int {
   spread = 1,  // phase_n = floor(n T_D / N_dc); scale_n = lo (hi/lo)^(n / (N_dc - 1))
 };
 
+// CUDA graphs for the steady-state step: `automatic` captures and falls back to eager
+// launches (with a warning) when capture fails, `on` makes a capture failure an error,
+// `off` launches every step eagerly. The CPU backend ignores it.
+enum class CudaGraphs : int { automatic = 0, on = 1, off = 2 };
+
 struct Range {
   double lo = 0.0;
   double hi = 0.0;
@@ -120,6 +125,7 @@ struct RunConfig {
   bool log_json = false;
   bool profile = false;
   bool overwrite = false;
+  CudaGraphs cuda_graphs = CudaGraphs::automatic;
 };
 
 // One key of the registry.
