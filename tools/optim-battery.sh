@@ -10,7 +10,9 @@
 #
 # Environment: EQPM_CASES (a space-separated subset of the case names), EQPM_SEEDS (default
 # "1 2"), EQPM_Q (default 0,1,4,19), EQPM_TOL (default 0.01: the margin above which a row
-# fails), EQPM_THREADS (default 2). Writes OUT/<case>-s<seed>/ (sweep folders) and
+# fails), EQPM_THREADS (default 2), EQPM_COMPARE (a battery.csv of an earlier run: the
+# table then shows each margin before and after and the change of the own model's M_q,
+# so that a change which narrows the margins by making every model worse shows). Writes OUT/<case>-s<seed>/ (sweep folders) and
 # OUT/battery.csv; exits 1 when any row fails. Cases that need ../shared/data are skipped
 # with a note when it is absent.
 set -euo pipefail
@@ -79,17 +81,29 @@ EOF
   done
 done
 
-/usr/bin/python3 - "$csv" "$tol" <<'EOF'
+/usr/bin/python3 - "$csv" "$tol" "${EQPM_COMPARE:-}" <<'EOF'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 tol = float(sys.argv[2])
-print(f"{'case':<20} {'seed':>4} {'q':>4} {'margin':>8}  lowest")
+before = {}
+if sys.argv[3]:
+    for r in csv.DictReader(open(sys.argv[3])):
+        before[(r["case"], r["seed"], r["q"])] = r
+head = f"{'case':<20} {'seed':>4} {'q':>4} {'margin':>8}  {'lowest':<7}"
+if before:
+    head += f" {'before':>8}  {'own M_q vs before':>17}"
+print(head)
 fails = 0
 for r in rows:
     m = float(r["margin"])
     bad = m > tol
     fails += bad
-    print(f"{r['case']:<20} {r['seed']:>4} {r['q']:>4} {100 * m:7.2f}%  {r['lowest_run']}{'  FAIL' if bad else ''}")
+    line = f"{r['case']:<20} {r['seed']:>4} {r['q']:>4} {100 * m:7.2f}%  {r['lowest_run']:<7}"
+    b = before.get((r["case"], r["seed"], r["q"]))
+    if b:
+        change = float(r["own_mq"]) / float(b["own_mq"]) - 1
+        line += f" {100 * float(b['margin']):7.2f}%  {100 * change:+16.2f}%"
+    print(line + ("  FAIL" if bad else ""))
 worst = max((float(r["margin"]) for r in rows), default=0.0)
 print(f"\n{len(rows)} rows, {fails} above {100 * tol:g}%, worst margin {100 * worst:.2f}%")
 sys.exit(1 if fails else 0)
