@@ -124,7 +124,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
   const long T = static_cast<long>(in.series.values.size());
   // The last forecast start whose targets lie inside the series.
   const std::int64_t last_start = series_time(in.series, T - base.horizon);
-  const std::int64_t to = std::min(opt.to, last_start + 1);
+  const std::int64_t to = std::min(opt.to, last_start + 3600);
   if (opt.from >= to)
     throw ConfigError("--from " + boundary_text(opt.from) + ": no forecast starts in [--from, --to) " +
                       "inside the series (its last forecast start is " + utc_text(last_start) + ")");

@@ -799,9 +799,10 @@ int cmd_eval(CommandLine& cl) {
   else if (!cl.metric.empty() && cl.metric != "per-hour")
     throw ConfigError("--metric: expected per-hour or paper-mean, got '" + cl.metric + "'");
   const RunOutcome o = evaluate_model(cfg, in, m.params, metric);
-  std::printf("evaluated %s on %ld agents (%s regret)\n", cl.model.c_str(), in.population.size(),
-              metric == EvalMetric::paper_mean ? "paper-mean: each agent on the split's mean forecast"
-                                               : "per-hour");
+  std::printf("evaluated %s on %ld agents (%s)\n", cl.model.c_str(), in.population.size(),
+              metric == EvalMetric::paper_mean
+                  ? "paper-mean regret: each agent scored on the split's mean forecast"
+                  : "per-hour regret");
   print_stats_line("test", o.test_stats);
   print_stats_line("train", o.train_stats);
   std::printf("%s\n", stats_to_json(o.test_stats).c_str());
