@@ -848,6 +848,7 @@ int cmd_backtest(CommandLine& cl) {
   validate(base);
   OutputFolderGuard guard(base.out);
   ensure_output_dir(base.out, base.overwrite);
+  if (base.overwrite) remove_earlier_sweep(base.out);  // run folders of another q list, plots
   const RunInputs in = load_inputs(base);
   const BacktestResult r = run_backtest(base, in, opt);
   if (r.stopped) {
