@@ -191,6 +191,27 @@ OptionSpec range_option(std::string key, std::string help, Range RunConfig::*fie
   return o;
 }
 
+// A date YYYY-MM-DD or a timestamp (io.hpp); empty: not set.
+OptionSpec date_option(std::string key, std::string help, std::string RunConfig::*field) {
+  OptionSpec o;
+  o.key = key;
+  o.type = "date";
+  o.help = std::move(help);
+  o.set = [field](RunConfig& c, const std::string& v) {
+    const std::string t = trim(v);
+    if (!t.empty()) {
+      std::int64_t utc = 0;
+      std::string why;
+      if (!parse_date(t, &utc, nullptr, &why))
+        throw ConfigError("expected a date YYYY-MM-DD or a timestamp such as '2022-07-01 "
+                          "00:00', got '" + t + "' (" + why + ")");
+    }
+    c.*field = t;
+  };
+  o.get = [field](const RunConfig& c) { return c.*field; };
+  return o;
+}
+
 template <class E>
 OptionSpec enum_option(std::string key, std::string help, E RunConfig::*field,
                        std::vector<std::pair<std::string, E>> values) {
@@ -243,6 +264,22 @@ std::vector<OptionSpec> build_registry() {
                            &RunConfig::train_fraction, 0.0, 1.0, true, true));
   r.push_back(float_option("val_fraction", "tail of the training split held out for metrics",
                            &RunConfig::val_fraction, 0.0, 0.5, false, false));
+  r.push_back(date_option("train_from",
+                          "first forecast start of the training split (empty: the series' "
+                          "first usable hour)",
+                          &RunConfig::train_from));
+  r.push_back(date_option("train_until",
+                          "training rows are those whose whole target window ends before this "
+                          "time (empty: train_fraction, or test_from when that is set)",
+                          &RunConfig::train_until));
+  r.push_back(date_option("test_from",
+                          "first forecast start of the test split (empty: train_until, or the "
+                          "row after the training split)",
+                          &RunConfig::test_from));
+  r.push_back(date_option("test_until",
+                          "last forecast start of the test split, inclusive (a date: through its "
+                          "last hour; empty: the end of the series)",
+                          &RunConfig::test_until));
   // population
   r.push_back(string_option("population", "population CSV (the population.csv format)",
                             &RunConfig::population));

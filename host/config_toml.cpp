@@ -78,6 +78,7 @@ std::string expected_type(const std::string& type) {
   if (type == "float") return "a number";
   if (type == "bool") return "a boolean (true or false)";
   if (type == "string") return "a string";
+  if (type == "date") return "a date (2022-07-01) or a string such as \"2022-07-01 00:00\"";
   if (type == "range") return "an array of 2 numbers [LO, HI]";
   if (type == "int-list") return "an array of integers";
   return "a string, one of " + type;
@@ -158,7 +159,13 @@ std::string value_text(const std::string& path, const std::string& key, const Op
     }
     return s;
   }
-  // "string" and enums "a|b|c"
+  if (t == "date" && value.is_date()) {
+    const toml::date d = value.as_date()->get();
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", int(d.year), int(d.month), int(d.day));
+    return buf;
+  }
+  // "string", "date" and enums "a|b|c"
   if (!value.is_string()) wrong(found_type(value), value);
   return value.as_string()->get();
 }

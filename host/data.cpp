@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "eqpm/error.hpp"
+#include "eqpm/io.hpp"
 #include "eqpm/rng.hpp"
 
 namespace eqpm {
@@ -55,8 +56,51 @@ std::vector<float> synthetic_demand_profile() {
   return d;
 }
 
+std::int64_t series_time(const Series& s, long t) {
+  if (s.utc_seconds.size() == s.values.size()) return s.utc_seconds[static_cast<size_t>(t)];
+  return kSyntheticEpoch + 3600 * static_cast<std::int64_t>(t);
+}
+
+SplitSpec split_spec(const RunConfig& cfg) {
+  SplitSpec sp;
+  sp.train_fraction = cfg.train_fraction;
+  sp.val_fraction = cfg.val_fraction;
+  auto read = [](const std::string& text, const char* flag, bool* has, std::int64_t* utc,
+                 bool end_of_day) {
+    if (text.empty()) return;
+    bool date_only = false;
+    std::string why;
+    if (!parse_date(text, utc, &date_only, &why))
+      throw ConfigError(std::string(flag) + ": expected a date YYYY-MM-DD or a timestamp, got '" +
+                        text + "' (" + why + ")");
+    if (end_of_day && date_only) *utc += 86400 - 1;
+    *has = true;
+  };
+  read(cfg.train_from, "--train-from", &sp.has_train_from, &sp.train_from, false);
+  read(cfg.train_until, "--train-until", &sp.has_train_until, &sp.train_until, false);
+  read(cfg.test_from, "--test-from", &sp.has_test_from, &sp.test_from, false);
+  read(cfg.test_until, "--test-until", &sp.has_test_until, &sp.test_until, true);
+  if (sp.has_train_from && sp.has_train_until && sp.train_from >= sp.train_until)
+    throw ConfigError("--train-from " + cfg.train_from + " is not before --train-until " +
+                      cfg.train_until);
+  if (sp.has_test_from && sp.has_train_until && sp.test_from < sp.train_until)
+    throw ConfigError("--test-from " + cfg.test_from + " is before --train-until " +
+                      cfg.train_until + ": the test period would overlap the training targets");
+  if (sp.has_test_from && sp.has_test_until && sp.test_until < sp.test_from)
+    throw ConfigError("--test-until " + cfg.test_until + " is before --test-from " + cfg.test_from);
+  return sp;
+}
+
 Dataset build_dataset(const Series& s, int L, int H, double train_fraction, double val_fraction,
                       Scaling scaling, const double* offset_scale) {
+  SplitSpec sp;
+  sp.train_fraction = train_fraction;
+  sp.val_fraction = val_fraction;
+  return build_dataset(s, L, H, sp, scaling, offset_scale);
+}
+
+Dataset build_dataset(const Series& s, int L, int H, const SplitSpec& sp, Scaling scaling,
+                      const double* offset_scale) {
   const long T = static_cast<long>(s.values.size());
   const long U = T - H - L + 1;  // usable t: L <= t <= T - H
   const std::string where = s.source.empty() ? std::string("series") : s.source;
@@ -67,19 +111,74 @@ Dataset build_dataset(const Series& s, int L, int H, double train_fraction, doub
   d.lookback = L;
   d.horizon = H;
   d.rows = U;
-  d.train_rows = static_cast<long>(std::floor(train_fraction * static_cast<double>(U)));
-  if (d.train_rows < 1 || d.train_rows >= U)
-    throw Error(where + ": train_fraction " + std::to_string(train_fraction) +
-                " leaves the training or test split empty (" + std::to_string(U) +
-                " usable rows)");
-  d.fit_rows = d.train_rows - static_cast<long>(std::floor(val_fraction * d.train_rows));
+  if (!sp.dated()) {
+    d.train_begin = 0;
+    d.train_rows = static_cast<long>(std::floor(sp.train_fraction * static_cast<double>(U)));
+    if (d.train_rows < 1 || d.train_rows >= U)
+      throw Error(where + ": train_fraction " + std::to_string(sp.train_fraction) +
+                  " leaves the training or test split empty (" + std::to_string(U) +
+                  " usable rows)");
+    d.test_begin = d.train_rows;
+    d.test_end = U;
+  } else {
+    // Rows are chronological, so each condition holds on a contiguous range of them.
+    auto start = [&](long r) { return series_time(s, L + r); };
+    auto target_end = [&](long r) { return series_time(s, L + r + H - 1); };
+    auto first_row = [&](auto pred) {  // first row where pred holds (pred monotone), or U
+      long lo = 0, hi = U;
+      while (lo < hi) {
+        const long mid = lo + (hi - lo) / 2;
+        if (pred(mid)) hi = mid;
+        else lo = mid + 1;
+      }
+      return lo;
+    };
+    const std::string span = " (the series covers " + utc_text(series_time(s, 0)) + " to " +
+                             utc_text(series_time(s, T - 1)) + ")";
+    const bool has_until = sp.has_train_until || sp.has_test_from;
+    const std::int64_t until = sp.has_train_until ? sp.train_until : sp.test_from;
+    d.train_begin = sp.has_train_from ? first_row([&](long r) { return start(r) >= sp.train_from; }) : 0;
+    long train_end;
+    if (has_until) {
+      train_end = first_row([&](long r) { return target_end(r) >= until; });
+    } else {
+      train_end = static_cast<long>(std::floor(sp.train_fraction * static_cast<double>(U)));
+    }
+    const char* until_flag = sp.has_train_until ? "--train-until" : "--test-from";
+    if (train_end <= d.train_begin)
+      throw Error(where + ": the training split is empty: no forecast starts" +
+                  std::string(sp.has_train_from ? " at or after --train-from and" : "") +
+                  (has_until ? " with its targets before " + std::string(until_flag) + " " +
+                                   utc_text(until)
+                             : std::string(" before the train_fraction split")) +
+                  span);
+    d.train_rows = train_end - d.train_begin;
+    const bool has_from = sp.has_test_from || sp.has_train_until;
+    const std::int64_t from = sp.has_test_from ? sp.test_from : sp.train_until;
+    d.test_begin = has_from ? first_row([&](long r) { return start(r) >= from; }) : train_end;
+    d.test_end = sp.has_test_until ? first_row([&](long r) { return start(r) > sp.test_until; }) : U;
+    if (d.test_begin < train_end)  // only with train_from/test_until and the fraction
+      d.test_begin = train_end;
+    if (d.test_end <= d.test_begin)
+      throw Error(where + ": the test split is empty: no forecast starts" +
+                  (has_from ? " at or after " +
+                                  std::string(sp.has_test_from ? "--test-from " : "--train-until ") +
+                                  utc_text(from)
+                            : std::string(" after the training split")) +
+                  (sp.has_test_until ? " and at or before --test-until " + utc_text(sp.test_until)
+                                     : std::string()) +
+                  " with its " + std::to_string(H) + " target hours inside the series" + span);
+  }
+  d.fit_rows = d.train_rows - static_cast<long>(std::floor(sp.val_fraction * d.train_rows));
   if (d.fit_rows < 1) d.fit_rows = 1;
   d.scaling = scaling;
 
-  // Normalisation from the rows the training targets reach: 0 .. last training t + H - 1.
-  const long last = (L + d.train_rows - 1) + H - 1;
-  double sum = 0, lo = s.values[0], hi = s.values[0];
-  for (long i = 0; i <= last; ++i) {
+  // Normalisation from the hours the training rows read: their inputs from the first
+  // training t - L to the last training t + H - 1.
+  const long first = d.train_begin;  // = (L + train_begin) - L
+  const long last = (L + d.train_end() - 1) + H - 1;
+  double sum = 0, lo = s.values[static_cast<size_t>(first)], hi = lo;
+  for (long i = first; i <= last; ++i) {
     const double v = s.values[static_cast<size_t>(i)];
     sum += v;
     lo = std::min(lo, v);
@@ -87,7 +186,7 @@ Dataset build_dataset(const Series& s, int L, int H, double train_fraction, doub
   }
   if (scaling == Scaling::mean) {
     d.offset = 0.0;
-    d.scale = sum / static_cast<double>(last + 1);
+    d.scale = sum / static_cast<double>(last - first + 1);
   } else {
     d.offset = lo;
     d.scale = (hi - lo) / 10.0;

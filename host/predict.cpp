@@ -24,42 +24,15 @@ double metadata_number(const ModelFile& m, const std::string& key, const std::st
   return v;
 }
 
-// Days since 1970-01-01 to a civil date (proleptic Gregorian).
-void civil_from_days(std::int64_t z, int* y, unsigned* m, unsigned* d) {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const unsigned doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  *d = doy - (153 * mp + 2) / 5 + 1;
-  *m = mp < 10 ? mp + 3 : mp - 9;
-  *y = static_cast<int>(static_cast<std::int64_t>(yoe) + era * 400 + (*m <= 2));
-}
-
-std::string utc_text(std::int64_t seconds) {
-  const std::int64_t days = (seconds >= 0 ? seconds : seconds - 86399) / 86400;
-  const std::int64_t rest = seconds - days * 86400;
-  int y;
-  unsigned m, d;
-  civil_from_days(days, &y, &m, &d);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", y, m, d,
-                static_cast<int>(rest / 3600), static_cast<int>(rest / 60 % 60),
-                static_cast<int>(rest % 60));
-  return buf;
-}
-
 }  // namespace
 
 std::int64_t parse_date_argument(const std::string& text, const std::string& flag) {
-  Timestamp ts;
+  std::int64_t utc = 0;
   std::string why;
-  const std::string full = text.size() == 10 ? text + " 00:00" : text;
-  if (!parse_timestamp(full, &ts, &why))
+  if (!parse_date(text, &utc, nullptr, &why))
     throw ConfigError(flag + ": expected a date YYYY-MM-DD or a timestamp, got '" + text + "' (" +
                       why + ")");
-  return ts.utc_seconds;
+  return utc;
 }
 
 std::string predict_csv(const ModelFile& model, const Series& series, const PredictRange& range) {

@@ -16,6 +16,7 @@
 #include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
+#include "eqpm/paper_metric.hpp"
 
 namespace eqpm {
 
@@ -65,8 +66,7 @@ RunInputs load_inputs(const RunConfig& cfg) {
   }
   validate_population(in.population, cfg.horizon,
                       cfg.population.empty() ? std::string("population") : cfg.population);
-  in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
-                          cfg.val_fraction, cfg.scaling);
+  in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, split_spec(cfg), cfg.scaling);
   return in;
 }
 
@@ -210,7 +210,18 @@ std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOut
        std::to_string(in.series.values.size()) + ", \"filled\": " +
        std::to_string(in.series.filled) + ", \"rows\": " + std::to_string(in.data.rows) +
        ", \"train_rows\": " + std::to_string(in.data.train_rows) + ", \"fit_rows\": " +
-       std::to_string(in.data.fit_rows) + ", \"offset\": " + json_number(in.data.offset) +
+       std::to_string(in.data.fit_rows) + ", \"train_begin\": " +
+       std::to_string(in.data.train_begin) + ", \"test_begin\": " +
+       std::to_string(in.data.test_begin) + ", \"test_rows\": " +
+       std::to_string(in.data.test_rows()) + ", \"train_first\": \"" +
+       utc_text(series_time(in.series, in.data.t[static_cast<size_t>(in.data.train_begin)])) +
+       "\", \"train_last\": \"" +
+       utc_text(series_time(in.series, in.data.t[static_cast<size_t>(in.data.train_end() - 1)])) +
+       "\", \"test_first\": \"" +
+       utc_text(series_time(in.series, in.data.t[static_cast<size_t>(in.data.test_begin)])) +
+       "\", \"test_last\": \"" +
+       utc_text(series_time(in.series, in.data.t[static_cast<size_t>(in.data.test_end - 1)])) +
+       "\", \"offset\": " + json_number(in.data.offset) +
        ", \"scale\": " + json_number(in.data.scale) + "},\n";
   s += "  \"population\": {\"agents\": " + std::to_string(in.population.size());
   Families::for_each([&](auto fam) {
@@ -222,6 +233,8 @@ std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOut
        json_number(o.train.seconds) + ", \"skipped_steps\": " +
        std::to_string(o.train.skipped_steps) + ", \"steps_per_second\": " +
        json_number(o.train.seconds > 0 ? o.train.steps / o.train.seconds : 0) + "},\n";
+  s += "  \"metric\": \"" + std::string(o.metric == EvalMetric::paper_mean ? "paper-mean" : "per-hour") +
+       "\",\n";
   s += "  \"test\": " + stats_to_json(test) + ",\n";
   s += "  \"train_split\": " + stats_to_json(train) + ",\n";
   s += "  \"test_original_units\": {\"mse\": " + json_number(test.mse * in.data.scale * in.data.scale) +
@@ -237,10 +250,22 @@ std::string write_text(const std::string& dir, const std::string& name, const st
   return path;
 }
 
-void evaluate_splits(Backend& backend, const Trainer& trainer, RunOutcome& o) {
+void evaluate_splits(Backend& backend, const Trainer& trainer, RunOutcome& o,
+                     const RunConfig& cfg, const RunInputs& in) {
   o.test = backend.evaluate(trainer.test_rows());
   o.train_split = backend.evaluate(trainer.train_rows());
   o.validation = backend.evaluate(trainer.validation_rows());
+  if (o.metric == EvalMetric::paper_mean) {
+    // Same forecasts, each agent scored on the split's mean forecast (MSE and MAE stay
+    // those of the per-hour forecasts).
+    auto paper = [&](const std::vector<long>& rows, EvalResult& e) {
+      e.regret = paper_mean_regrets(in.population, in.demand, static_cast<float>(cfg.floor),
+                                    in.data, rows, backend.predict(rows));
+    };
+    paper(trainer.test_rows(), o.test);
+    paper(trainer.train_rows(), o.train_split);
+    paper(trainer.validation_rows(), o.validation);
+  }
   o.test_stats = regret_stats(o.test.regret);
   o.test_stats.mse = o.test.mse;
   o.test_stats.mae = o.test.mae;
@@ -265,13 +290,22 @@ void write_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& 
 
 }  // namespace
 
-RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from) {
+RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from,
+                     const std::vector<float>& initial_params) {
   RunOutcome o;
   o.out_dir = cfg.out;
   auto backend = make_backend(cfg.backend, cfg.threads);
   o.backend = backend->name();
   const Problem problem = make_problem(cfg, in);
   backend->setup(problem);
+  if (!initial_params.empty() && resume_from.empty()) {
+    BackendState st = backend->state();
+    if (initial_params.size() != st.params.size())
+      throw Error("initial weights: " + std::to_string(initial_params.size()) +
+                  " parameters, the configuration's model has " + std::to_string(st.params.size()));
+    st.params = initial_params;
+    backend->set_state(st);
+  }
   Trainer trainer(cfg, in.data, in.population, *backend);
   ProgressLog log(cfg, cfg.out.empty() ? std::string("[train]")
                                        : "[" + std::filesystem::path(cfg.out).filename().string() + "]");
@@ -380,15 +414,17 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     s.params = o.params;
     backend->set_state(s);
   }
-  evaluate_splits(*backend, trainer, o);
+  evaluate_splits(*backend, trainer, o, cfg, in);
   o.stages = backend->stage_times();
   if (!cfg.out.empty()) write_outputs(cfg, in, o, problem.layout);
   return o;
 }
 
-RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params) {
+RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params,
+                          EvalMetric metric) {
   RunOutcome o;
   o.out_dir = cfg.out;
+  o.metric = metric;
   auto backend = make_backend(cfg.backend, cfg.threads);
   o.backend = backend->name();
   const Problem problem = make_problem(cfg, in);
@@ -401,7 +437,7 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
   backend->set_state(st);
   Trainer trainer(cfg, in.data, in.population, *backend);
   o.params = params;
-  evaluate_splits(*backend, trainer, o);
+  evaluate_splits(*backend, trainer, o, cfg, in);
   if (!cfg.out.empty()) {
     write_text(cfg.out, "agents.csv", agents_csv(in.population, o.test, o.train_split));
     write_text(cfg.out, "summary.json", summary_json(cfg, in, o));

@@ -30,7 +30,9 @@ std::vector<long> Trainer::batch_rows(long step) const {
     std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(rng.integer(0, i))]);
   const long begin = j * cfg_.batch;
   const long end = std::min(begin + cfg_.batch, data_.fit_rows);
-  return std::vector<long>(perm.begin() + begin, perm.begin() + end);
+  std::vector<long> rows(perm.begin() + begin, perm.begin() + end);
+  for (long& r : rows) r += data_.train_begin;
+  return rows;
 }
 
 double Trainer::beta_at(long step) const {
@@ -57,21 +59,21 @@ float Trainer::sigma_at(long step) const {
 
 std::vector<long> Trainer::train_rows() const {
   std::vector<long> r(static_cast<size_t>(data_.train_rows));
-  std::iota(r.begin(), r.end(), 0L);
+  std::iota(r.begin(), r.end(), data_.train_begin);
   return r;
 }
 
 std::vector<long> Trainer::validation_rows() const {
   std::vector<long> r;
-  for (long i = data_.fit_rows; i < data_.train_rows; ++i) r.push_back(i);
+  for (long i = data_.fit_end(); i < data_.train_end(); ++i) r.push_back(i);
   if (r.empty())  // no held-out slice: every 4th fit row
-    for (long i = 0; i < data_.fit_rows; i += 4) r.push_back(i);
+    for (long i = data_.train_begin; i < data_.fit_end(); i += 4) r.push_back(i);
   return r;
 }
 
 std::vector<long> Trainer::test_rows() const {
-  std::vector<long> r(static_cast<size_t>(data_.rows - data_.train_rows));
-  std::iota(r.begin(), r.end(), data_.train_rows);
+  std::vector<long> r(static_cast<size_t>(data_.test_rows()));
+  std::iota(r.begin(), r.end(), data_.test_begin);
   return r;
 }
 

@@ -1,4 +1,4 @@
-// The eqpm command-line program: train | sweep | eval | generate | info.
+// The eqpm command-line program: train | sweep | backtest | eval | predict | generate | info.
 // Every configuration key is a flag (--warm-start-epochs 5) and a TOML key
 // (warm_start_epochs = 5); flags override the file given with --config.
 #include <omp.h>
@@ -19,6 +19,7 @@
 
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/backend.hpp"
+#include "eqpm/backtest.hpp"
 #include "eqpm/build_info.hpp"
 #include "eqpm/checkpoint.hpp"
 #include "eqpm/config.hpp"
@@ -45,6 +46,8 @@ const char* kUsage =
     "            --resume DIR continues from DIR/checkpoint.safetensors\n"
     "  sweep     train at each q of --q LIST plus the plain (beta = 1) baseline;\n"
     "            writes DIR/q=<v>/, DIR/plain/ and DIR/sweep.csv (--out DIR)\n"
+    "  backtest  rolling-origin evaluation: refit every --refit period from --from to --to,\n"
+    "            test on the next; writes DIR/backtest.csv, DIR/<run>/fold-<k>/ (--out DIR)\n"
     "  eval      evaluate --model FILE.safetensors on a series and population\n"
     "  predict   forecasts of --model FILE.safetensors on a series (--out FILE.csv)\n"
     "  generate  write the configured population as CSV (--out FILE, or stdout)\n"
@@ -75,10 +78,32 @@ const CommandHelp kCommands[] = {
      "                         training-split M_q (mq_check.csv names the models beating it)\n"
      "  --check-tol X          margin over the lowest M_q that fails the check [0.01]\n",
      true},
+    {"backtest",
+     "eqpm backtest --from DATE --to DATE --out DIR [--refit month|week|Nd] [--window DAYS]\n"
+     "                     [--q LIST] [--warm-start-folds true|false] [--KEY VALUE ...]\n"
+     "Rolling-origin evaluation. The period [--from, end of --to] is cut into folds (calendar\n"
+     "months by default). For each fold, the plain (beta = 1) model and one model per q are\n"
+     "trained on the rows whose whole target window ends before the fold starts and tested\n"
+     "on the rows that start inside it. Writes DIR/<run>/fold-<k>/ (train output folders),\n"
+     "DIR/backtest.csv (per run and fold, plus fold_start = all: each agent's regret averaged\n"
+     "over every test hour of every fold), DIR/backtest.png (needs python3 + matplotlib).\n",
+     "  --from DATE            first test day (YYYY-MM-DD, UTC) or timestamp\n"
+     "  --to DATE              last test day, inclusive (or a timestamp: the end, exclusive)\n"
+     "  --refit P              month (calendar months), week, or Nd (N days) [month]\n"
+     "  --window DAYS          train on the last DAYS days before each fold [0: all earlier data]\n"
+     "  --q LIST               q values besides the plain baseline [0,1,4,19]\n"
+     "  --warm-start-folds B   fold k > 1 starts from fold k-1's model of the same run and\n"
+     "                         trains max(2, epochs/4) epochs without the MSE warm start, the\n"
+     "                         lr decay period scaled alike; false: every fold from scratch [true]\n",
+     true},
     {"eval", "eqpm eval --model FILE.safetensors [--out DIR] [--series CSV] [--population CSV]\n"
              "Evaluates a saved model on both splits; the model's stored configuration gives\n"
              "every setting not given as a flag.\n",
-     "  --model FILE           model.safetensors (or checkpoint.safetensors) to evaluate\n", true},
+     "  --model FILE           model.safetensors (or checkpoint.safetensors) to evaluate\n"
+     "  --metric M             per-hour (default): each agent's regret averaged over the test\n"
+     "                         hours; paper-mean: the paper's released metric, each agent's\n"
+     "                         regret for the mean forecast over the split against the mean\n"
+     "                         truth (the datacenter demand term averaged over the hours)\n", true},
     {"predict", "eqpm predict --model FILE.safetensors [--series CSV] [--from DATE --to DATE]\n"
                 "                    [--out FILE.csv]\n"
                 "Writes a timestamp and H forecast columns (h1..hH, in the series' units) for\n"
@@ -149,7 +174,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 std::string closest_flag(const std::string& key) {
   std::vector<std::string> names = {"config", "resume", "model", "q",    "from",
                                     "to",     "print-config", "help", "version",
-                                    "check", "check-tol"};
+                                    "check", "check-tol", "metric", "refit", "window",
+                                    "warm-start-folds"};
   for (const auto& o : option_registry()) {
     std::string k = o.key;
     for (char& c : k)
@@ -178,7 +204,11 @@ struct CommandLine {
   bool check = false;        // sweep: exit 1 when a model fails the objective check
   double check_tol = 0.01;   // sweep: margin over the lowest M_q that fails it
   std::vector<std::string> given;  // registry keys set by flags, in order
-  std::string from, to;            // predict
+  std::string from, to;            // predict, backtest
+  std::string metric;              // eval: per-hour | paper-mean
+  std::string refit = "month";     // backtest
+  int window_days = 0;             // backtest
+  bool warm_start_folds = true;    // backtest
   bool print_config = false;
   bool help = false;
   bool version = false;
@@ -228,6 +258,11 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.print_config = true;
       continue;
     }
+    if (key == "warm-start-folds" && cl.command == "backtest" && !has_value &&
+        (i + 1 >= argc || !is_bool_text(argv[i + 1]))) {
+      cl.warm_start_folds = true;
+      continue;
+    }
     if (key == "check" && cl.command == "sweep") {
       cl.check = true;
       continue;
@@ -257,9 +292,21 @@ CommandLine parse_command_line(int argc, char** argv) {
     if (key == "config") cl.config_file = value;
     else if (key == "resume") cl.resume = value;
     else if (key == "model") cl.model = value;
-    else if ((key == "from" || key == "to") && cl.command == "predict")
+    else if (key == "metric" && cl.command == "eval") cl.metric = value;
+    else if ((key == "from" || key == "to") && (cl.command == "predict" || cl.command == "backtest"))
       (key == "from" ? cl.from : cl.to) = value;
-    else if (key == "q" && cl.command == "sweep") cl.q_list = value;
+    else if (key == "q" && (cl.command == "sweep" || cl.command == "backtest")) cl.q_list = value;
+    else if (key == "refit" && cl.command == "backtest") cl.refit = value;
+    else if (key == "window" && cl.command == "backtest") {
+      RunConfig tmp;
+      set_option(tmp, "epochs", value, "--window");  // a positive integer
+      cl.window_days = tmp.epochs;
+    }
+    else if (key == "warm-start-folds" && cl.command == "backtest") {
+      RunConfig tmp;
+      set_option(tmp, "quiet", value, "--warm-start-folds");
+      cl.warm_start_folds = tmp.quiet;
+    }
     else if (key == "check-tol" && cl.command == "sweep") {
       RunConfig tmp;
       set_option(tmp, "beta", value, "--check-tol");  // a number in [0, 1]
@@ -275,7 +322,8 @@ CommandLine parse_command_line(int argc, char** argv) {
   }
   std::vector<double> file_qs;
   if (!cl.config_file.empty())
-    load_config_toml(cl.config_file, cl.cfg, cl.command == "sweep" ? &file_qs : nullptr);
+    load_config_toml(cl.config_file, cl.cfg,
+                     cl.command == "sweep" || cl.command == "backtest" ? &file_qs : nullptr);
   if (cl.q_list.empty())
     for (double q : file_qs) cl.q_list += (cl.q_list.empty() ? "" : ",") + format_double(q);
   for (const auto& [k, v] : flags) {
@@ -738,8 +786,7 @@ int cmd_eval(CommandLine& cl) {
     const double os[2] = {std::strtod(off->second.c_str(), nullptr),
                           std::strtod(sc->second.c_str(), nullptr)};
     if (os[0] != in.data.offset || os[1] != in.data.scale)
-      in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
-                              cfg.val_fraction, cfg.scaling, os);
+      in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, split_spec(cfg), cfg.scaling, os);
     scaling_note = "the model's (offset " + off->second + ", scale " + sc->second + ")";
   }
   if (!cfg.quiet)
@@ -747,11 +794,79 @@ int cmd_eval(CommandLine& cl) {
                  cfg.series.empty() ? "synthetic" : cfg.series.c_str(),
                  cfg.population.empty() ? "generated from the configuration" : cfg.population.c_str(),
                  in.population.size(), scaling_note.c_str());
-  const RunOutcome o = evaluate_model(cfg, in, m.params);
-  std::printf("evaluated %s on %ld agents\n", cl.model.c_str(), in.population.size());
+  EvalMetric metric = EvalMetric::per_hour;
+  if (cl.metric == "paper-mean") metric = EvalMetric::paper_mean;
+  else if (!cl.metric.empty() && cl.metric != "per-hour")
+    throw ConfigError("--metric: expected per-hour or paper-mean, got '" + cl.metric + "'");
+  const RunOutcome o = evaluate_model(cfg, in, m.params, metric);
+  std::printf("evaluated %s on %ld agents (%s)\n", cl.model.c_str(), in.population.size(),
+              metric == EvalMetric::paper_mean
+                  ? "paper-mean regret: each agent scored on the split's mean forecast"
+                  : "per-hour regret");
   print_stats_line("test", o.test_stats);
   print_stats_line("train", o.train_stats);
   std::printf("%s\n", stats_to_json(o.test_stats).c_str());
+  return 0;
+}
+
+int cmd_backtest(CommandLine& cl) {
+  RunConfig base = cl.cfg;
+  for (const char* key : {"train_from", "train_until", "test_from", "test_until"})
+    if (was_given(cl, key) || !find_option(key)->get(base).empty()) {
+      std::string flag = std::string("--") + key;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      throw ConfigError(flag + ": backtest sets each fold's split itself (use --from, --to and "
+                        "--window)");
+    }
+  if (cl.print_config) {
+    validate(base);
+    std::printf("%s", config_to_toml(base).c_str());
+    return 0;
+  }
+  if (cl.from.empty() || cl.to.empty())
+    throw ConfigError(std::string(cl.from.empty() ? "--from" : "--to") +
+                      ": backtest needs the test period, e.g. --from 2022-07-01 --to 2022-12-31");
+  if (base.out.empty()) throw ConfigError("--out: an output folder is required");
+  BacktestOptions opt;
+  opt.from = parse_date_argument(cl.from, "--from");
+  {
+    std::int64_t to = 0;
+    bool date_only = false;
+    std::string why;
+    if (!parse_date(cl.to, &to, &date_only, &why))
+      throw ConfigError("--to: expected a date YYYY-MM-DD or a timestamp, got '" + cl.to + "' (" +
+                        why + ")");
+    opt.to = date_only ? to + 86400 : to;  // a date: through its last hour
+  }
+  if (opt.to <= opt.from)
+    throw ConfigError("--to " + cl.to + " is not after --from " + cl.from);
+  opt.refit = parse_refit(cl.refit);
+  opt.window_days = cl.window_days;
+  opt.qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
+  opt.warm_start = cl.warm_start_folds;
+  opt.out = base.out;
+  validate(base);
+  OutputFolderGuard guard(base.out);
+  ensure_output_dir(base.out, base.overwrite);
+  if (base.overwrite) remove_earlier_sweep(base.out);  // run folders of another q list, plots
+  const RunInputs in = load_inputs(base);
+  const BacktestResult r = run_backtest(base, in, opt);
+  if (r.stopped) {
+    guard.keep();
+    report_interrupted(r.stopped_run);
+    std::fprintf(stderr, "the backtest's remaining folds were not run; backtest.csv is not written\n");
+    return 128 + interrupt_signal();
+  }
+  guard.keep();
+  write_file_atomic((std::filesystem::path(base.out) / "backtest.csv").string(), backtest_csv(r));
+  std::printf("%s", backtest_table(r, opt).c_str());
+  std::string why;
+  if (plot_backtest(base.out, &why))
+    std::printf("\nwrote %s (backtest.csv, backtest.png, one folder per run and fold)\n",
+                base.out.c_str());
+  else
+    std::printf("\nwrote %s (backtest.csv, one folder per run and fold); backtest.png not "
+                "written: %s\n", base.out.c_str(), why.c_str());
   return 0;
 }
 
@@ -809,11 +924,12 @@ int run_command(int argc, char** argv) {
     }
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
     if ((cl.command == "train" && cl.resume.empty()) || cl.command == "sweep" ||
-        cl.command == "generate")
+        cl.command == "backtest" || cl.command == "generate")
       reconcile(cl);
-    if (cl.command == "train" || cl.command == "sweep") {
+    if (cl.command == "train" || cl.command == "sweep" || cl.command == "backtest") {
       const InterruptHandlers handlers;
-      return cl.command == "train" ? cmd_train(cl) : cmd_sweep(cl);
+      return cl.command == "train" ? cmd_train(cl)
+             : cl.command == "sweep" ? cmd_sweep(cl) : cmd_backtest(cl);
     }
     if (cl.command == "eval") return cmd_eval(cl);
     if (cl.command == "generate") return cmd_generate(cl);

@@ -59,6 +59,12 @@ struct RunConfig {
   Scaling scaling = Scaling::mean;
   double train_fraction = 0.7;
   double val_fraction = 0.1;    // tail of the training split held out for metrics.csv
+  // Date splits (DESIGN.md 2.1; data.hpp's SplitSpec): dates YYYY-MM-DD or timestamps,
+  // UTC; empty strings leave the split to train_fraction.
+  std::string train_from;
+  std::string train_until;
+  std::string test_from;
+  std::string test_until;
 
   // --- population
   std::string population;       // population.csv to read; empty: generate
@@ -132,7 +138,7 @@ struct RunConfig {
 // One key of the registry.
 struct OptionSpec {
   std::string key;    // TOML key, snake_case
-  std::string type;   // "int", "float", "bool", "string", "range", "int-list", or "a|b|c"
+  std::string type;   // "int", "float", "bool", "string", "date", "range", "int-list", or "a|b|c"
   std::string help;
   std::function<void(RunConfig&, const std::string&)> set;  // parses and range-checks
   std::function<std::string(const RunConfig&)> get;         // canonical text

@@ -128,6 +128,15 @@ struct Timestamp {
 bool parse_timestamp(std::string_view text, Timestamp* out, std::string* why);
 // Same, on a cell: an InputError at the cell when it is empty or not a timestamp.
 Timestamp parse_timestamp_cell(const CsvCell& cell, const std::string& path);
+// A date `YYYY-MM-DD` (midnight UTC; *date_only set) or a timestamp as above.
+bool parse_date(std::string_view text, std::int64_t* utc_seconds, bool* date_only,
+                std::string* why);
+
+// Days since 1970-01-01 of a proleptic Gregorian date, and back.
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d);
+void civil_from_days(std::int64_t days, int* y, unsigned* m, unsigned* d);
+// UTC seconds as YYYY-MM-DDTHH:MM:SSZ.
+std::string utc_text(std::int64_t seconds);
 
 // ------------------------------------------------------------------------ loaders
 

@@ -49,6 +49,10 @@ class ProgressLog {
   bool dirty_ = false;
 };
 
+// How eval scores agents: per-hour (DESIGN.md 6, the default) or the paper's mean
+// forecast (paper_metric.hpp).
+enum class EvalMetric : int { per_hour = 0, paper_mean = 1 };
+
 struct RunOutcome {
   std::string out_dir;
   TrainResult train;
@@ -62,17 +66,22 @@ struct RunOutcome {
   // only; interrupted_at is the step it stopped after (-1: it finished).
   long interrupted_at = -1;
   long total_steps = 0;
+  EvalMetric metric = EvalMetric::per_hour;
 };
 
 // Trains one model and writes `cfg.out` (which must already be prepared: see
 // ensure_output_dir). With resume_from non-empty, continues from that checkpoint file.
 // Writes a checkpoint every cfg.checkpoint_every steps and every cfg.checkpoint_minutes,
-// and stops after the step in progress when interrupt_signal() is set.
-RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from = "");
+// and stops after the step in progress when interrupt_signal() is set. With
+// initial_params non-empty (and no resume), training starts from those weights instead of
+// the seeded initialisation, with fresh optimiser moments and the full schedule of cfg.
+RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from = "",
+                     const std::vector<float>& initial_params = {});
 
-// Evaluates parameters on both splits and writes agents.csv and summary.json into out_dir
-// (when non-empty).
-RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params);
+// Evaluates parameters on both splits (with `metric`) and writes agents.csv and
+// summary.json into out_dir (when non-empty).
+RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params,
+                          EvalMetric metric = EvalMetric::per_hour);
 
 // Text of the output files (exposed for tests).
 std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train_split);
