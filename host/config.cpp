@@ -398,11 +398,6 @@ std::vector<OptionSpec> build_registry() {
                          "the model is the average of the weights over the last N epochs (0: "
                          "the last iterate)",
                          &RunConfig::average_epochs, 0, 100000));
-  r.push_back(bool_option("keep_best",
-                          "the model is the epoch-end average (or iterate) of the averaging window "
-                          "with the lowest objective on the whole training split, evaluated "
-                          "without noise",
-                          &RunConfig::keep_best));
   r.push_back(int_option("batch", "B: inputs per step", &RunConfig::batch, 1, 65536));
   r.push_back(float_option("lr", "Adam learning rate", &RunConfig::lr, 0, 10, true, false));
   r.push_back(enum_option<LrSchedule>(

@@ -163,9 +163,6 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       m.seconds = epoch_seconds;
       res.epochs.push_back(m);
       const int epoch = static_cast<int>(step / steps_per_epoch_);
-      if (cfg_.select != Select::val && cfg_.keep_best &&
-          epoch >= cfg_.epochs - std::max(1, cfg_.average_epochs))
-        consider_on_training_split(epoch);
       if (cfg_.select == Select::val && epoch >= cfg_.warm_start_epochs) {
         // The objective the run trains for: M_q for a regret model, MSE for plain.
         const double score = cfg_.beta >= 1.0 ? m.mse : m.power_mean;
@@ -196,41 +193,9 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
   return res;
 }
 
-std::vector<float> Trainer::window_model() const {
-  std::vector<float> params = backend_.params();
-  if (ts_.param_count > 0)
-    for (size_t i = 0; i < params.size(); ++i)
-      params[i] = static_cast<float>(ts_.param_sum[i] / static_cast<double>(ts_.param_count));
-  return params;
-}
-
-double Trainer::training_objective(const std::vector<float>& params) {
-  const BackendState kept = backend_.state();
-  BackendState trial = kept;
-  trial.params = params;
-  backend_.set_state(trial);
-  const EvalResult e = backend_.evaluate(train_rows());
-  backend_.set_state(kept);
-  if (cfg_.beta >= 1.0) return e.mse;
-  std::vector<double> w(population_.agents.size());
-  for (size_t n = 0; n < w.size(); ++n) w[n] = population_.agents[n].weight;
-  return power_mean(e.regret.data(), w.data(), static_cast<long>(w.size()), cfg_.q);
-}
-
-void Trainer::consider_on_training_split(int epoch) {
-  std::vector<float> candidate = window_model();
-  const double score = training_objective(candidate);
-  if (ts_.best_epoch < 0 || score < ts_.best_score) {
-    ts_.best_score = score;
-    ts_.best_epoch = epoch;
-    ts_.best_params = std::move(candidate);
-  }
-}
-
 std::vector<float> Trainer::final_params() const {
   std::vector<float> params = backend_.params();
-  if ((cfg_.select == Select::val || cfg_.keep_best) && !ts_.best_params.empty())
-    return ts_.best_params;
+  if (cfg_.select == Select::val && !ts_.best_params.empty()) return ts_.best_params;
   if (ts_.param_count > 0)
     for (size_t i = 0; i < params.size(); ++i)
       params[i] = static_cast<float>(ts_.param_sum[i] / static_cast<double>(ts_.param_count));

@@ -109,8 +109,7 @@ struct RunConfig {
   int epochs = 20;
   int warm_start_epochs = 5;
   Select select = Select::last;
-  int average_epochs = 0;
-  bool keep_best = false;       // ship the window's epoch-end model best on the exact training objective       // Polyak average of the weights over the last epochs (0: last iterate)
+  int average_epochs = 0;       // Polyak average of the weights over the last epochs (0: last iterate)
   int batch = 64;
   double lr = 1e-3;
   LrSchedule lr_schedule = LrSchedule::step;

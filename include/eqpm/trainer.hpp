@@ -114,13 +114,6 @@ class Trainer {
 
  private:
   EpochMetrics evaluate_epoch(int epoch, long step);
-  // The window's model now: the running average, or the current weights without one.
-  std::vector<float> window_model() const;
-  // The run's own objective on the whole training split for the given weights (M_q at
-  // cfg.q for a regret run, MSE for plain), with the backend's state left as it was.
-  double training_objective(const std::vector<float>& params);
-  // keep_best: keeps the window's model at this epoch end if it is the best so far.
-  void consider_on_training_split(int epoch);
 
   TrainerState ts_;
 
