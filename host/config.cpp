@@ -374,10 +374,10 @@ std::vector<OptionSpec> build_registry() {
                                       {"auto", Estimator::automatic}}));
   r.push_back(float_option("sigma", "policy noise (normalised units)", &RunConfig::sigma, 0, 1e3,
                            true, false));
-  r.push_back(float_option("sigma_final",
-                           "policy noise at the end of the regret phase, reached geometrically "
-                           "from sigma (0: sigma throughout)",
-                           &RunConfig::sigma_final, 0, 1e3));
+  r.push_back(float_option("sigma_decay",
+                           "policy noise at the end of the regret phase as a fraction of sigma, "
+                           "reached geometrically (1: sigma throughout)",
+                           &RunConfig::sigma_decay, 0, 1, true, false));
   r.push_back(int_option("samples", "S: perturbations per input", &RunConfig::samples, 2,
                          kMaxSamples));
   r.push_back(bool_option("antithetic", "antithetic pairs (eps, -eps)", &RunConfig::antithetic));

@@ -49,12 +49,18 @@ double Trainer::lr_at(long step) const {
   return cfg_.lr * std::pow(cfg_.lr_decay_gamma, static_cast<double>(epoch / cfg_.lr_decay_epochs));
 }
 
+long Trainer::averaging_start() const {
+  // The last average_epochs epochs, never the warm start (another objective).
+  const int epochs = std::min(cfg_.average_epochs, cfg_.epochs - cfg_.warm_start_epochs);
+  return epochs > 0 ? steps_per_epoch_ * (cfg_.epochs - epochs) : -1;
+}
+
 float Trainer::sigma_at(long step) const {
-  if (cfg_.sigma_final <= 0 || cfg_.sigma_final == cfg_.sigma) return static_cast<float>(cfg_.sigma);
+  if (cfg_.sigma_decay == 1.0) return static_cast<float>(cfg_.sigma);
   const long warm = steps_per_epoch_ * cfg_.warm_start_epochs;
   const long span = total_steps() - warm;
   const double x = span > 1 ? std::clamp(static_cast<double>(step - warm) / static_cast<double>(span - 1), 0.0, 1.0) : 1.0;
-  return static_cast<float>(cfg_.sigma * std::pow(cfg_.sigma_final / cfg_.sigma, x));
+  return static_cast<float>(cfg_.sigma * std::pow(cfg_.sigma_decay, x));
 }
 
 std::vector<long> Trainer::train_rows() const {
@@ -106,9 +112,9 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
   res.end_step = first_step;
   // A run extended with more epochs (--resume --epochs) has a later averaging window: a
   // sum that holds steps from before the window's start is stale and starts again.
-  const long window = steps_per_epoch_ * (cfg_.epochs - cfg_.average_epochs);
+  const long window = averaging_start();
   if (ts_.param_count > 0 &&
-      (cfg_.average_epochs <= 0 || static_cast<long>(ts_.param_count) > first_step - window)) {
+      (window < 0 || static_cast<long>(ts_.param_count) > first_step - window)) {
     ts_.param_sum.clear();
     ts_.param_count = 0;
   }
@@ -135,7 +141,7 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
     } else {
       bad_in_a_row = 0;
       ++res.steps;
-      if (cfg_.average_epochs > 0 && step >= window) {
+      if (window >= 0 && step >= window) {
         const std::vector<float> params = backend_.params();
         if (ts_.param_sum.empty()) ts_.param_sum.assign(params.size(), 0.0);
         for (size_t i = 0; i < params.size(); ++i) ts_.param_sum[i] += params[i];

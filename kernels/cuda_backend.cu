@@ -98,6 +98,7 @@ class CudaBackend final : public Backend {
   void setup_impl() override;
   void set_state_impl(const BackendState& s) override;
   BackendState state_impl() const override;
+  std::vector<float> params_impl() const override;
   StepStats step_impl(const StepSpec& spec, StepTrace* trace) override;
   EvalResult evaluate_impl(const std::vector<long>& rows) override;
   std::vector<float> predict_impl(const std::vector<long>& rows) override;
@@ -667,6 +668,15 @@ std::vector<double> CudaBackend::to_population_order(const DeviceBuffer<double>&
   std::vector<double> out(static_cast<size_t>(N_));
   for (size_t i = 0; i < dev.size(); ++i) out[static_cast<size_t>(perm_[i])] = dev[i];
   return out;
+}
+
+// The weights alone: what iterate averaging reads after every step (P floats, not the
+// Adam moments and per-agent state that state() also brings back).
+std::vector<float> CudaBackend::params_impl() const {
+  std::vector<float> params(static_cast<size_t>(P_));
+  theta_.download(params.data(), params.size(), stream_);
+  sync();
+  return params;
 }
 
 BackendState CudaBackend::state_impl() const {

@@ -353,12 +353,19 @@ TEST(GpuBackend, StateRoundTripIsExact) {
   const BackendState s = f->cpu->state();
   f->gpu->set_state(s);
   expect_same_state(f->gpu->state(), s, "after set_state");
+  // params() (what iterate averaging reads every step) is the state's weights.
+  EXPECT_TRUE(bitwise_equal(f->gpu->params(), s.params));
   // An empty Rbar restarts the smoothing.
   BackendState restart = s;
   restart.rbar.clear();
   f->gpu->set_state(restart);
   f->cpu->set_state(restart);
   expect_step_matches(*f, make_spec(9, c.batch, f->in.data.fit_rows), kFloatRtol, "after restart");
+  // A step at a scheduled policy noise (StepSpec.sigma, read from the step's parameter
+  // block on the device) matches the CPU's step at the same noise.
+  StepSpec annealed = make_spec(10, c.batch, f->in.data.fit_rows);
+  annealed.sigma = 0.013f;
+  expect_step_matches(*f, annealed, kFloatRtol, "scheduled sigma");
 }
 
 TEST(GpuBackend, NonFiniteStepChangesNothing) {

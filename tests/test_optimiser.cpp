@@ -44,7 +44,7 @@ struct Rig {
 TEST(SigmaSchedule, AnnealsGeometricallyOverTheRegretPhase) {
   RunConfig cfg = tiny_config();
   cfg.sigma = 0.08;
-  cfg.sigma_final = 0.002;
+  cfg.sigma_decay = 0.025;  // to 0.002
   Rig rig(cfg);
   const Trainer& t = *rig.trainer;
   const long warm = t.steps_per_epoch() * cfg.warm_start_epochs;
@@ -58,7 +58,7 @@ TEST(SigmaSchedule, AnnealsGeometricallyOverTheRegretPhase) {
   EXPECT_NEAR(t.sigma_at(mid), 0.08 * std::pow(0.002 / 0.08, x), 1e-7);
   for (long s = warm; s < last; ++s) EXPECT_GE(t.sigma_at(s), t.sigma_at(s + 1)) << s;
 
-  cfg.sigma_final = 0;  // off: sigma throughout
+  cfg.sigma_decay = 1;  // off: sigma throughout
   Rig flat(cfg);
   for (long s = 0; s <= last; s += 7) EXPECT_EQ(flat.trainer->sigma_at(s), 0.08f);
 }
@@ -134,7 +134,7 @@ TEST(SelectVal, ModelIsTheBestValidationEpoch) {
 TEST(TrainerState, ContinuesExactlyThroughACheckpointFile) {
   RunConfig cfg = tiny_config();
   cfg.average_epochs = 3;
-  cfg.sigma_final = 0.01;
+  cfg.sigma_decay = 0.2;
   cfg.q = 4;
   test::TempDir tmp;
   for (Select select : {Select::last, Select::val}) {

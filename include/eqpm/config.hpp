@@ -98,7 +98,7 @@ struct RunConfig {
   double beta = 0.1;            // see README: 0.3 left the q = 0 model short of its M_0 optimum
   Estimator estimator = Estimator::automatic;
   double sigma = 0.05;
-  double sigma_final = 0.0;     // sigma at the end of the regret phase (0: constant sigma)
+  double sigma_decay = 0.2;     // sigma at the end of the regret phase, as a fraction of sigma
   int samples = 16;
   bool antithetic = true;
   double floor = 1e-3;
@@ -109,7 +109,7 @@ struct RunConfig {
   int epochs = 20;
   int warm_start_epochs = 5;
   Select select = Select::last;
-  int average_epochs = 0;       // Polyak average of the weights over the last epochs (0: last iterate)
+  int average_epochs = 8;       // Polyak average of the weights over the last epochs (0: last iterate)
   int batch = 64;
   double lr = 1e-3;
   LrSchedule lr_schedule = LrSchedule::step;

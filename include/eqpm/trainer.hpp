@@ -81,6 +81,8 @@ class Trainer {
   double beta_at(long step) const;
   double lr_at(long step) const;
   float sigma_at(long step) const;
+  // First step of the averaging window (cfg.average_epochs), or -1 without one.
+  long averaging_start() const;
 
   // Runs steps [first_step, total_steps()). `on_step` is called after every step,
   // `on_checkpoint(steps_done)` every cfg.checkpoint_every steps (never at the end: the
