@@ -215,7 +215,7 @@ TEST(ConfigToml, ConfigToTomlReadsBackEqual) {
   c.scaling = Scaling::paper;
   c.train_fraction = 0.1 + 0.2;  // no short decimal
   c.dc_lambda = {0.125, 7.5};
-  c.dc_phase = {-3, 4};
+  c.dc_phase = {3, 4};
   c.hidden = {};
   c.activation = Activation::gelu;
   c.q = 1e-300;
