@@ -34,12 +34,17 @@ int run(const std::string& args, const std::string& log) {
 }
 
 // Text with its wall-time fields blanked: "seconds"/"steps_per_second" in JSON, the
-// seconds column of metrics.csv, the seconds of the checkpoint's tallies.
+// seconds column of metrics.csv (the ninth), the seconds of the checkpoint's tallies.
 std::string without_wall_times(const std::string& name, std::string text) {
   text = std::regex_replace(text, std::regex("\"(seconds|steps_per_second)\": [^,}\n]*"),
                             "\"$1\": _");
-  if (name == "metrics.csv" || name == "eqpm.metrics_csv")
-    text = std::regex_replace(text, std::regex(",[^,\n]*\n"), ",_\n");
+  if (name == "metrics.csv" || name == "eqpm.metrics_csv") {
+    std::istringstream in(text);
+    std::string line, out;
+    const std::regex ninth("^((?:[^,]*,){8})[^,]*");
+    while (std::getline(in, line)) out += std::regex_replace(line, ninth, "$1_") + "\n";
+    text = out;
+  }
   if (name == "eqpm.epoch_tally" || name == "eqpm.train_totals")
     text = std::regex_replace(text, std::regex(",[^,]*$"), ",_");
   return text;
