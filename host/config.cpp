@@ -292,7 +292,7 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(range_option("dc_scale", "datacenter demand scale range (log-uniform)",
                            &RunConfig::dc_scale, 1e-9, 1e9, false, true));
   r.push_back(range_option("dc_phase", "datacenter demand phase range (hours)",
-                           &RunConfig::dc_phase, -1e6, 1e6, true, false));
+                           &RunConfig::dc_phase, 0, 1e6, true, false));
   r.push_back(range_option("dc_hour", "datacenter decision hour range", &RunConfig::dc_hour, 0,
                            kMaxHorizon - 1, true, false));
   r.push_back(enum_option<DcLambdaRule>(

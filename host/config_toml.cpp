@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -360,6 +361,18 @@ void load_config_toml(const std::string& path, RunConfig& cfg, std::vector<doubl
     }
     const std::string value = value_text(path, spec->key, *spec, *e.value);
     set_option(cfg, spec->key, value, position(path, e.value->source().begin));
+    if (std::find_if(std::begin(kInputPathKeys), std::end(kInputPathKeys), [&](const char* k) {
+          return spec->key == k;
+        }) != std::end(kInputPathKeys)) {
+      const std::string given = spec->get(cfg);
+      const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+      if (!given.empty() && std::filesystem::path(given).is_relative() && !folder.empty()) {
+        spec->set(cfg, (folder / given).lexically_normal().string());
+        cfg.given_paths[spec->key] = given;
+      } else {
+        cfg.given_paths.erase(spec->key);
+      }
+    }
   }
   if (!misplaced.empty()) throw ConfigError(misplaced);
 }

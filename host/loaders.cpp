@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 #include <ostream>
+#include <unordered_map>
 
 #include "eqpm/error.hpp"
 #include "eqpm/io.hpp"
@@ -445,36 +446,61 @@ Population read_population_csv(const std::string& path, int horizon) {
     throw Error("horizon must lie in [1, " + std::to_string(kMaxHorizon) + "], got " +
                 std::to_string(horizon));
   CsvReader csv(path);
+  // Columns may come in any order; col[c] is the header index of column c, or -1.
+  int col[kPopColumns];
+  std::fill(std::begin(col), std::end(col), -1);
   const auto& head = csv.header();
-  for (int i = 0; i < kPopColumns; ++i) {
-    if (static_cast<size_t>(i) >= head.size())
-      throw InputError(
-          path, 1, head.back().column,
-          "the header has " + std::to_string(head.size()) + " columns; expected " + header_text());
-    if (head[static_cast<size_t>(i)].text != kPopHeader[i])
-      throw InputError(path, 1, head[static_cast<size_t>(i)].column,
-                       "expected column " + quote_cell(kPopHeader[i]) + " here, found " +
-                           quote_cell(head[static_cast<size_t>(i)].text) + "; the header must be " +
-                           header_text());
+  for (size_t i = 0; i < head.size(); ++i) {
+    int c = 0;
+    while (c < kPopColumns && head[i].text != kPopHeader[c]) ++c;
+    if (c == kPopColumns)
+      throw InputError(path, 1, head[i].column,
+                       "unknown column " + quote_cell(head[i].text) + "; the columns are " +
+                           header_text() + " (in any order)");
+    col[c] = static_cast<int>(i);
   }
-  if (head.size() > static_cast<size_t>(kPopColumns))
-    throw InputError(path, 1, head[kPopColumns].column,
-                     "unexpected column " + quote_cell(head[kPopColumns].text) +
-                         "; the header must be " + header_text());
+  for (int c : {kAgent, kFamily})
+    if (col[c] < 0)
+      throw InputError(path, 1, 1,
+                       std::string("no column '") + kPopHeader[c] + "'; the columns are " +
+                           header_text() + " (in any order)");
 
   Population pop;
   CsvRow row;
+  // Ids are labels: any unique non-empty text. While every id so far is its row index
+  // written plainly (as write_population_csv writes them), no set of ids is kept.
+  std::unordered_map<std::string, long> seen;  // id -> line, once an id is not the index
+  std::vector<long> index_lines;                // line of each row while ids are indices
+  bool ids_are_indices = true;
+  const CsvCell absent{};
   constexpr long kIntMax = INT_MAX, kIntMin = INT_MIN;
   while (csv.next(&row)) {
     const long n = csv.rows_read() - 1;
     if (n >= kMaxAgents)
       throw InputError(path, row.line, 1, "more than " + std::to_string(kMaxAgents) + " agents");
-    const auto cell = [&](int c) -> const CsvCell& { return row.cells[static_cast<size_t>(c)]; };
-    const long index = parse_integer_cell(cell(kAgent), path, "agent", 0, kMaxAgents);
-    if (index != n)
-      throw InputError(path, cell(kAgent).line, cell(kAgent).column,
-                       "agent index " + cell(kAgent).text + " does not match its row: expected " +
-                           std::to_string(n) + " (agents are numbered 0, 1, ... in file order)");
+    const auto cell = [&](int c) -> const CsvCell& {
+      return col[c] < 0 ? absent : row.cells[static_cast<size_t>(col[c])];
+    };
+    const CsvCell& id = cell(kAgent);
+    if (id.text.empty())
+      throw InputError(path, id.line, id.column, "missing agent id; every agent needs a unique id");
+    long previous = -1;  // line of an earlier agent with the same id
+    if (ids_are_indices && id.text == std::to_string(n)) {
+      index_lines.push_back(row.line);
+    } else {
+      if (ids_are_indices) {
+        ids_are_indices = false;
+        for (size_t k = 0; k < index_lines.size(); ++k)
+          seen.emplace(std::to_string(k), index_lines[k]);
+        index_lines = {};
+      }
+      const auto [it, inserted] = seen.emplace(id.text, row.line);
+      if (!inserted) previous = it->second;
+    }
+    if (previous >= 0)
+      throw InputError(path, id.line, id.column,
+                       "duplicate agent id " + quote_cell(id.text) + " (also on line " +
+                           std::to_string(previous) + "); agent ids must be unique");
     Agent a;
     const CsvCell& fc = cell(kFamily);
     if (fc.text.empty())
@@ -486,6 +512,10 @@ Population read_population_csv(const std::string& path, int horizon) {
                            "; expected datacenter, ev_charging or inventory");
     const char* fname = family_name(a.family);
     for (int c = kLambda; c < kPopColumns; ++c) {
+      if (applies(a.family, c) && col[c] < 0)
+        throw InputError(path, fc.line, fc.column,
+                         std::string("a ") + fname + " agent needs a " + kPopHeader[c] +
+                             " value, but the header has no column '" + kPopHeader[c] + "'");
       const CsvCell& x = cell(c);
       if (applies(a.family, c) && x.text.empty())
         throw InputError(
@@ -523,8 +553,9 @@ Population read_population_csv(const std::string& path, int horizon) {
     const std::string why = check_agent(a, horizon);
     if (!why.empty()) {
       const int c = column_of_reason(why);
-      throw InputError(path, row.line, c >= 0 ? cell(c).column : 1,
-                       "agent " + std::to_string(n) + ": " + why);
+      throw InputError(path, row.line, c >= 0 && col[c] >= 0 ? cell(c).column : 1,
+                       "agent " + (id.text == std::to_string(n) ? id.text : quote_cell(id.text)) +
+                           ": " + why);
     }
     pop.agents.push_back(a);
   }

@@ -51,6 +51,7 @@ std::string check_agent(const Agent& a, int H) {
     case Family::datacenter:
       if (not_positive(a.lambda)) return "lambda must be > 0 and within float range";
       if (not_positive(a.scale)) return "scale must be > 0 and within float range";
+      if (a.phase < 0) return "phase must be >= 0 (hours into the demand profile)";
       if (a.hour < 0 || a.hour >= H) return "hour must lie in [0, " + horizon + ")";
       return "";
     case Family::ev_charging:

@@ -143,11 +143,13 @@ void ProgressLog::epoch(const EpochMetrics& m) {
   if (cfg_.log_json) {
     std::fprintf(stderr,
                  "{\"run\": \"%s\", \"epoch\": %d, \"step\": %ld, \"loss\": %s, \"power_mean\": %s, "
-                 "\"mean\": %s, \"var\": %s, \"max\": %s, \"mse\": %s, \"seconds\": %s}\n",
+                 "\"mean\": %s, \"var\": %s, \"max\": %s, \"mse\": %s, \"seconds\": %s, "
+                 "\"objective\": %s}\n",
                  label_.c_str(), m.epoch, m.step, json_number(m.loss).c_str(),
                  json_number(m.power_mean).c_str(), json_number(m.mean).c_str(),
                  json_number(m.var).c_str(), json_number(m.max).c_str(),
-                 json_number(m.mse).c_str(), json_number(m.seconds).c_str());
+                 json_number(m.mse).c_str(), json_number(m.seconds).c_str(),
+                 json_number(m.objective).c_str());
   }
 }
 
@@ -180,17 +182,17 @@ std::string agents_csv(const Population& p, const EvalResult& test, const EvalRe
 }
 
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs) {
-  std::string s = "epoch,step,loss,power_mean,mean,var,max,mse,seconds\n";
+  std::string s = "epoch,step,loss,power_mean,mean,var,max,mse,seconds,objective\n";
   for (const auto& m : epochs)
     s += std::to_string(m.epoch) + "," + std::to_string(m.step) + "," + format_double(m.loss) +
          "," + format_double(m.power_mean) + "," + format_double(m.mean) + "," +
          format_double(m.var) + "," + format_double(m.max) + "," + format_double(m.mse) + "," +
-         format_double(m.seconds) + "\n";
+         format_double(m.seconds) + "," + format_double(m.objective) + "\n";
   return s;
 }
 
 std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Dataset& d) {
-  return {{"eqpm.version", EQPM_VERSION},
+  std::map<std::string, std::string> m = {{"eqpm.version", EQPM_VERSION},
           {"eqpm.lookback", std::to_string(cfg.lookback)},
           {"eqpm.horizon", std::to_string(cfg.horizon)},
           {"eqpm.activation", activation_name(cfg.activation)},
@@ -198,7 +200,51 @@ std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Da
           {"eqpm.offset", format_double(d.offset)},
           {"eqpm.scale", format_double(d.scale)},
           {"eqpm.config", config_to_json(cfg)}};
+  // Input paths as a configuration file wrote them (eqpm.config holds them resolved).
+  for (const auto& [key, given] : cfg.given_paths) m["eqpm.given_path." + key] = given;
+  return m;
 }
+
+namespace {
+
+// A JSON string's content: quotes, backslashes and control characters escaped.
+std::string json_escape(const std::string& text) {
+  std::string o;
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      o += buf;
+    } else {
+      o += c;
+    }
+  }
+  return o;
+}
+
+// A stats object (stats_to_json) with the weighted statistics appended: weighted_mean =
+// sum w_n R_n / sum w_n and power_mean = M_q at the run's q with the agents' weights (the
+// quantity the run minimises). The other statistics count every agent once.
+std::string with_weighted(std::string obj, const std::vector<double>& R, const Population& p,
+                          double q) {
+  std::vector<double> w(p.agents.size());
+  double sw = 0, swr = 0;
+  for (size_t n = 0; n < w.size() && n < R.size(); ++n) {
+    w[n] = p.agents[n].weight;
+    sw += w[n];
+    swr += w[n] * R[n];
+  }
+  if (obj.empty() || obj.back() != '}' || R.size() != w.size()) return obj;
+  obj.pop_back();
+  obj += ", \"weighted_mean\": " + json_number(sw > 0 ? swr / sw : 0.0) + ", \"power_mean\": " +
+         json_number(power_mean(R.data(), w.data(), static_cast<long>(w.size()), q)) + "}";
+  return obj;
+}
+
+}  // namespace
 
 std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o) {
   RegretStats test = o.test_stats, train = o.train_stats;
@@ -235,8 +281,27 @@ std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOut
        json_number(o.train.seconds > 0 ? o.train.steps / o.train.seconds : 0) + "},\n";
   s += "  \"metric\": \"" + std::string(o.metric == EvalMetric::paper_mean ? "paper-mean" : "per-hour") +
        "\",\n";
-  s += "  \"test\": " + stats_to_json(test) + ",\n";
-  s += "  \"train_split\": " + stats_to_json(train) + ",\n";
+  s += "  \"test\": " + with_weighted(stats_to_json(test), o.test.regret, in.population, cfg.q) +
+       ",\n";
+  s += "  \"train_split\": " +
+       with_weighted(stats_to_json(train), o.train_split.regret, in.population, cfg.q) + ",\n";
+  // Each input path as given (on the command line, or in a configuration file relative to
+  // its folder) and as resolved to an absolute path.
+  s += "  \"resolved_paths\": {";
+  bool first = true;
+  for (const char* key : kInputPathKeys) {
+    const std::string used = find_option(key)->get(cfg);
+    if (used.empty()) continue;
+    const auto g = cfg.given_paths.find(key);
+    const std::string given = g != cfg.given_paths.end() ? g->second : used;
+    std::error_code ec;
+    std::filesystem::path abs = std::filesystem::absolute(used, ec);
+    const std::string resolved = ec ? used : abs.lexically_normal().string();
+    s += std::string(first ? "" : ", ") + "\"" + key + "\": {\"given\": \"" + json_escape(given) +
+         "\", \"resolved\": \"" + json_escape(resolved) + "\"}";
+    first = false;
+  }
+  s += "},\n";
   s += "  \"test_original_units\": {\"mse\": " + json_number(test.mse * in.data.scale * in.data.scale) +
        ", \"mae\": " + json_number(test.mae * in.data.scale) + "}\n}\n";
   return s;
@@ -333,9 +398,14 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
       std::getline(ss, line);  // header
       while (std::getline(ss, line)) {
         EpochMetrics m;
-        if (std::sscanf(line.c_str(), "%d,%ld,%lf,%lf,%lf,%lf,%lf,%lf,%lf", &m.epoch, &m.step,
-                        &m.loss, &m.power_mean, &m.mean, &m.var, &m.max, &m.mse, &m.seconds) == 9)
-          history.push_back(m);
+        const int got = std::sscanf(line.c_str(), "%d,%ld,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf",
+                                    &m.epoch, &m.step, &m.loss, &m.power_mean, &m.mean, &m.var,
+                                    &m.max, &m.mse, &m.seconds, &m.objective);
+        if (got == 9) {  // a checkpoint written before the objective column
+          const double beta = trainer.beta_at(m.step - 1);
+          m.objective = (1.0 - beta) * m.power_mean + beta * m.mse;
+        }
+        if (got >= 9) history.push_back(m);
       }
     }
     // So do the partial epoch and the step totals (older checkpoints lack them: every

@@ -96,6 +96,8 @@ EpochMetrics Trainer::evaluate_epoch(int epoch, long step) {
   m.var = s.var;
   m.max = s.max;
   m.mse = e.mse;
+  const double beta = beta_at(step - 1);
+  m.objective = (1.0 - beta) * m.power_mean + beta * m.mse;
   return m;
 }
 

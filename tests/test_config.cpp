@@ -1,6 +1,7 @@
 // TOML configuration files: every value type, the grouping tables, every kind of bad input
 // (each error must name the file, the line and column, and the key), and the round trip
 // through config_to_toml.
+#include <filesystem>
 #include <string>
 
 #include "eqpm/config.hpp"
@@ -210,12 +211,13 @@ void expect_toml_round_trip(const RunConfig& cfg) {
 TEST(ConfigToml, ConfigToTomlReadsBackEqual) {
   expect_toml_round_trip(RunConfig{});
   RunConfig c;
-  c.series = "data/ci \"quoted\"\\path\tx.csv";
+  // Absolute: a relative input path in a file is relative to the file's folder.
+  c.series = "/data/ci \"quoted\"\\path\tx.csv";
   c.column = "\xc3\xa9t\xc3\xa9";
   c.scaling = Scaling::paper;
   c.train_fraction = 0.1 + 0.2;  // no short decimal
   c.dc_lambda = {0.125, 7.5};
-  c.dc_phase = {-3, 4};
+  c.dc_phase = {3, 4};
   c.hidden = {};
   c.activation = Activation::gelu;
   c.q = 1e-300;
@@ -231,6 +233,31 @@ TEST(ConfigToml, ConfigToTomlReadsBackEqual) {
   expect_toml_round_trip(c);
   c.hidden = {1024, 3, 7};
   expect_toml_round_trip(c);
+}
+
+// Input paths in a configuration file are relative to the file's folder (kept as written
+// in given_paths); absolute paths and --out are left as they are.
+TEST(ConfigToml, InputPathsAreRelativeToTheFile) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "sub");
+  const std::string path = dir.write("sub/run.toml",
+                                     "[data]\nseries = \"data/ci.csv\"\n"
+                                     "demand_profile = \"../d.csv\"\n"
+                                     "[population]\npopulation = \"/abs/pop.csv\"\n"
+                                     "ev_sessions = \"./ev.csv\"\n"
+                                     "[run]\nout = \"results/x\"\n");
+  RunConfig cfg;
+  load_config_toml(path, cfg);
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  EXPECT_EQ(cfg.series, (folder / "data/ci.csv").lexically_normal().string());
+  EXPECT_EQ(cfg.demand_profile, (folder / "../d.csv").lexically_normal().string());
+  EXPECT_EQ(cfg.ev_sessions, (folder / "ev.csv").string());
+  EXPECT_EQ(cfg.population, "/abs/pop.csv");
+  EXPECT_EQ(cfg.out, "results/x");
+  EXPECT_EQ(cfg.given_paths.at("series"), "data/ci.csv");
+  EXPECT_EQ(cfg.given_paths.at("demand_profile"), "../d.csv");
+  EXPECT_EQ(cfg.given_paths.at("ev_sessions"), "./ev.csv");
+  EXPECT_EQ(cfg.given_paths.count("population"), 0u);
 }
 
 }  // namespace

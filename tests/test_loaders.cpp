@@ -234,6 +234,11 @@ TEST(Timestamps, FormatsAndOffsets) {
   EXPECT_EQ(b.hour, 5);
   ASSERT_TRUE(parse_timestamp("2021-12-31 16:00:00-0800", &b, &why)) << why;
   EXPECT_EQ(b.utc_seconds, a.utc_seconds);
+  EXPECT_EQ(b.hour, 16);
+  // The hour of day is the local hour: midnight at -08:00 is hour 0 (08:00 UTC).
+  ASSERT_TRUE(parse_timestamp("2022-01-01 00:00:00-08:00", &b, &why)) << why;
+  EXPECT_EQ(b.utc_seconds, a.utc_seconds + 8 * 3600);
+  EXPECT_EQ(b.hour, 0);
   ASSERT_TRUE(parse_timestamp("2024-02-29 23:59:59", &b, &why)) << why;
   for (const char* bad :
        {"", "2022-01-01", "2022-13-01 00:00", "2022-02-29 00:00", "2022-01-01 24:00",
@@ -383,6 +388,13 @@ TEST(SeriesCsv, HandMadeFilesAndInterpolation) {
   const Series o = load_series_csv(q, "v", 0);
   EXPECT_EQ(o.values, (std::vector<double>{1, 2, 3}));
   EXPECT_EQ(o.hour_of_day, (std::vector<int>{1, 1, 2}));
+  // A series at -08:00 starting at local midnight: hours of day 0, 1, 2, filled gap
+  // included, although the UTC hours are 8, 9, 10.
+  const Series w = load_series_csv(
+      tmp.write("w.csv", "t,v\n2022-01-01 00:00:00-08:00,1\n2022-01-01 02:00:00-08:00,3\n"), "v",
+      1);
+  EXPECT_EQ(w.values, (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(w.hour_of_day, (std::vector<int>{0, 1, 2}));
 
   auto bad = [&](const std::string& body) { return tmp.write(f, "time,x\n" + body); };
   EXPECT_INPUT_ERROR(load_series_csv(bad("2022-01-01 00:00,1\n,2\n"), "x", 3), pos(f, 3, 1),
@@ -702,7 +714,7 @@ Population mixed_population() {
   dc.family = Family::datacenter;
   dc.lambda = 0.1;
   dc.scale = 1.0 / 3.0;
-  dc.phase = -7;
+  dc.phase = 7;
   dc.hour = 2;
   p.agents.push_back(dc);
   Agent ev;
@@ -733,10 +745,10 @@ TEST(PopulationCsv, RoundTripIsByteIdentical) {
   write_population_csv(pop, first);
   EXPECT_EQ(first.str(),
             std::string(kPopHeader) +
-                "0,datacenter,1,0.1,0.3333333333333333,-7,2,,,,,,\n"
+                "0,datacenter,1,0.1,0.3333333333333333,7,2,,,,,,\n"
                 "1,ev_charging,2.5,,,,,3,1,9,1e-30,,\n"
                 "2,inventory,123456789.123,,,,11,,,,,0,4.000000000000001\n"
-                "3,datacenter,0.30000000000000004,2e+10,0.3333333333333333,-7,2,,,,,,\n");
+                "3,datacenter,0.30000000000000004,2e+10,0.3333333333333333,7,2,,,,,,\n");
   const std::string p = tmp.write("population.csv", first.str());
   const Population back = read_population_csv(p, 12);
   ASSERT_EQ(back.size(), pop.size());
@@ -809,10 +821,9 @@ TEST(PopulationCsv, EveryBadRowIsAnErrorAtItsCell) {
       {"1,inventory,1,,,,0,3,,,,1,1", 7, "k does not apply"},
       {"1,datacenter,1,,1,0,0,,,,,,", 3, "missing lambda"},
       {"1,inventory,1,,,,,,,,,1,1", 6, "missing hour"},
-      {"2,datacenter,1,2,1,0,0,,,,,,", 0, "expected 1"},
-      {"x,datacenter,1,2,1,0,0,,,,,,", 0, "expected a number"},
-      {"1e19,datacenter,1,2,1,0,0,,,,,,", 0, "out of range"},
-      {"-1,datacenter,1,2,1,0,0,,,,,,", 0, "out of range"},
+      {"0,datacenter,1,2,1,0,0,,,,,,", 0, "duplicate agent id '0' (also on line 2)"},
+      {",datacenter,1,2,1,0,0,,,,,,", 0, "missing agent id"},
+      {"1,datacenter,1,2,1,-1,0,,,,,,", 5, "phase must be >= 0"},
       {"1,datacenter,0,2,1,0,0,,,,,,", 2, "weight must be a positive"},
       {"1,datacenter,-1,2,1,0,0,,,,,,", 2, "weight must be a positive"},
       {"1,datacenter,nan,2,1,0,0,,,,,,", 2, "NaN"},
@@ -833,12 +844,16 @@ TEST(PopulationCsv, EveryBadRowIsAnErrorAtItsCell) {
       pos(f, 3, 6), "truncated last line");
   // Header problems, an empty population and an empty file.
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "agent,family,w\n0,datacenter,1\n"), 12),
-                     pos(f, 1, 14), "expected column 'weight'");
+                     pos(f, 1, 14), "unknown column 'w'");
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "agent,family\n0,datacenter\n"), 12),
-                     pos(f, 1), "the header has 2 columns");
+                     pos(f, 2, 3), "a datacenter agent needs a lambda value, but the header has no column 'lambda'");
+  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "family,weight\ndatacenter,1\n"), 12),
+                     pos(f, 1, 1), "no column 'agent'");
+  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, "agent,weight\n0,1\n"), 12),
+                     pos(f, 1, 1), "no column 'family'");
   const std::string head = std::string(kPopHeader).substr(0, std::string(kPopHeader).size() - 1);
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, head + ",extra\n"), 12),
-                     pos(f, 1, static_cast<long>(head.size()) + 2), "unexpected column 'extra'");
+                     pos(f, 1, static_cast<long>(head.size()) + 2), "unknown column 'extra'");
   EXPECT_INPUT_ERROR(load_rows({}), pos(f, 1), "header only");
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, ""), 12), "empty file");
   // The same row is fine under a longer horizon: check_agent sees the horizon given.
@@ -846,6 +861,97 @@ TEST(PopulationCsv, EveryBadRowIsAnErrorAtItsCell) {
   const std::string h11 = "0,datacenter,1,2,1,0,11,,,,,,";
   EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, std::string(kPopHeader) + h11 + "\n"), 6),
                      pos(f, 2, cell_column(h11, 6)), "hour must lie in [0, 6)");
+}
+
+// Ids are labels: any unique ids are accepted and the agents are numbered 0..N-1 in file
+// order, so a population written back has ids 0..N-1.
+TEST(PopulationCsv, AnyUniqueIdsAreRenumberedInFileOrder) {
+  TempDir tmp;
+  const std::string text = std::string(kPopHeader) +
+                           "site-b,datacenter,1,2,1,0,0,,,,,,\n"
+                           "17,inventory,2,,,,3,,,,,1,1\n"
+                           "0,datacenter,1,3,1,4,0,,,,,,\n";
+  const Population p = read_population_csv(tmp.write("pop.csv", text), 12);
+  ASSERT_EQ(p.size(), 3);
+  EXPECT_EQ(p.agents[0].lambda, 2.0);
+  EXPECT_EQ(p.agents[1].family, Family::inventory);
+  EXPECT_EQ(p.agents[2].phase, 4);
+  std::ostringstream out;
+  write_population_csv(p, out);
+  EXPECT_EQ(out.str(), std::string(kPopHeader) +
+                           "0,datacenter,1,2,1,0,0,,,,,,\n"
+                           "1,inventory,2,,,,3,,,,,1,1\n"
+                           "2,datacenter,1,3,1,4,0,,,,,,\n");
+  // Ids that start as row indices and then repeat one of them are still duplicates.
+  const std::string f = "dup.csv";
+  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, std::string(kPopHeader) +
+                                                          "0,datacenter,1,2,1,0,0,,,,,,\n"
+                                                          "1,datacenter,1,2,1,0,0,,,,,,\n"
+                                                          "x,datacenter,1,2,1,0,0,,,,,,\n"
+                                                          "1,datacenter,1,2,1,0,0,,,,,,\n"),
+                                        12),
+                     pos(f, 5, 1), "duplicate agent id '1' (also on line 3)");
+}
+
+// Columns in any order; a family's columns may be left out when no agent of that family
+// is present, and weight may be left out (every weight 1). Errors still name the cell.
+TEST(PopulationCsv, ColumnsInAnyOrder) {
+  TempDir tmp;
+  const Population p = read_population_csv(
+      tmp.write("pop.csv", "hour,family,cu,agent,co\n3,inventory,0.5,a,2\n0,inventory,1,b,1\n"),
+      12);
+  ASSERT_EQ(p.size(), 2);
+  EXPECT_EQ(p.agents[0].family, Family::inventory);
+  EXPECT_EQ(p.agents[0].hour, 3);
+  EXPECT_EQ(p.agents[0].cu, 0.5);
+  EXPECT_EQ(p.agents[0].co, 2.0);
+  EXPECT_EQ(p.agents[0].weight, 1.0);
+  EXPECT_EQ(p.agents[1].hour, 0);
+  // The full header reversed reads the same agents as the written order.
+  const Population mixed = mixed_population();
+  std::ostringstream canonical;
+  write_population_csv(mixed, canonical);
+  std::istringstream in(canonical.str());
+  std::string reversed, line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::string cell;
+    std::istringstream ls(line);
+    while (std::getline(ls, cell, ',')) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.push_back("");
+    for (size_t i = cells.size(); i-- > 0;) reversed += cells[i] + (i ? "," : "\n");
+  }
+  const Population back = read_population_csv(tmp.write("rev.csv", reversed), 12);
+  std::ostringstream again;
+  write_population_csv(back, again);
+  EXPECT_EQ(again.str(), canonical.str());
+  // A bad cell is reported at its own column whatever the order.
+  const std::string f = "order.csv";
+  EXPECT_INPUT_ERROR(
+      read_population_csv(tmp.write(f, "phase,agent,family,lambda,scale,hour\n-2,a,datacenter,1,1,0\n"),
+                          12),
+      pos(f, 2, 1), "phase must be >= 0");
+  EXPECT_INPUT_ERROR(
+      read_population_csv(tmp.write(f, "phase,agent,family,lambda,scale,hour\n2,a,datacenter,1,1,0\n"
+                                       ",b,ev_charging,,,\n"),
+                          12),
+      pos(f, 3, 4), "needs a k value, but the header has no column 'k'");
+}
+
+// A negative phase is refused when read, and dc_phase cannot generate one.
+TEST(PopulationCsv, NegativePhaseIsRefused) {
+  TempDir tmp;
+  const std::string f = "pop.csv";
+  const std::string row = "0,datacenter,1,2,1,-7,2,,,,,,";
+  EXPECT_INPUT_ERROR(read_population_csv(tmp.write(f, std::string(kPopHeader) + row + "\n"), 12),
+                     pos(f, 2, cell_column(row, 5)), "phase must be >= 0");
+  Agent a;
+  a.family = Family::datacenter;
+  a.lambda = a.scale = 1;
+  a.phase = -1;
+  EXPECT_NE(check_agent(a, 12), "");
+  a.phase = 0;
+  EXPECT_EQ(check_agent(a, 12), "");
 }
 
 }  // namespace

@@ -227,14 +227,19 @@ std::string config_path(const std::string& name) {
   return std::string(EQPM_SOURCE_DIR) + "/configs/" + name;
 }
 
-// A config of configs/, with its ../shared/data paths pointed at the data folder found by
-// the tests (the configs are written to be run from the repository root).
+// A config of configs/, with its ../../shared/data paths (relative to configs/, so the
+// data folder beside the checkout) pointed at the data folder found by the tests.
 RunConfig load_repo_config(const std::string& name, const std::string& data_dir) {
   RunConfig cfg;
   load_config_toml(config_path(name), cfg);
-  const std::string prefix = "../shared/data";
-  for (std::string* path : {&cfg.series, &cfg.demand_profile, &cfg.ev_sessions})
+  const std::string prefix =
+      (std::filesystem::path(EQPM_SOURCE_DIR) / "configs" / "../../shared/data")
+          .lexically_normal()
+          .string();
+  for (std::string* path : {&cfg.series, &cfg.demand_profile, &cfg.ev_sessions}) {
+    EXPECT_TRUE(path->empty() || path->rfind(prefix, 0) == 0) << *path;
     if (path->rfind(prefix, 0) == 0) *path = data_dir + path->substr(prefix.size());
+  }
   return cfg;
 }
 

@@ -133,10 +133,91 @@ TEST(PlotReport, SingleRunWithZeroRegretsWritesFigures) {
   write_run(d, 1.0, 0.0, 0.0, 7, /*zero=*/true);  // all regrets 0: Gini/Lorenz still defined
   const fs::path log = tmp.path() / "log.txt";
   ASSERT_EQ(run_plot(d, log), 0) << eqpm::test::read_file(log.string());
-  for (const char* name :
-       {"regret_hist.png", "lorenz.png", "training_curves.png", "regret_by_family.png"})
-    EXPECT_TRUE(is_png(d / name));
-  EXPECT_FALSE(fs::exists(d / "regret_boxplot.png"));  // sweep-only figure
+  for (const char* name : {"regret_boxplot.png", "regret_hist.png", "lorenz.png",
+                           "training_curves.png", "regret_by_family.png"})
+    EXPECT_TRUE(is_png(d / name));  // a single run gets its box plot too
+}
+
+// Runs the script's main() on dir with save() wrapped so that every visible axes of every
+// figure is listed as "file|xlabel|ylabel" lines in `labels`; returns the exit status.
+int run_plot_listing_labels(const fs::path& dir, const fs::path& labels, const fs::path& log) {
+  const fs::path script = dir.parent_path() / "list_labels.py";
+  write(script,
+        "import sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import plot_report as p\n"
+        "orig = p.save\n"
+        "out = open(sys.argv[3], 'w')\n"
+        "def save(fig, d, name, written):\n"
+        "    for ax in fig.axes:\n"
+        "        if ax.get_visible():\n"
+        "            out.write(f'{name}|{ax.get_xlabel()}|{ax.get_ylabel()}\\n')\n"
+        "    orig(fig, d, name, written)\n"
+        "p.save = save\n"
+        "rc = p.main(['plot_report.py', sys.argv[2]])\n"
+        "out.close()\n"
+        "sys.exit(rc)\n");
+  return run_status(std::string(kPython) + " '" + script.string() + "' '" + EQPM_SOURCE_DIR +
+                    "/tools' '" + dir.string() + "' '" + labels.string() + "' >'" +
+                    log.string() + "' 2>&1");
+}
+
+// Every axes of every figure names what its x and y axes show, for a run and a sweep.
+TEST(PlotReport, EveryAxisIsLabelled) {
+  REQUIRE_PLOTTING();
+  TempDir tmp;
+  const fs::path run = tmp.path() / "run";
+  write_run(run, 1.0, 0.0, 1.0);
+  const fs::path sweep = tmp.path() / "sweep";
+  write_run(sweep / "plain", 0.0, 1.0, 1.5);
+  write_run(sweep / "q=4", 4.0, 0.0, 0.6);
+  write(sweep / "sweep.csv",
+        "run,q,beta,mean,var,p95_p5,max,jain,mse\n"
+        "plain,0,1,1.5,2.5,4.0,9.0,0.5,0.10\n"
+        "q=4,4,0,1.0,0.5,2.0,3.0,0.8,0.12\n");
+  for (const fs::path& d : {run, sweep}) {
+    const fs::path labels = tmp.path() / "labels.txt", log = tmp.path() / "log.txt";
+    ASSERT_EQ(run_plot_listing_labels(d, labels, log), 0) << eqpm::test::read_file(log.string());
+    std::istringstream in(eqpm::test::read_file(labels.string()));
+    std::string line;
+    int axes = 0;
+    while (std::getline(in, line)) {
+      ++axes;
+      const size_t a = line.find('|'), b = line.find('|', a + 1);
+      ASSERT_NE(b, std::string::npos) << line;
+      EXPECT_GT(b, a + 1) << "no x label: " << line;
+      EXPECT_GT(line.size(), b + 1) << "no y label: " << line;
+    }
+    EXPECT_GE(axes, 10) << d;
+  }
+}
+
+// An `eqpm eval --out` folder (agents.csv and summary.json, no metrics.csv) is plotted
+// without training curves; the un-normalised objective is drawn when metrics.csv has it.
+TEST(PlotReport, EvalFolderAndObjectiveColumn) {
+  REQUIRE_PLOTTING();
+  TempDir tmp;
+  const fs::path d = tmp.path() / "eval";
+  write_run(d, 1.0, 0.0, 1.0);
+  fs::remove(d / "metrics.csv");
+  const fs::path log = tmp.path() / "log.txt";
+  ASSERT_EQ(run_plot(d, log), 0) << eqpm::test::read_file(log.string());
+  for (const char* name : {"regret_boxplot.png", "regret_hist.png", "lorenz.png",
+                           "regret_by_family.png"})
+    EXPECT_TRUE(is_png(d / name)) << name;
+  EXPECT_FALSE(fs::exists(d / "training_curves.png"));
+
+  const fs::path r = tmp.path() / "run";
+  write_run(r, 1.0, 0.0, 1.0);
+  write(r / "metrics.csv",
+        "epoch,step,loss,power_mean,mean,var,max,mse,seconds,objective\n"
+        "0,50,1.0,2.0,1.5,0.4,20,0.1,0.5,0.1\n"
+        "1,100,0.9,1.8,1.4,0.3,18,0.09,0.5,1.7\n");
+  const fs::path labels = tmp.path() / "labels.txt";
+  ASSERT_EQ(run_plot_listing_labels(r, labels, log), 0) << eqpm::test::read_file(log.string());
+  EXPECT_NE(eqpm::test::read_file(labels.string()).find("training_curves.png|optimiser step|(1 - beta) M_q + beta MSE"),
+            std::string::npos)
+      << eqpm::test::read_file(labels.string());
 }
 
 TEST(PlotReport, FolderWithNeitherLayoutFails) {

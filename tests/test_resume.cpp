@@ -39,9 +39,23 @@ std::string blank_last_field(const std::string& line) {
   return c == std::string::npos ? line : line.substr(0, c) + ",_";
 }
 
+// Field `index` (0-based, comma-separated) of `line` replaced by "_" (a line with fewer
+// fields is kept).
+std::string blank_field(const std::string& line, int index) {
+  size_t begin = 0;
+  for (int i = 0; i < index; ++i) {
+    begin = line.find(',', begin);
+    if (begin == std::string::npos) return line;
+    ++begin;
+  }
+  const size_t end = line.find(',', begin);
+  return line.substr(0, begin) + "_" + (end == std::string::npos ? "" : line.substr(end));
+}
+
 // Text with its wall-time fields blanked: "seconds"/"steps_per_second" in JSON, the
-// seconds column of metrics.csv, the seconds of the checkpoint's tallies. (Plain string
-// scans: std::regex trips GCC 12's -Wmaybe-uninitialized in the sanitizer build.)
+// seconds column of metrics.csv (the ninth), the seconds of the checkpoint's tallies.
+// (Plain string scans: std::regex trips GCC 12's -Wmaybe-uninitialized in the sanitizer
+// build.)
 std::string without_wall_times(const std::string& name, std::string text) {
   for (const std::string key : {"\"seconds\": ", "\"steps_per_second\": "}) {
     for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1)) {
@@ -53,7 +67,7 @@ std::string without_wall_times(const std::string& name, std::string text) {
   if (name == "metrics.csv" || name == "eqpm.metrics_csv") {
     std::string out, line;
     std::istringstream in(text);
-    while (std::getline(in, line)) out += blank_last_field(line) + "\n";
+    while (std::getline(in, line)) out += blank_field(line, 8) + "\n";
     text = out;
   }
   if (name == "eqpm.epoch_tally" || name == "eqpm.train_totals") text = blank_last_field(text);

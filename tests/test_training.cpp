@@ -4,11 +4,13 @@
 // folder has exactly the layout of DESIGN.md 8.1.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "eqpm/checkpoint.hpp"
 #include "eqpm/objective.hpp"
@@ -123,12 +125,13 @@ TEST(OutputFolder, MatchesDesignLayout) {
   EXPECT_EQ(first_line(out + "/demand_profile.csv"), "demand");
   EXPECT_EQ(first_line(out + "/agents.csv"), "agent,family,regret,train_regret");
   EXPECT_EQ(first_line(out + "/metrics.csv"),
-            "epoch,step,loss,power_mean,mean,var,max,mse,seconds");
+            "epoch,step,loss,power_mean,mean,var,max,mse,seconds,objective");
   const std::string summary = test::read_file(out + "/summary.json");
   for (const char* key : {"\"config\"", "\"train\"", "\"steps\"", "\"seconds\"", "\"test\"",
                           "\"train_split\"", "\"agents\"", "\"mean\"", "\"var\"", "\"std\"",
                           "\"min\"", "\"p5\"", "\"p50\"", "\"p95\"", "\"max\"", "\"jain\"",
-                          "\"gini\"", "\"cv\"", "\"entropy\"", "\"mse\"", "\"mae\""})
+                          "\"gini\"", "\"cv\"", "\"entropy\"", "\"mse\"", "\"mae\"",
+                          "\"weighted_mean\"", "\"power_mean\""})
     EXPECT_NE(summary.find(key), std::string::npos) << key;
   // 61 lines in agents.csv: header + one per agent.
   std::istringstream agents(test::read_file(out + "/agents.csv"));
@@ -189,6 +192,77 @@ TEST(OutputFolder, RefusesToOverwriteResults) {
   EXPECT_NE(std::system(cmd.c_str()), 0);
   EXPECT_EQ(test::read_file(out + "/summary.json"), "{\"precious\": true}");
   EXPECT_NE(test::read_file(tmp.file("log")).find("--overwrite"), std::string::npos);
+}
+
+// metrics.csv's objective column is the un-normalised objective on the validation slice,
+// (1 - beta) M_q + beta MSE (the MSE alone in warm-start epochs), and summary.json's
+// weighted_mean and power_mean use the agents' weights.
+TEST(OutputFolder, ObjectiveColumnAndWeightedStatistics) {
+  test::TempDir tmp;
+  const std::string pop = tmp.write("pop.csv",
+                                    "agent,family,weight,cu,co,hour\n"
+                                    "a,inventory,1,1,1,0\n"
+                                    "b,inventory,3,2,0.5,5\n"
+                                    "c,inventory,0.5,0.5,2,11\n");
+  const std::string out = tmp.file("run");
+  const std::string cmd = std::string(EQPM_BINARY) +
+                          " train --population " + pop +
+                          " --series-hours 1500 --epochs 3 --warm-start-epochs 1 --beta 0.3 --q 2"
+                          " --hidden 8 --quiet --threads 1 --out " + out + " > " +
+                          tmp.file("log") + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(tmp.file("log"));
+  auto cells = [](const std::string& line) {
+    std::vector<std::string> c;
+    std::stringstream ss(line);
+    std::string x;
+    while (std::getline(ss, x, ',')) c.push_back(x);
+    return c;
+  };
+  std::istringstream metrics(test::read_file(out + "/metrics.csv"));
+  std::string line;
+  std::getline(metrics, line);
+  const auto head = cells(line);
+  ASSERT_EQ(head.size(), 10u);
+  ASSERT_EQ(head[9], "objective");
+  int rows = 0;
+  while (std::getline(metrics, line)) {
+    const auto c = cells(line);
+    ASSERT_EQ(c.size(), 10u) << line;
+    const int epoch = std::stoi(c[0]);
+    const double pm = std::stod(c[3]), mse = std::stod(c[7]), objective = std::stod(c[9]);
+    if (epoch < 1)
+      EXPECT_EQ(objective, mse) << line;
+    else
+      EXPECT_NEAR(objective, 0.7 * pm + 0.3 * mse, 1e-12 * (pm + mse)) << line;
+    EXPECT_GT(objective, 0.0);
+    ++rows;
+  }
+  EXPECT_EQ(rows, 3);
+
+  std::istringstream agents(test::read_file(out + "/agents.csv"));
+  std::getline(agents, line);
+  const std::vector<double> w = {1, 3, 0.5};
+  std::vector<double> r;
+  while (std::getline(agents, line)) r.push_back(std::stod(cells(line)[2]));
+  ASSERT_EQ(r.size(), 3u);
+  double sw = 0, swr = 0, swr3 = 0;
+  for (size_t n = 0; n < 3; ++n) {
+    sw += w[n];
+    swr += w[n] * r[n];
+    swr3 += w[n] * r[n] * r[n] * r[n];
+  }
+  const std::string summary = test::read_file(out + "/summary.json");
+  const size_t test_at = summary.find("\"test\": {");
+  ASSERT_NE(test_at, std::string::npos);
+  const std::string test_obj = summary.substr(test_at, summary.find('}', test_at) - test_at);
+  auto value = [&](const std::string& key) {
+    const size_t at = test_obj.find("\"" + key + "\": ");
+    EXPECT_NE(at, std::string::npos) << key << " in " << test_obj;
+    return at == std::string::npos ? NAN : std::stod(test_obj.substr(at + key.size() + 4));
+  };
+  EXPECT_NEAR(value("weighted_mean"), swr / sw, 1e-12 * swr / sw);
+  EXPECT_NEAR(value("power_mean"), std::cbrt(swr3 / sw), 1e-9 * std::cbrt(swr3 / sw));
+  EXPECT_NEAR(value("mean"), (r[0] + r[1] + r[2]) / 3, 1e-12);
 }
 
 }  // namespace

@@ -138,5 +138,45 @@ TEST(Usage, EvalUsesTheSavedPopulationAndScaling) {
   EXPECT_TRUE(has(test::read_file(tmp.file("l4")), "--hidden: the model file fixes the network"));
 }
 
+// A configuration file's input paths are relative to its folder, whatever the working
+// folder; summary.json states each path as given and as resolved, and a resumed run
+// keeps both.
+TEST(Usage, ConfigPathsAreRelativeToTheConfigFile) {
+  test::TempDir tmp;
+  std::filesystem::create_directories(tmp.path() / "cfgs" / "data");
+  ASSERT_EQ(run("generate --agents 30 --out " + tmp.file("cfgs/data/pop.csv"), tmp.file("l0")), 0)
+      << test::read_file(tmp.file("l0"));
+  tmp.write("cfgs/run.toml", "[population]\npopulation = \"data/pop.csv\"\n");
+  const std::string flags =
+      " --series-hours 1500 --warm-start-epochs 1 --hidden 8 --quiet --threads 1";
+  auto in_tmp = [&](const std::string& args, const std::string& log) {
+    const std::string cmd = "cd '" + tmp.path().string() + "' && " + EQPM_BINARY + " " + args +
+                            " > " + log + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  ASSERT_EQ(in_tmp("train --config cfgs/run.toml --epochs 2 --out run" + flags, tmp.file("l1")), 0)
+      << test::read_file(tmp.file("l1"));
+  const std::string expected = "\"resolved_paths\": {\"population\": {\"given\": \"data/pop.csv\", "
+                               "\"resolved\": \"" + tmp.file("cfgs/data/pop.csv") + "\"}}";
+  EXPECT_TRUE(has(test::read_file(tmp.file("run/summary.json")), expected))
+      << test::read_file(tmp.file("run/summary.json"));
+  EXPECT_TRUE(has(test::read_file(tmp.file("run/summary.json")),
+                  "\"population\": \"cfgs/data/pop.csv\""));
+  ASSERT_EQ(in_tmp("train --resume run --epochs 3 --quiet --threads 1", tmp.file("l2")), 0)
+      << test::read_file(tmp.file("l2"));
+  EXPECT_TRUE(has(test::read_file(tmp.file("run/summary.json")), expected))
+      << test::read_file(tmp.file("run/summary.json"));
+  // A path given on the command line is relative to the working folder, as written.
+  ASSERT_EQ(in_tmp("train --config cfgs/run.toml --population cfgs/data/pop.csv --epochs 2 --out run2" +
+                       flags,
+                   tmp.file("l3")),
+            0)
+      << test::read_file(tmp.file("l3"));
+  EXPECT_TRUE(has(test::read_file(tmp.file("run2/summary.json")),
+                  "\"population\": {\"given\": \"cfgs/data/pop.csv\", \"resolved\": \"" +
+                      tmp.file("cfgs/data/pop.csv") + "\"}"));
+}
+
 }  // namespace
 }  // namespace eqpm

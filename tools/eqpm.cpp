@@ -329,6 +329,7 @@ CommandLine parse_command_line(int argc, char** argv) {
   for (const auto& [k, v] : flags) {
     set_option(cl.cfg, k, v, "--" + k);
     cl.given.push_back(find_option(k)->key);
+    cl.cfg.given_paths.erase(find_option(k)->key);  // a flag's path is as written
   }
   return cl;
 }
@@ -491,6 +492,9 @@ RunConfig resumed_config(const CommandLine& cl, const std::string& ckpt) {
   bool out_given = false;
   for (const std::string& key : cl.given) out_given = out_given || key == "out";
   if (!out_given) saved.out = cl.resume;
+  for (const char* key : kInputPathKeys)
+    if (auto g = ck.metadata.find(std::string("eqpm.given_path.") + key); g != ck.metadata.end())
+      saved.given_paths[key] = g->second;
   return saved;
 }
 

@@ -59,6 +59,10 @@ if /usr/bin/python3 -c "import matplotlib, numpy" 2>/dev/null; then
   /usr/bin/python3 tools/plot_report.py "$run" > "$work/report.log" 2>&1 ||
     fail "plot_report: $(cat "$work/report.log")"
   [ -f "$run/training_curves.png" ] || fail "no training_curves.png"
+  [ -f "$run/regret_boxplot.png" ] || fail "no regret_boxplot.png for a single run"
+  /usr/bin/python3 tools/plot_report.py "$work/eval" > "$work/report-eval.log" 2>&1 ||
+    fail "plot_report on the eval folder: $(cat "$work/report-eval.log")"
+  [ -f "$work/eval/regret_boxplot.png" ] || fail "no regret_boxplot.png for the eval folder"
 else
   step "report skipped: /usr/bin/python3 cannot import matplotlib and numpy"
 fi

@@ -5,17 +5,22 @@ Usage: tools/plot_report.py DIR
 
 DIR is either
   * a single run's output folder (`eqpm train --out DIR`): agents.csv, metrics.csv and
-    optionally summary.json (DESIGN.md section 8.1), or
+    optionally summary.json (DESIGN.md section 8.1),
+  * an `eqpm eval --out DIR` folder: agents.csv and summary.json, no metrics.csv (no
+    training curves then), or
   * a sweep folder (`eqpm sweep --out DIR`): sweep.csv plus one run folder per row of it
     (`plain/`, `q=<value>/`).
 
 PNG files are written into DIR and their paths printed, one per line:
-  regret_boxplot.png   (sweep only) box plots + jittered points of per-agent regret per run,
-                       plain first then increasing q; test split and training split panels
+  regret_boxplot.png   box plots + jittered points of per-agent regret per run (one box for
+                       a single run), plain first then increasing q; test split and
+                       training split panels
   regret_hist.png      histograms of per-agent regret, one panel per run (test filled,
                        training split outlined)
   lorenz.png           Lorenz curve of per-agent test regret per run, Gini in the legend
-  training_curves.png  loss, power mean, max regret and MSE (validation) against step
+  training_curves.png  (runs with metrics.csv) normalised training loss, un-normalised
+                       objective (when metrics.csv has it), power mean M_q, mean and max
+                       regret and MSE (validation) against the optimiser step
   regret_by_family.png box plots of per-agent regret grouped by agent family, per run
 Inputs are validated; a missing or malformed file is reported on stderr naming the file
 (line and column where it applies) with exit status 2. Output is deterministic (fixed
@@ -35,6 +40,7 @@ import numpy as np  # noqa: E402
 
 AGENT_COLS = ["agent", "family", "regret", "train_regret"]
 METRIC_COLS = ["epoch", "step", "loss", "power_mean", "mean", "var", "max", "mse", "seconds"]
+OPTIONAL_METRIC_COLS = ["objective"]  # appended later; older folders lack it
 SWEEP_COLS = ["run", "q", "beta", "mean", "var", "p95_p5", "max", "jain", "mse"]
 PNG_META = {"Software": None}  # keep files byte-identical across matplotlib builds
 
@@ -86,7 +92,12 @@ def read_csv(path, required, numeric):
 def load_run(folder, name):
     """One run folder -> dict with per-agent arrays, metric columns and summary."""
     agents = read_csv(os.path.join(folder, "agents.csv"), AGENT_COLS, {"regret", "train_regret"})
-    metrics = read_csv(os.path.join(folder, "metrics.csv"), METRIC_COLS, set(METRIC_COLS))
+    mpath = os.path.join(folder, "metrics.csv")
+    metrics = None  # an eval folder has none
+    if os.path.exists(mpath):
+        rows = read_csv(mpath, METRIC_COLS, set(METRIC_COLS + OPTIONAL_METRIC_COLS))
+        cols = METRIC_COLS + [c for c in OPTIONAL_METRIC_COLS if c in rows[0]]
+        metrics = {c: np.array([r[c] for r in rows]) for c in cols}
     summary = {}
     spath = os.path.join(folder, "summary.json")
     if os.path.exists(spath):
@@ -102,7 +113,7 @@ def load_run(folder, name):
         "family": np.array([r["family"] for r in agents]),
         "test": np.array([r["regret"] for r in agents]),
         "train": np.array([r["train_regret"] for r in agents]),
-        "metrics": {c: np.array([r[c] for r in metrics]) for c in METRIC_COLS},
+        "metrics": metrics,
         "summary": summary,
     }
 
@@ -205,6 +216,7 @@ def plot_boxplot(runs, d, written):
                            label=fam if i == 0 else None, edgecolors="none")
         ax.set_xticks(range(len(runs)))
         ax.set_xticklabels(names, rotation=30 if len(runs) > 6 else 0)
+        ax.set_xlabel("run")
         ax.set_ylabel("per-agent regret")
         ax.set_title(f"Per-agent regret, {title}")
         auto_scale(ax, data)
@@ -230,12 +242,12 @@ def plot_hist(runs, d, written):
         ax.hist(r["test"], bins=bins, color=c, alpha=0.55, label="test")
         ax.hist(r["train"], bins=bins, histtype="step", color="k", lw=1.0, label="train split")
         ax.set_ylabel("agents")
+        ax.set_xlabel("per-agent regret")
         ax.set_title(f"{r['name']}  (test mean {r['test'].mean():.4g}, "
                      f"max {r['test'].max():.4g})", fontsize=9, loc="left")
         if use_log:
             ax.set_xscale("log")
     axes[0, 0].legend(fontsize=8)
-    axes[-1, 0].set_xlabel("per-agent regret")
     fig.tight_layout()
     save(fig, d, "regret_hist.png", written)
 
@@ -258,17 +270,34 @@ def plot_lorenz(runs, d, written):
 
 
 def plot_training(runs, d, written):
-    panels = [("loss", "training loss"), ("power_mean", "validation power mean M_q"),
-              ("max", "validation max regret"), ("mse", "validation MSE (normalised)")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    runs = [r for r in runs if r["metrics"] is not None]
+    if not runs:
+        return
+    panels = [("loss", "training loss (normalised)", "mean step loss (about 1)"),
+              ("objective", "objective (un-normalised), validation",
+               "(1 - beta) M_q + beta MSE"),
+              ("power_mean", "power mean M_q, validation", "M_q of per-agent regret"),
+              ("mean", "mean regret, validation", "mean per-agent regret"),
+              ("max", "max regret, validation", "max per-agent regret"),
+              ("mse", "forecast MSE, validation", "MSE (normalised units)")]
+    panels = [p for p in panels if any(p[0] in r["metrics"] for r in runs)]
+    ncol = 3 if len(panels) > 4 else 2
+    nrow = (len(panels) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 3.75 * nrow), squeeze=False)
     cols = run_colors(runs)
-    for ax, (key, title) in zip(axes.ravel(), panels):
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (key, title, ylabel) in zip(axes.ravel(), panels):
+        shown = []
         for r, c in zip(runs, cols):
             m = r["metrics"]
-            ax.plot(m["step"], m[key], marker="o", ms=3, color=c, label=r["name"])
+            if key in m:
+                ax.plot(m["step"], m[key], marker="o", ms=3, color=c, label=r["name"])
+                shown.append(m[key])
         ax.set_title(title)
-        ax.set_xlabel("step")
-        auto_scale(ax, [r["metrics"][key] for r in runs])
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(ylabel)
+        auto_scale(ax, shown)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
@@ -307,6 +336,7 @@ def plot_by_family(runs, d, written):
         ax.set_xticks(range(len(families)))
         ax.set_xticklabels([f"{f}\n(n={n})" for f, n in zip(families, counts)])
         ax.set_xlim(-0.5, len(families) - 0.5)
+        ax.set_xlabel("agent family")
         ax.set_ylabel("per-agent regret")
         ax.set_title(f"Per-agent regret by family, {title}")
         auto_scale(ax, data_all)
@@ -328,9 +358,9 @@ def main(argv):
         if not os.path.isdir(d):
             raise InputError(f"{d}: not a folder")
         if os.path.isfile(os.path.join(d, "sweep.csv")):
-            runs, sweep = load_sweep(d), True
-        elif os.path.isfile(os.path.join(d, "agents.csv")):
-            runs, sweep = [load_run(d, single_run_name(d))], False
+            runs = load_sweep(d)
+        elif os.path.isfile(os.path.join(d, "agents.csv")):  # a train or an eval folder
+            runs = [load_run(d, single_run_name(d))]
         else:
             raise InputError(f"{d}: neither a sweep folder (no sweep.csv) nor a run folder "
                              "(no agents.csv)")
@@ -338,8 +368,7 @@ def main(argv):
         print(f"plot_report: error: {e}", file=sys.stderr)
         return 2
     written = []
-    if sweep:
-        plot_boxplot(runs, d, written)
+    plot_boxplot(runs, d, written)
     plot_hist(runs, d, written)
     plot_lorenz(runs, d, written)
     plot_training(runs, d, written)

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -132,7 +133,16 @@ struct RunConfig {
   bool profile = false;
   bool overwrite = false;
   CudaGraphs cuda_graphs = CudaGraphs::automatic;
+  // The input paths (series, demand_profile, population, ev_sessions) as a configuration
+  // file wrote them, for those it gave relative to its own folder; the fields above hold
+  // them resolved (relative to the working folder). Not part of the option registry.
+  std::map<std::string, std::string> given_paths;
 };
+
+// The option keys that name input files; a configuration file's relative paths for
+// these are relative to the file's folder.
+inline constexpr const char* kInputPathKeys[] = {"series", "demand_profile", "population",
+                                                 "ev_sessions"};
 
 // One key of the registry.
 struct OptionSpec {

@@ -19,6 +19,10 @@ namespace eqpm {
 // are left to validate(), to be run after command-line overrides.
 // A key in a table other than its own (`lr` under [model]) is an error too. With q_list
 // given, `q` may also be an array of numbers (a sweep's q values), stored there.
+// A relative input path (kInputPathKeys: series, demand_profile, population, ev_sessions)
+// is relative to the file's folder: it is stored joined to that folder, and the text as
+// written is kept in cfg.given_paths. Other paths (out) stay relative to the working
+// folder.
 void load_config_toml(const std::string& path, RunConfig& cfg,
                       std::vector<double>* q_list = nullptr);
 

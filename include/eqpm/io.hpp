@@ -186,13 +186,18 @@ struct EvSessionStats {
 std::vector<Agent> load_ev_sessions(const std::string& path, int horizon, long sample,
                                     std::uint64_t seed, EvSessionStats* stats = nullptr);
 
-// population.csv (DESIGN.md 8.1): header
-// agent,family,weight,lambda,scale,phase,hour,k,window_start,window_end,energy,cu,co.
-// `agent` must be the 0-based row index; the cells a family needs are required, cells
-// that do not apply must be empty; empty weight means 1. Every agent is checked with
-// check_agent(agent, horizon). Errors name the file, line and column of the cell.
+// population.csv (DESIGN.md 8.1): columns
+// agent,family,weight,lambda,scale,phase,hour,k,window_start,window_end,energy,cu,co in
+// any order. `agent` and `family` are required; `agent` holds any unique non-empty ids,
+// and agents are numbered 0..N-1 in file order. A column only one family uses may be left
+// out when no agent of that family is present, and `weight` may be left out (1). The
+// cells a family needs are required, cells that do not apply must be empty; an empty
+// weight means 1. Unknown columns are refused. Every agent is checked with
+// check_agent(agent, horizon) (phase >= 0 included). Errors name the file, line and
+// column of the cell.
 Population read_population_csv(const std::string& path, int horizon);
-// Writes the same format; write -> read -> write gives identical bytes.
+// Writes the columns in the order above with ids 0..N-1; write -> read -> write gives
+// identical bytes.
 void write_population_csv(const Population& population, std::ostream& out);
 
 }  // namespace eqpm

@@ -35,6 +35,9 @@ struct EpochMetrics {
   double mean = 0, var = 0, max = 0;
   double mse = 0;         // forecast MSE on the validation slice
   double seconds = 0;     // wall time of the epoch's steps
+  // The un-normalised training objective on the validation slice, (1 - beta) M_q +
+  // beta MSE with the epoch's beta (1 during the warm start, so there it is the MSE).
+  double objective = 0;
 };
 
 struct Progress {
