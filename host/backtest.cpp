@@ -337,7 +337,12 @@ bool plot_backtest(const std::string& dir, std::string* message) {
     for (char c : text) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return q + "'";
   };
-  const std::string cmd = "python3 " + quoted(script.string()) + " " + quoted(dir) + " >/dev/null 2>&1";
+  // The system's Python first: tools/setup.sh installs matplotlib for it (Debian's
+  // python3-matplotlib), which a python3 earlier on PATH (a virtual environment) may lack.
+  // EQPM_PYTHON names another interpreter.
+  const char* env = std::getenv("EQPM_PYTHON");
+  const std::string python = env && *env ? env : fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const std::string cmd = quoted(python) + " " + quoted(script.string()) + " " + quoted(dir) + " >/dev/null 2>&1";
   const int rc = std::system(cmd.c_str());
   std::error_code ec;
   fs::remove(script, ec);
