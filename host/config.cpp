@@ -1,6 +1,7 @@
 // The registry of configuration keys: parsing, range checks, and serialisation.
 #include "eqpm/config.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cmath>
@@ -537,6 +538,21 @@ void validate(const RunConfig& c) {
   parse_mix(c.mix);
   if (c.series.empty() && c.series_hours < c.lookback + c.horizon + 10)
     throw ConfigError("series_hours: too short for lookback + horizon");
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
 }
 
 std::string config_to_json(const RunConfig& cfg) {

@@ -154,22 +154,6 @@ void print_help(const std::string& command) {
   print_keys();
 }
 
-// Edit distance, for "did you mean".
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 // The known flag closest to `key` (dashes), or "" when none is close.
 std::string closest_flag(const std::string& key) {
   std::vector<std::string> names = {"config", "resume", "model", "q",    "from",

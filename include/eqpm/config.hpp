@@ -168,6 +168,9 @@ void validate(const RunConfig& cfg);
 // Parsed mix "dc=0.4,ev=0.4,inv=0.2" as fractions per family (summing to 1).
 std::vector<std::pair<Family, double>> parse_mix(const std::string& text);
 
+// Levenshtein distance between two keys, for "did you mean" hints (flags and TOML keys).
+std::size_t edit_distance(const std::string& a, const std::string& b);
+
 // The whole configuration as a JSON object (stable key order) and as TOML.
 std::string config_to_json(const RunConfig& cfg);
 std::string config_to_toml(const RunConfig& cfg);
