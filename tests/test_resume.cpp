@@ -4,6 +4,7 @@
 // overwritten runs leave nothing that looks like results.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -277,6 +278,75 @@ TEST(Cli, FailedRunAndOverwrittenSweepLeaveNoStaleResults) {
   EXPECT_FALSE(fs::exists(tmp.file("sw") + "/regret_boxplot.png"));
   EXPECT_TRUE(fs::exists(tmp.file("sw") + "/q=1/summary.json"));
   EXPECT_TRUE(fs::exists(tmp.file("sw") + "/plain/summary.json"));
+}
+
+}  // namespace
+}  // namespace eqpm
+
+namespace eqpm {
+namespace {
+
+// The first SIGTERM only asks the run to stop after its step; a second signal ends the
+// process at once, with 128 + the signal's number.
+TEST(Interrupt, SecondSignalExitsAtOnce) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, STDERR_FILENO);
+    InterruptHandlers handlers;
+    raise(SIGTERM);
+    if (interrupt_signal() != SIGTERM) _exit(3);  // the first one must only be recorded
+    raise(SIGINT);
+    _exit(0);  // not reached when the second signal exits
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
+}
+
+// --checkpoint-minutes writes checkpoints during a run that has no --checkpoint-every: a
+// run killed mid-way (SIGKILL, no handler) leaves one from before its end, and it resumes.
+TEST(ResumeSlow, CheckpointsByTimeWithoutCheckpointEvery) {
+  test::TempDir tmp;
+  const std::string out = tmp.file("run");
+  const std::string args =
+      "train --agents 300 --series-hours 3000 --epochs 8 --warm-start-epochs 1 --threads 1 "
+      "--quiet --hidden 32,32 --backend cpu --checkpoint-minutes 0.00002 --out " + out;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string cmd = std::string(EQPM_BINARY) + " " + args;
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > /dev/null 2>&1").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  const std::string ckpt = out + "/checkpoint.safetensors";
+  long step = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fs::exists(ckpt)) {
+      try {
+        step = static_cast<long>(load_checkpoint(ckpt).step);
+      } catch (...) {
+        step = 0;
+      }
+      if (step >= 3) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before a timed checkpoint was seen";
+  const long killed_at = static_cast<long>(load_checkpoint(ckpt).step);
+  EXPECT_GE(killed_at, 3);
+  EXPECT_FALSE(fs::exists(out + "/summary.json"));
+  ASSERT_EQ(run("train --resume " + out + " --quiet", tmp.file("log")), 0)
+      << test::read_file(tmp.file("log"));
+  // The checkpoint was one from the middle of the run, not its final one.
+  const long total = std::stol(json_value(test::read_file(out + "/summary.json"), "steps"));
+  EXPECT_LT(killed_at, total);
 }
 
 }  // namespace
