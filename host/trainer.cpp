@@ -1,8 +1,8 @@
 // The training loop (see trainer.hpp).
 #include "eqpm/trainer.hpp"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -59,7 +59,8 @@ float Trainer::sigma_at(long step) const {
   if (cfg_.sigma_decay == 1.0) return static_cast<float>(cfg_.sigma);
   const long warm = steps_per_epoch_ * cfg_.warm_start_epochs;
   const long span = total_steps() - warm;
-  const double x = span > 1 ? std::clamp(static_cast<double>(step - warm) / static_cast<double>(span - 1), 0.0, 1.0) : 1.0;
+  const double x =
+      span > 1 ? std::clamp(double(step - warm) / double(span - 1), 0.0, 1.0) : 1.0;
   return static_cast<float>(cfg_.sigma * std::pow(cfg_.sigma_decay, x));
 }
 
@@ -170,13 +171,12 @@ TrainResult Trainer::run(long first_step, const std::function<void(const Progres
       m.loss = epoch_steps ? epoch_loss / static_cast<double>(epoch_steps) : NAN;
       m.seconds = epoch_seconds;
       res.epochs.push_back(m);
-      const int epoch = static_cast<int>(step / steps_per_epoch_);
-      if (cfg_.select == Select::val && epoch >= cfg_.warm_start_epochs) {
+      if (cfg_.select == Select::val && m.epoch >= cfg_.warm_start_epochs) {
         // The objective the run trains for: M_q for a regret model, MSE for plain.
         const double score = cfg_.beta >= 1.0 ? m.mse : m.power_mean;
         if (ts_.best_epoch < 0 || score < ts_.best_score) {
           ts_.best_score = score;
-          ts_.best_epoch = epoch;
+          ts_.best_epoch = m.epoch;
           ts_.best_params = backend_.params();
         }
       }

@@ -59,19 +59,7 @@ TEST(ResumeSlow, KilledAndResumedRunIsBitIdentical) {
   }
   // Kill once a mid-training checkpoint exists (step 7 .. well before the end).
   const std::string ckpt = out + "/checkpoint.safetensors";
-  long step = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (std::filesystem::exists(ckpt)) {
-      try {
-        step = static_cast<long>(load_checkpoint(ckpt).step);
-      } catch (...) {
-        step = 0;
-      }
-      if (step >= 14) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  test::wait_for_checkpoint(ckpt, 14);
   kill(child, SIGKILL);
   int status = 0;
   waitpid(child, &status, 0);

@@ -322,19 +322,7 @@ TEST(ResumeSlow, CheckpointsByTimeWithoutCheckpointEvery) {
     _exit(127);
   }
   const std::string ckpt = out + "/checkpoint.safetensors";
-  long step = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(ckpt)) {
-      try {
-        step = static_cast<long>(load_checkpoint(ckpt).step);
-      } catch (...) {
-        step = 0;
-      }
-      if (step >= 3) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  test::wait_for_checkpoint(ckpt, 3);
   kill(child, SIGKILL);
   int status = 0;
   waitpid(child, &status, 0);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -13,9 +14,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "eqpm/backend.hpp"
+#include "eqpm/checkpoint.hpp"
 
 namespace eqpm::test {
 
@@ -127,6 +130,25 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Polls a run's checkpoint until it holds at least `min_step` steps or `seconds` pass;
+// returns the last step read (0 while the file is absent or being replaced).
+inline long wait_for_checkpoint(const std::string& path, long min_step, int seconds = 60) {
+  long step = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (std::filesystem::exists(path)) {
+      try {
+        step = static_cast<long>(load_checkpoint(path).step);
+      } catch (...) {
+        step = 0;
+      }
+      if (step >= min_step) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return step;
+}
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
