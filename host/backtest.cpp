@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "eqpm/beta_select.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/io.hpp"
 
@@ -118,6 +119,35 @@ std::vector<double> pool_regrets(const std::vector<std::vector<double>>& per_fol
   return pooled;
 }
 
+namespace {
+
+// Pools a run's folds: each agent's regret averaged over every test hour.
+void pool_run(BacktestRun& run) {
+  std::vector<std::vector<double>> per_fold;
+  std::vector<long> hours;
+  double mse = 0;
+  long total = 0;
+  for (const auto& f : run.folds) {
+    per_fold.push_back(f.regret);
+    hours.push_back(f.test_rows);
+    mse += f.mse * static_cast<double>(f.test_rows);
+    total += f.test_rows;
+  }
+  run.pooled = pool_regrets(per_fold, hours);
+  run.pooled_mse = mse / static_cast<double>(total);
+  run.pooled_stats = regret_stats(run.pooled);
+  run.pooled_stats.mse = run.pooled_mse;
+}
+
+// One chain of folds of one configuration, each fold warm-started from the previous one.
+struct Chain {
+  BacktestRun run;
+  std::vector<RunOutcome> outcomes;  // per fold
+  std::vector<RunConfig> configs;    // per fold
+};
+
+}  // namespace
+
 BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const BacktestOptions& opt) {
   namespace fs = std::filesystem;
   BacktestResult res;
@@ -130,34 +160,19 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
                       "inside the series (its last forecast start is " + utc_text(last_start) + ")");
   res.folds = backtest_folds(opt.from, to, opt.refit);
 
-  struct RunSpec {
-    std::string name;
-    RunConfig cfg;
-  };
-  std::vector<RunSpec> specs;
-  {
-    RunConfig plain = base;
-    plain.beta = 1.0;
-    plain.q = 0.0;
-    specs.push_back({"plain", plain});
-  }
-  for (double q : opt.qs) {
-    RunConfig c = base;
-    c.q = q;
-    specs.push_back({"q=" + format_double(q), c});
-  }
-
-  for (const auto& spec : specs) {
-    BacktestRun run;
-    run.name = spec.name;
-    run.q = spec.cfg.q;
-    run.beta = spec.cfg.beta;
+  // Trains `cfg` on every fold into opt.out/<dir_name>/fold-<k>/; false when a signal
+  // stopped it (res.stopped_run then holds that fold's outcome).
+  auto train_chain = [&](const std::string& name, const std::string& dir_name,
+                         const RunConfig& run_cfg, Chain* chain) {
+    chain->run.name = name;
+    chain->run.q = run_cfg.q;
+    chain->run.beta = run_cfg.beta;
     std::vector<float> previous;
     for (const Fold& fold : res.folds) {
       const bool warm = opt.warm_start && !previous.empty();
       const std::string dir =
-          (fs::path(opt.out) / spec.name / ("fold-" + std::to_string(fold.index))).string();
-      const RunConfig cfg = fold_config(spec.cfg, fold, opt, dir, warm);
+          (fs::path(opt.out) / dir_name / ("fold-" + std::to_string(fold.index))).string();
+      const RunConfig cfg = fold_config(run_cfg, fold, opt, dir, warm);
       RunInputs fin;
       try {
         fin = fold_inputs(in, cfg);
@@ -168,7 +183,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
       fs::create_directories(dir);
       if (!cfg.quiet)
         std::fprintf(stderr, "[backtest] %s fold %d/%zu: test %s to %s (%ld hours), %ld training rows%s\n",
-                     spec.name.c_str(), fold.index, res.folds.size(),
+                     dir_name.c_str(), fold.index, res.folds.size(),
                      boundary_text(fold.start).c_str(), boundary_text(fold.end).c_str(),
                      fin.data.test_rows(), fin.data.train_rows,
                      warm ? (", warm start: " + std::to_string(cfg.epochs) + " epochs").c_str() : "");
@@ -176,7 +191,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
       if (o.interrupted_at >= 0) {
         res.stopped = true;
         res.stopped_run = std::move(o);
-        return res;
+        return false;
       }
       FoldResult fr;
       fr.fold = fold;
@@ -188,25 +203,77 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
       fr.test_first_start =
           series_time(in.series, fin.data.t[static_cast<size_t>(fin.data.test_begin)]);
       fr.regret = o.test.regret;
+      fr.val_regret = o.validation.regret;
       fr.mse = o.test.mse;
+      fr.beta = cfg.beta;
       fr.stats = o.test_stats;
-      run.folds.push_back(std::move(fr));
+      chain->run.folds.push_back(std::move(fr));
       previous = o.params;
+      chain->outcomes.push_back(std::move(o));
+      chain->configs.push_back(cfg);
     }
-    std::vector<std::vector<double>> per_fold;
-    std::vector<long> hours;
-    double mse = 0;
-    long total = 0;
-    for (const auto& f : run.folds) {
-      per_fold.push_back(f.regret);
-      hours.push_back(f.test_rows);
-      mse += f.mse * static_cast<double>(f.test_rows);
-      total += f.test_rows;
+    pool_run(chain->run);
+    return true;
+  };
+
+  Chain plain;
+  {
+    RunConfig c = base;
+    c.beta_auto = false;
+    c.beta = 1.0;
+    c.q = 0.0;
+    if (!train_chain("plain", "plain", c, &plain)) return res;
+    res.runs.push_back(plain.run);
+  }
+  std::vector<double> weights(in.population.agents.size());
+  for (size_t n = 0; n < weights.size(); ++n) weights[n] = in.population.agents[n].weight;
+  for (double q : opt.qs) {
+    const std::string name = "q=" + format_double(q);
+    RunConfig c = base;
+    c.q = q;
+    if (!base.beta_auto) {
+      Chain chain;
+      if (!train_chain(name, name, c, &chain)) return res;
+      res.runs.push_back(std::move(chain.run));
+      continue;
     }
-    run.pooled = pool_regrets(per_fold, hours);
-    run.pooled_mse = mse / static_cast<double>(total);
-    run.pooled_stats = regret_stats(run.pooled);
-    run.pooled_stats.mse = run.pooled_mse;
+    // One chain per beta below 1; plain stands for beta = 1.
+    std::vector<Chain> chains;
+    std::vector<const Chain*> cands;
+    for (double b : base.beta_grid) {
+      if (b >= 1.0) continue;
+      chains.emplace_back();
+      if (!train_chain(name, (fs::path(name) / beta_folder(b)).string(), candidate_config(c, b),
+                       &chains.back()))
+        return res;
+    }
+    for (const auto& ch : chains) cands.push_back(&ch);
+    for (double b : base.beta_grid)
+      if (b >= 1.0) cands.push_back(&plain);
+    BacktestRun run;
+    run.name = name;
+    run.q = q;
+    run.beta = -1;  // per fold
+    for (size_t k = 0; k < res.folds.size(); ++k) {
+      std::vector<BetaCandidate> bc;
+      for (const Chain* ch : cands)
+        bc.push_back({ch->run.folds[k].beta, ch->run.folds[k].val_regret, ch->run.folds[k].regret});
+      const BetaChoice choice = choose_beta(bc, weights, q);
+      for (size_t i = 0; i < bc.size(); ++i)
+        res.beta_auto.push_back({name, q, res.folds[k].index, bc[i].beta, choice.val_mq[i],
+                                 choice.test_mq[i], i == choice.index});
+      const Chain& best = *cands[choice.index];
+      // Ship the chosen model into <run>/fold-<k>/ under the run's own q and the chosen beta.
+      RunConfig shipped = best.configs[k];
+      shipped.q = q;
+      shipped.beta_auto = false;
+      shipped.out = (fs::path(opt.out) / name / ("fold-" + std::to_string(k + 1))).string();
+      write_run_outputs(shipped, fold_inputs(in, shipped), best.outcomes[k]);
+      FoldResult fr = best.run.folds[k];
+      fr.dir = shipped.out;
+      run.folds.push_back(std::move(fr));
+    }
+    pool_run(run);
     res.runs.push_back(std::move(run));
   }
   return res;
@@ -214,18 +281,33 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
 
 std::string backtest_csv(const BacktestResult& r) {
   std::string s = "run,q,beta,fold_start,fold_end,mean,var,p95,max,mse\n";
-  auto row = [&](const BacktestRun& run, const std::string& start, const std::string& end,
-                 const RegretStats& st, double mse) {
+  auto row = [&](const BacktestRun& run, const std::string& beta, const std::string& start,
+                 const std::string& end, const RegretStats& st, double mse) {
     s += run.name + "," + (run.name == "plain" ? std::string() : format_double(run.q)) + "," +
-         format_double(run.beta) + "," + start + "," + end + "," + format_double(st.mean) + "," +
+         beta + "," + start + "," + end + "," + format_double(st.mean) + "," +
          format_double(st.var) + "," + format_double(st.p95) + "," + format_double(st.max) + "," +
          format_double(mse) + "\n";
   };
   for (const auto& run : r.runs) {
-    for (const auto& f : run.folds)
-      row(run, boundary_text(f.fold.start), boundary_text(f.fold.end), f.stats, f.mse);
-    row(run, "all", "", run.pooled_stats, run.pooled_mse);
+    bool same = true;
+    for (const auto& f : run.folds) {
+      row(run, format_double(f.beta), boundary_text(f.fold.start), boundary_text(f.fold.end),
+          f.stats, f.mse);
+      same = same && f.beta == run.folds.front().beta;
+    }
+    row(run, same && !run.folds.empty() ? format_double(run.folds.front().beta) : "auto", "all",
+        "", run.pooled_stats, run.pooled_mse);
   }
+  return s;
+}
+
+std::string beta_auto_csv(const BacktestResult& r) {
+  std::string s = "run,q,fold_start,beta,val_power_mean,test_power_mean,chosen\n";
+  for (const auto& b : r.beta_auto)
+    s += b.run + "," + format_double(b.q) + "," +
+         boundary_text(r.folds[static_cast<size_t>(b.fold - 1)].start) + "," +
+         format_double(b.beta) + "," + format_double(b.val_mq) + "," + format_double(b.test_mq) +
+         "," + (b.chosen ? "1" : "0") + "\n";
   return s;
 }
 
@@ -279,6 +361,38 @@ std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt) 
                   run.name.c_str(), st.mean, is_plain ? "" : rel(st.mean, plain->mean).c_str(),
                   st.max, is_plain ? "" : rel(st.max, plain->max).c_str(), st.p95, st.var, st.mse);
     s += buf;
+  }
+  if (!r.beta_auto.empty()) {
+    // Which beta each fold's validation chose, and whether the test month agreed: the
+    // chosen candidate the best on test M_q, and at least as good as plain there.
+    s += "\nbeta auto (validation M_q picks per fold; test: its rank on the test month's M_q):\n";
+    std::vector<std::string> names;
+    for (const auto& b : r.beta_auto)
+      if (std::find(names.begin(), names.end(), b.run) == names.end()) names.push_back(b.run);
+    for (const auto& name : names) {
+      std::string picks;
+      int best_on_test = 0, not_worse = 0, folds = 0;
+      for (const auto& f : r.folds) {
+        const BetaAutoRow* chosen = nullptr;
+        double best_test = INFINITY, plain_test = NAN;
+        for (const auto& b : r.beta_auto) {
+          if (b.run != name || b.fold != f.index) continue;
+          if (b.chosen) chosen = &b;
+          best_test = std::min(best_test, b.test_mq);
+          if (b.beta >= 1.0) plain_test = b.test_mq;
+        }
+        if (!chosen) continue;
+        ++folds;
+        picks += (picks.empty() ? "" : " ") + format_double(chosen->beta);
+        best_on_test += chosen->test_mq <= best_test;
+        not_worse += !(chosen->test_mq > plain_test);
+      }
+      std::snprintf(buf, sizeof buf,
+                    "%-8s betas by fold: %s; best on test in %d of %d folds, no worse than "
+                    "plain in %d of %d\n",
+                    name.c_str(), picks.c_str(), best_on_test, folds, not_worse, folds);
+      s += buf;
+    }
   }
   return s;
 }

@@ -265,6 +265,10 @@ std::vector<OptionSpec> build_registry() {
                            &RunConfig::train_fraction, 0.0, 1.0, true, true));
   r.push_back(float_option("val_fraction", "tail of the training split held out for metrics",
                            &RunConfig::val_fraction, 0.0, 0.5, false, false));
+  r.push_back(int_option("val_days",
+                         "held-out tail as the last N days of the training split instead of "
+                         "val_fraction (0: val_fraction)",
+                         &RunConfig::val_days, 0, 3650));
   r.push_back(date_option("train_from",
                           "first forecast start of the training split (empty: the series' "
                           "first usable hour)",
@@ -368,7 +372,53 @@ std::vector<OptionSpec> build_registry() {
       {{"relu", Activation::relu}, {"tanh", Activation::tanh}, {"gelu", Activation::gelu}}));
   // objective
   r.push_back(float_option("q", "fairness exponent (0: mean regret)", &RunConfig::q, 0, 1000));
-  r.push_back(float_option("beta", "accuracy weight (1: plain MSE)", &RunConfig::beta, 0, 1));
+  {
+    // A number in [0, 1], or "auto": one model per beta_grid value, kept by validation M_q.
+    OptionSpec o = float_option("beta", "accuracy weight (1: plain MSE), or auto: the beta of "
+                                        "beta_grid with the lowest validation M_q",
+                                &RunConfig::beta, 0, 1);
+    o.type = "float-or-auto";
+    auto set_number = o.set;
+    o.set = [set_number](RunConfig& c, const std::string& v) {
+      if (trim(v) == "auto") {
+        c.beta_auto = true;
+        return;
+      }
+      try {
+        set_number(c, v);
+      } catch (const ConfigError& e) {
+        throw ConfigError(std::string(e.what()) + " (or auto)");
+      }
+      c.beta_auto = false;
+    };
+    o.get = [](const RunConfig& c) { return c.beta_auto ? std::string("auto") : format_double(c.beta); };
+    r.push_back(o);
+  }
+  {
+    OptionSpec o;
+    o.key = "beta_grid";
+    o.type = "float-list";
+    o.help = "the betas --beta auto chooses from, in [0, 1] (1: the plain model)";
+    o.set = [](RunConfig& c, const std::string& v) {
+      std::vector<double> g;
+      for (const auto& p : split(v, ',')) {
+        const double x = parse_double(p, "");
+        if (!(x >= 0 && x <= 1))
+          throw ConfigError("expected betas in [0, 1], got '" + v + "'");
+        if (std::find(g.begin(), g.end(), x) != g.end())
+          throw ConfigError("beta " + format_double(x) + " is listed twice in '" + v + "'");
+        g.push_back(x);
+      }
+      if (g.size() < 2) throw ConfigError("expected at least two betas, got '" + v + "'");
+      c.beta_grid = g;
+    };
+    o.get = [](const RunConfig& c) {
+      std::string s;
+      for (size_t i = 0; i < c.beta_grid.size(); ++i) s += (i ? "," : "") + format_double(c.beta_grid[i]);
+      return s;
+    };
+    r.push_back(o);
+  }
   r.push_back(enum_option<Estimator>("estimator", "gradient estimator", &RunConfig::estimator,
                                      {{"score", Estimator::score},
                                       {"pathwise", Estimator::pathwise},
@@ -563,9 +613,10 @@ std::string config_to_json(const RunConfig& cfg) {
     first = false;
     s += "\"" + o.key + "\": ";
     const std::string v = o.get(cfg);
-    if (o.type == "int" || o.type == "float" || o.type == "bool") {
+    if (o.type == "int" || o.type == "float" || o.type == "bool" ||
+        (o.type == "float-or-auto" && v != "auto")) {
       s += v;
-    } else if (o.type == "range" || o.type == "int-list") {
+    } else if (o.type == "range" || o.type == "int-list" || o.type == "float-list") {
       s += "[" + v + "]";
     } else {
       s += "\"" + json_escape(v) + "\"";
@@ -581,9 +632,15 @@ std::string config_to_toml(const RunConfig& cfg) {
     s += o.key + " = ";
     if (o.type == "int" || o.type == "bool") {
       s += v;
-    } else if (o.type == "float") {
+    } else if (o.type == "float" || (o.type == "float-or-auto" && v != "auto")) {
       // TOML floats need a fraction or exponent.
       s += (v.find_first_of(".eEn") == std::string::npos) ? v + ".0" : v;
+    } else if (o.type == "float-list") {
+      std::string list;
+      for (const auto& x : split(v, ','))
+        list += (list.empty() ? "" : ", ") +
+                ((x.find_first_of(".eEn") == std::string::npos) ? x + ".0" : x);
+      s += "[" + list + "]";
     } else if (o.type == "range" || o.type == "int-list") {
       s += "[" + v + "]";
     } else {

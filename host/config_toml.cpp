@@ -82,6 +82,8 @@ std::string expected_type(const std::string& type) {
   if (type == "date") return "a date (2022-07-01) or a string such as \"2022-07-01 00:00\"";
   if (type == "range") return "an array of 2 numbers [LO, HI]";
   if (type == "int-list") return "an array of integers";
+  if (type == "float-list") return "an array of numbers";
+  if (type == "float-or-auto") return "a number or \"auto\"";
   return "a string, one of " + type;
 }
 
@@ -119,6 +121,21 @@ std::string value_text(const std::string& path, const std::string& key, const Op
   if (t == "float") {
     if (!value.is_number()) wrong(found_type(value), value);
     return number_text(value);
+  }
+  if (t == "float-or-auto") {
+    if (value.is_number()) return number_text(value);
+    if (!value.is_string()) wrong(found_type(value), value);
+    return value.as_string()->get();
+  }
+  if (t == "float-list") {
+    const toml::array* a = value.as_array();
+    if (!a) wrong(found_type(value), value);
+    std::string s;
+    for (const toml::node& e : *a) {
+      if (!e.is_number()) wrong(std::string("an array holding ") + found_type(e), e);
+      s += (s.empty() ? "" : ",") + number_text(e);
+    }
+    return s;
   }
   if (t == "bool") {
     if (!value.is_boolean()) wrong(found_type(value), value);

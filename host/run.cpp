@@ -172,12 +172,18 @@ void ProgressLog::finish() {
 }
 
 // ------------------------------------------------------------------ output files
-std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train) {
-  std::string s = "agent,family,regret,train_regret\n";
-  for (long n = 0; n < p.size(); ++n)
+std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train,
+                       const EvalResult* validation) {
+  const bool val = validation && validation->regret.size() == static_cast<size_t>(p.size());
+  std::string s = val ? "agent,family,regret,train_regret,val_regret\n"
+                      : "agent,family,regret,train_regret\n";
+  for (long n = 0; n < p.size(); ++n) {
     s += std::to_string(n) + "," + family_name(p.agents[static_cast<size_t>(n)].family) + "," +
          format_double(test.regret[static_cast<size_t>(n)]) + "," +
-         format_double(train.regret[static_cast<size_t>(n)]) + "\n";
+         format_double(train.regret[static_cast<size_t>(n)]);
+    if (val) s += "," + format_double(validation->regret[static_cast<size_t>(n)]);
+    s += "\n";
+  }
   return s;
 }
 
@@ -349,14 +355,24 @@ void write_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& 
   write_text(dir, "population.csv", pop.str());
   write_demand_profile_csv(in.demand, dem);
   write_text(dir, "demand_profile.csv", dem.str());
-  write_text(dir, "agents.csv", agents_csv(in.population, o.test, o.train_split));
+  write_text(dir, "agents.csv", agents_csv(in.population, o.test, o.train_split, &o.validation));
   write_text(dir, "summary.json", summary_json(cfg, in, o));
 }
 
 }  // namespace
 
+void write_run_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o) {
+  if (cfg.out.empty()) throw Error("write_run_outputs: no output folder");
+  std::filesystem::create_directories(cfg.out);
+  write_outputs(cfg, in, o,
+                make_mlp_layout(in.data.input_dim(), cfg.hidden, cfg.horizon, cfg.activation));
+  write_text(cfg.out, "metrics.csv", metrics_csv(o.train.epochs));
+}
+
 RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from,
                      const std::vector<float>& initial_params) {
+  if (cfg.beta_auto)  // a run trains one beta; beta_select.hpp trains the grid
+    throw ConfigError("--beta auto: train_run takes one beta (see train_beta_auto)");
   RunOutcome o;
   o.out_dir = cfg.out;
   auto backend = make_backend(cfg.backend, cfg.threads);
@@ -509,7 +525,8 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
   o.params = params;
   evaluate_splits(*backend, trainer, o, cfg, in);
   if (!cfg.out.empty()) {
-    write_text(cfg.out, "agents.csv", agents_csv(in.population, o.test, o.train_split));
+    write_text(cfg.out, "agents.csv",
+               agents_csv(in.population, o.test, o.train_split, &o.validation));
     write_text(cfg.out, "summary.json", summary_json(cfg, in, o));
   }
   return o;

@@ -20,6 +20,7 @@
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/backend.hpp"
 #include "eqpm/backtest.hpp"
+#include "eqpm/beta_select.hpp"
 #include "eqpm/build_info.hpp"
 #include "eqpm/checkpoint.hpp"
 #include "eqpm/config.hpp"
@@ -292,9 +293,11 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.warm_start_folds = tmp.quiet;
     }
     else if (key == "check-tol" && cl.command == "sweep") {
-      RunConfig tmp;
-      set_option(tmp, "beta", value, "--check-tol");  // a number in [0, 1]
-      cl.check_tol = tmp.beta;
+      char* end = nullptr;
+      const double tol = std::strtod(value.c_str(), &end);
+      if (value.empty() || end != value.c_str() + value.size() || !(tol >= 0 && tol <= 1))
+        throw ConfigError("--check-tol: expected a number in [0, 1], got '" + value + "'");
+      cl.check_tol = tol;
     }
     else if (!spec) {
       const std::string near = closest_flag(key);
@@ -486,8 +489,16 @@ int cmd_train(CommandLine& cl) {
   RunConfig cfg = cl.cfg;
   if (!cl.resume.empty()) {
     const std::string ckpt = (std::filesystem::path(cl.resume) / "checkpoint.safetensors").string();
-    if (!std::filesystem::exists(ckpt))
-      throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder");
+    if (!std::filesystem::exists(ckpt)) {
+      bool candidates = false;
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(cl.resume, ec))
+        candidates = candidates || e.path().filename().string().rfind("beta=", 0) == 0;
+      throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder" +
+                        (candidates ? std::string(" (it holds the candidates of a --beta auto run, "
+                                                  "which does not resume: rerun it with --overwrite)")
+                                    : std::string()));
+    }
     cfg = resumed_config(cl, ckpt);
     validate(cfg);
     if (cl.print_config) {
@@ -517,9 +528,13 @@ int cmd_train(CommandLine& cl) {
   OutputFolderGuard guard(cfg.out);
   ensure_output_dir(cfg.out, cfg.overwrite);
   const RunInputs in = load_inputs(cfg);
-  const RunOutcome o = train_run(cfg, in);
+  double chosen = cfg.beta;
+  const RunOutcome o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen) : train_run(cfg, in);
   guard.keep();
   if (o.interrupted_at >= 0) return report_interrupted(o);
+  if (cfg.beta_auto)
+    std::printf("beta auto: validation M_%s picked beta %s (%s/beta_auto.csv)\n",
+                format_double(cfg.q).c_str(), format_double(chosen).c_str(), cfg.out.c_str());
   if (cfg.profile) print_stage_profile(o);
   std::printf("trained %ld steps in %.1f s (%s backend, %ld agents)\n", o.train.steps,
               o.train.seconds, o.backend.c_str(), in.population.size());
@@ -597,6 +612,7 @@ int cmd_sweep(CommandLine& cl) {
   };
   {
     RunConfig plain = base;
+    plain.beta_auto = false;
     plain.beta = 1.0;
     plain.q = 0.0;
     if (!run_one("plain", plain)) return stopped();
@@ -604,7 +620,22 @@ int cmd_sweep(CommandLine& cl) {
   for (double q : qs) {
     RunConfig cfg = base;
     cfg.q = q;
-    if (!run_one(run_name(q), cfg)) return stopped();
+    if (!base.beta_auto) {
+      if (!run_one(run_name(q), cfg)) return stopped();
+      continue;
+    }
+    // One model per beta of the grid, the plain run as its beta = 1; the run's folder
+    // gets the one validation M_q prefers (beta_auto.csv says which).
+    cfg.out = (std::filesystem::path(base.out) / run_name(q)).string();
+    std::filesystem::create_directories(cfg.out);
+    double chosen = 1;
+    RunOutcome o = train_beta_auto(cfg, in, &runs.front().outcome, &chosen);
+    if (o.interrupted_at >= 0) {
+      guard.keep();
+      report_interrupted(o);
+      return stopped();
+    }
+    runs.push_back({run_name(q), q, chosen, std::move(o)});
   }
   guard.keep();
   // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
@@ -847,6 +878,8 @@ int cmd_backtest(CommandLine& cl) {
   }
   guard.keep();
   write_file_atomic((std::filesystem::path(base.out) / "backtest.csv").string(), backtest_csv(r));
+  if (!r.beta_auto.empty())
+    write_file_atomic((std::filesystem::path(base.out) / "beta_auto.csv").string(), beta_auto_csv(r));
   std::printf("%s", backtest_table(r, opt).c_str());
   std::string why;
   if (plot_backtest(base.out, &why))

@@ -67,7 +67,9 @@ struct FoldResult {
   std::int64_t train_last_target = 0;  // UTC of the last hour any training target reaches
   std::int64_t test_first_start = 0;   // UTC of the first test forecast start
   std::vector<double> regret;          // per agent, mean over the fold's test rows
+  std::vector<double> val_regret;      // per agent, on the fold's validation rows
   double mse = 0;
+  double beta = 1;                     // the model's beta (with --beta auto, the chosen one)
   RegretStats stats;
 };
 
@@ -80,9 +82,20 @@ struct BacktestRun {
   RegretStats pooled_stats;
 };
 
+// With --beta auto, one row per q run, fold and beta candidate (DIR/beta_auto.csv).
+struct BetaAutoRow {
+  std::string run;
+  double q = 0;
+  int fold = 0;
+  double beta = 0;
+  double val_mq = 0, test_mq = 0;
+  bool chosen = false;
+};
+
 struct BacktestResult {
   std::vector<Fold> folds;
-  std::vector<BacktestRun> runs;
+  std::vector<BacktestRun> runs;       // plain, then one per q (the chosen beta per fold)
+  std::vector<BetaAutoRow> beta_auto;  // empty without --beta auto
   bool stopped = false;  // a signal stopped a fold's training (its folder holds a checkpoint)
   RunOutcome stopped_run;
 };
@@ -92,12 +105,19 @@ std::vector<double> pool_regrets(const std::vector<std::vector<double>>& per_fol
                                  const std::vector<long>& hours);
 
 // Trains and evaluates every run on every fold, writing opt.out/<run>/fold-<k>/ (normal
-// train output folders). Does not write backtest.csv (see backtest_csv).
+// train output folders). With base.beta_auto, each q run trains one chain of folds per
+// beta of the grid below 1 (opt.out/<run>/beta=<b>/fold-<k>/, each warm-started from its
+// own previous fold), the plain run standing for beta = 1, and every fold ships into
+// opt.out/<run>/fold-<k>/ the candidate with the lowest validation M_q of that fold.
+// Does not write backtest.csv (see backtest_csv).
 BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const BacktestOptions& opt);
 
 // backtest.csv: `run,q,beta,fold_start,fold_end,mean,var,p95,max,mse`, one row per run and
-// fold, then per run one row with fold_start = all over the pooled regrets.
+// fold, then per run one row with fold_start = all over the pooled regrets (its beta
+// "auto" when the folds chose different ones).
 std::string backtest_csv(const BacktestResult& r);
+// beta_auto.csv: `run,q,fold_start,beta,val_power_mean,test_power_mean,chosen`.
+std::string beta_auto_csv(const BacktestResult& r);
 // The table printed on stdout.
 std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt);
 // Writes dir/backtest.png from dir/backtest.csv with python3 and matplotlib; false (and why

@@ -39,11 +39,13 @@ std::vector<float> synthetic_demand_profile();
 //   (t + H - 1 < train_until): no target hour of a training row reaches the test period;
 // - tests when test_from <= t <= test_until.
 // A missing train_until is test_from (and the other way round); a missing train_from is
-// the first row, a missing test_until the last. The validation slice is the tail
-// (val_fraction) of the training rows either way.
+// the first row, a missing test_until the last. The validation slice is the tail of the
+// training rows either way: the last val_fraction of them, or with val_days > 0 those that
+// start in the last val_days days of the training split.
 struct SplitSpec {
   double train_fraction = 0.7;
   double val_fraction = 0.1;
+  int val_days = 0;
   bool has_train_from = false, has_train_until = false, has_test_from = false,
        has_test_until = false;
   std::int64_t train_from = 0, train_until = 0, test_from = 0, test_until = 0;

@@ -78,13 +78,21 @@ struct RunOutcome {
 RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from = "",
                      const std::vector<float>& initial_params = {});
 
+// Writes the whole output folder cfg.out (model, population, demand profile, agents.csv,
+// summary.json, metrics.csv) for an outcome already trained and evaluated: how
+// --beta auto ships the chosen candidate under its run's configuration.
+void write_run_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o);
+
 // Evaluates parameters on both splits (with `metric`) and writes agents.csv and
 // summary.json into out_dir (when non-empty).
 RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params,
                           EvalMetric metric = EvalMetric::per_hour);
 
 // Text of the output files (exposed for tests).
-std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train_split);
+// agents.csv: agent,family,regret,train_regret[,val_regret] (the last column when
+// `validation` holds one regret per agent).
+std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train_split,
+                       const EvalResult* validation = nullptr);
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
 std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o);
 

@@ -1,0 +1,48 @@
+// --beta auto (DESIGN.md 6, "Model selection"): a q model is trained once per beta of
+// cfg.beta_grid (beta = 1 is the plain MSE model) and the one with the lowest M_q on the
+// held-out validation rows ships. A q model then never ships a model that the validation
+// slice says is worse at its own objective than plain.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "eqpm/config.hpp"
+#include "eqpm/run.hpp"
+
+namespace eqpm {
+
+struct BetaCandidate {
+  double beta = 0;
+  std::vector<double> val_regret;   // per agent, on the validation rows
+  std::vector<double> test_regret;  // per agent, on the test rows (for the record)
+};
+
+struct BetaChoice {
+  size_t index = 0;             // into the candidates
+  std::vector<double> val_mq;   // weighted M_q of each candidate on validation
+  std::vector<double> test_mq;  // and on test
+};
+
+// The candidate with the lowest weighted validation M_q; a tie (within 1e-12 relative)
+// goes to the larger beta, the one nearer to plain. Throws Error on an empty list or
+// regret vectors of another length than `weights`.
+BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
+                       const std::vector<double>& weights, double q);
+
+// "beta=0.1": the folder of a candidate under its run's folder.
+std::string beta_folder(double beta);
+
+// The configuration of one candidate: cfg with that beta (beta_auto off) writing into
+// cfg.out/beta=<b>/.
+RunConfig candidate_config(const RunConfig& cfg, double beta);
+
+// Trains every candidate of cfg.beta_grid into cfg.out/beta=<b>/ (the beta = 1 candidate
+// is `plain` when given, trained otherwise), then writes the chosen one into cfg.out as a
+// normal run folder whose configuration holds the chosen beta, and cfg.out/beta_auto.csv
+// (`beta,val_power_mean,test_power_mean,chosen`). Returns the shipped outcome; when a
+// signal stops a candidate, that candidate's outcome (interrupted_at >= 0).
+RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in,
+                           const RunOutcome* plain = nullptr, double* chosen_beta = nullptr);
+
+}  // namespace eqpm

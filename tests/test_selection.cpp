@@ -1,0 +1,293 @@
+// Model selection on validation (DESIGN.md 6): the validation window in days, --beta auto
+// (its configuration, the choice, the shipped run folder) and the backtest that chooses a
+// beta per fold. The choice must be the candidate with the lowest validation M_q, and
+// what ships must be that candidate's model, evaluated under the run's own q.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "eqpm/backtest.hpp"
+#include "eqpm/beta_select.hpp"
+#include "eqpm/checkpoint.hpp"
+#include "eqpm/config.hpp"
+#include "eqpm/config_toml.hpp"
+#include "eqpm/data.hpp"
+#include "eqpm/error.hpp"
+#include "eqpm/io.hpp"
+#include "eqpm/objective.hpp"
+#include "eqpm/run.hpp"
+#include "test_util.hpp"
+
+namespace eqpm {
+namespace {
+
+std::int64_t at(const std::string& text) {
+  std::int64_t utc = 0;
+  std::string why;
+  EXPECT_TRUE(parse_date(text, &utc, nullptr, &why)) << text << ": " << why;
+  return utc;
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) cells.push_back(cell);
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+// ------------------------------------------------------------------ validation window
+TEST(ValDays, HoldsOutTheRowsOfTheLastDaysOfTheTrainingSplit) {
+  const Series s = synthetic_series(24 * 60, 7);  // 2022-01-01 .. 2022-03-01
+  SplitSpec sp;
+  sp.has_train_until = true;
+  sp.train_until = at("2022-02-15");
+  sp.val_days = 5;
+  const int L = 24, H = 12;
+  const Dataset d = build_dataset(s, L, H, sp, Scaling::mean);
+  // Hourly rows: the last 5 * 24 training forecast starts validate.
+  EXPECT_EQ(d.train_rows - d.fit_rows, 5 * 24);
+  const std::int64_t last_train = series_time(s, d.t[size_t(d.train_end() - 1)]);
+  const std::int64_t first_val = series_time(s, d.t[size_t(d.fit_end())]);
+  const std::int64_t last_fit = series_time(s, d.t[size_t(d.fit_end() - 1)]);
+  EXPECT_EQ(last_train - first_val, 5 * 86400 - 3600);
+  EXPECT_EQ(first_val - last_fit, 3600);
+  // The fraction is ignored when days are given, and used otherwise.
+  sp.val_fraction = 0.3;
+  EXPECT_EQ(build_dataset(s, L, H, sp, Scaling::mean).fit_rows, d.fit_rows);
+  sp.val_days = 0;
+  const Dataset f = build_dataset(s, L, H, sp, Scaling::mean);
+  EXPECT_EQ(f.fit_rows, f.train_rows - long(std::floor(0.3 * f.train_rows)));
+}
+
+TEST(ValDays, AWindowCoveringTheWholeTrainingSplitIsAnError) {
+  const Series s = synthetic_series(24 * 30, 7);
+  SplitSpec sp;
+  sp.has_train_until = true;
+  sp.train_until = at("2022-01-10");
+  sp.val_days = 12;
+  try {
+    build_dataset(s, 24, 12, sp, Scaling::mean);
+    FAIL() << "expected an error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--val-days 12"), std::string::npos) << e.what();
+  }
+}
+
+// ------------------------------------------------------------------ configuration
+TEST(BetaAuto, ParsesFromFlagsTomlAndTheStoredConfiguration) {
+  RunConfig cfg;
+  set_option(cfg, "beta", "auto", "--beta");
+  EXPECT_TRUE(cfg.beta_auto);
+  set_option(cfg, "beta_grid", "0,0.3,1", "--beta-grid");
+  EXPECT_EQ(cfg.beta_grid, (std::vector<double>{0, 0.3, 1}));
+  // The stored configuration (JSON in models, TOML from --print-config) round-trips.
+  const RunConfig back = config_from_json(config_to_json(cfg), "test");
+  EXPECT_TRUE(back.beta_auto);
+  EXPECT_EQ(back.beta_grid, cfg.beta_grid);
+  test::TempDir dir;
+  RunConfig from_toml;
+  load_config_toml(dir.write("a.toml", config_to_toml(cfg)), from_toml);
+  EXPECT_TRUE(from_toml.beta_auto);
+  EXPECT_EQ(from_toml.beta_grid, cfg.beta_grid);
+  // A number again turns auto off.
+  set_option(cfg, "beta", "0.4", "--beta");
+  EXPECT_FALSE(cfg.beta_auto);
+  EXPECT_EQ(cfg.beta, 0.4);
+  EXPECT_EQ(config_from_json(config_to_json(cfg), "test").beta_auto, false);
+}
+
+TEST(BetaAuto, BadValuesAreErrorsNamingTheFlag) {
+  RunConfig cfg;
+  for (const char* bad : {"automatic", "1.5", "-0.1", ""}) {
+    try {
+      set_option(cfg, "beta", bad, "--beta");
+      FAIL() << "accepted --beta '" << bad << "'";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("--beta"), std::string::npos) << e.what();
+    }
+  }
+  for (const char* bad : {"0.1", "0.1,0.1", "0.1,2", "0.1,x"}) {
+    try {
+      set_option(cfg, "beta_grid", bad, "--beta-grid");
+      FAIL() << "accepted --beta-grid '" << bad << "'";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("--beta-grid"), std::string::npos) << e.what();
+    }
+  }
+  test::TempDir dir;
+  RunConfig t;
+  try {
+    load_config_toml(dir.write("b.toml", "[objective]\nbeta = true\n"), t);
+    FAIL() << "accepted beta = true";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.toml:2:"), std::string::npos) << e.what();
+  }
+}
+
+// ------------------------------------------------------------------ the choice
+TEST(BetaAuto, ChoosesTheLowestValidationPowerMeanAndBreaksTiesTowardsPlain) {
+  const std::vector<double> w{1, 1, 2};
+  std::vector<BetaCandidate> c = {
+      {0.1, {1.0, 1.0, 4.0}, {1, 1, 1}},  // mean 2.5 (weighted), max 4
+      {0.5, {2.0, 2.0, 2.5}, {1, 1, 1}},  // mean 2.25, max 2.5
+      {1.0, {0.5, 0.5, 3.0}, {1, 1, 1}},  // mean 1.75, max 3
+  };
+  EXPECT_EQ(choose_beta(c, w, 0).index, 2u);   // the mean
+  EXPECT_EQ(choose_beta(c, w, 50).index, 1u);  // near the max
+  const BetaChoice ch = choose_beta(c, w, 1);
+  ASSERT_EQ(ch.val_mq.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_DOUBLE_EQ(ch.val_mq[i], power_mean(c[i].val_regret.data(), w.data(), 3, 1));
+  EXPECT_LE(ch.val_mq[ch.index], *std::min_element(ch.val_mq.begin(), ch.val_mq.end()));
+  // Equal validation objectives: the larger beta.
+  std::vector<BetaCandidate> tie = {{0.1, {1, 2, 3}, {}}, {1.0, {1, 2, 3}, {}}, {0.5, {1, 2, 3}, {}}};
+  EXPECT_EQ(choose_beta(tie, w, 4).index, 1u);
+  EXPECT_THROW(choose_beta({}, w, 0), Error);
+  EXPECT_THROW(choose_beta({{0.1, {1, 2}, {}}}, w, 0), Error);
+}
+
+RunConfig small_config() {
+  RunConfig cfg;
+  cfg.series_hours = 24 * 100;
+  cfg.agents = 60;
+  cfg.hidden = {8};
+  cfg.epochs = 4;
+  cfg.warm_start_epochs = 1;
+  cfg.average_epochs = 2;
+  cfg.batch = 128;
+  cfg.samples = 4;
+  cfg.threads = 2;
+  cfg.quiet = true;
+  cfg.q = 4;
+  cfg.beta_auto = true;
+  cfg.beta_grid = {0.1, 0.5, 1};
+  cfg.val_days = 7;
+  return cfg;
+}
+
+TEST(BetaAuto, TrainShipsTheCandidateWithTheLowestValidationObjective) {
+  test::TempDir dir;
+  RunConfig cfg = small_config();
+  cfg.out = dir.file("run");
+  std::filesystem::create_directories(cfg.out);
+  const RunInputs in = load_inputs(cfg);
+  double chosen = -1;
+  const RunOutcome o = train_beta_auto(cfg, in, nullptr, &chosen);
+  ASSERT_LT(o.interrupted_at, 0);
+  // Every candidate is a whole run folder; beta_auto.csv holds one row each, one chosen,
+  // the one with the lowest validation M_q.
+  const auto rows = read_csv(dir.file("run/beta_auto.csv"));
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"beta", "val_power_mean", "test_power_mean", "chosen"}));
+  double best = INFINITY, chosen_val = NAN;
+  int n_chosen = 0;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const double b = std::stod(rows[i][0]), v = std::stod(rows[i][1]);
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(cfg.out) / beta_folder(b) / "model.safetensors"));
+    best = std::min(best, v);
+    if (rows[i][3] == "1") {
+      ++n_chosen;
+      chosen_val = v;
+      EXPECT_EQ(b, chosen);
+    }
+  }
+  EXPECT_EQ(n_chosen, 1);
+  EXPECT_EQ(chosen_val, best);
+  // The shipped model is the chosen candidate's, stored with the run's q and that beta.
+  const ModelFile shipped = load_model(dir.file("run/model.safetensors"));
+  const ModelFile cand = load_model(
+      (std::filesystem::path(cfg.out) / beta_folder(chosen) / "model.safetensors").string());
+  EXPECT_EQ(shipped.params, cand.params);
+  const RunConfig stored = config_from_json(shipped.metadata.at("eqpm.config"), "shipped");
+  EXPECT_FALSE(stored.beta_auto);
+  EXPECT_EQ(stored.beta, chosen);
+  EXPECT_EQ(stored.q, 4);
+  // Its validation regrets (agents.csv's val_regret) give the chosen validation M_q.
+  const auto agents = read_csv(dir.file("run/agents.csv"));
+  ASSERT_EQ(agents.size(), in.population.agents.size() + 1);
+  ASSERT_EQ(agents[0].back(), "val_regret");
+  std::vector<double> val, w;
+  for (size_t n = 1; n < agents.size(); ++n) {
+    val.push_back(std::stod(agents[n][4]));
+    w.push_back(in.population.agents[n - 1].weight);
+  }
+  EXPECT_NEAR(power_mean(val.data(), w.data(), long(val.size()), 4), chosen_val, 1e-9 * chosen_val);
+}
+
+TEST(BetaAuto, BacktestChoosesPerFoldByValidationAndPoolsTheChosenModels) {
+  test::TempDir dir;
+  RunConfig base = small_config();
+  base.series_hours = 24 * 110;
+  const RunInputs in = load_inputs(base);
+  BacktestOptions opt;
+  opt.from = at("2022-03-15");
+  opt.to = at("2022-04-15");
+  opt.refit = parse_refit("14d");
+  opt.qs = {4};
+  opt.out = dir.path().string();
+  const BacktestResult r = run_backtest(base, in, opt);
+  ASSERT_FALSE(r.stopped);
+  ASSERT_EQ(r.folds.size(), 3u);
+  ASSERT_EQ(r.runs.size(), 2u);
+  ASSERT_EQ(r.beta_auto.size(), 3u * 3u);  // folds x candidates
+  const BacktestRun& run = r.runs[1];
+  EXPECT_EQ(run.name, "q=4");
+  std::vector<double> w(in.population.agents.size());
+  for (size_t n = 0; n < w.size(); ++n) w[n] = in.population.agents[n].weight;
+  for (size_t k = 0; k < r.folds.size(); ++k) {
+    SCOPED_TRACE("fold " + std::to_string(k + 1));
+    double best = INFINITY;
+    const BetaAutoRow* chosen = nullptr;
+    for (const auto& b : r.beta_auto)
+      if (b.fold == int(k + 1)) {
+        best = std::min(best, b.val_mq);
+        if (b.chosen) chosen = &b;
+      }
+    ASSERT_NE(chosen, nullptr);
+    EXPECT_EQ(chosen->val_mq, best);
+    const FoldResult& f = run.folds[k];
+    EXPECT_EQ(f.beta, chosen->beta);
+    EXPECT_NEAR(power_mean(f.val_regret.data(), w.data(), long(w.size()), 4), best, 1e-12 * best);
+    EXPECT_NEAR(power_mean(f.regret.data(), w.data(), long(w.size()), 4), chosen->test_mq,
+                1e-12 * chosen->test_mq);
+    // The run's fold folder ships the chosen candidate's model (plain's for beta = 1).
+    const std::string cand_dir =
+        chosen->beta >= 1 ? (dir.path() / "plain" / ("fold-" + std::to_string(k + 1))).string()
+                          : (dir.path() / "q=4" / beta_folder(chosen->beta) /
+                             ("fold-" + std::to_string(k + 1))).string();
+    EXPECT_EQ(load_model(f.dir + "/model.safetensors").params,
+              load_model(cand_dir + "/model.safetensors").params);
+    // Validation rows end before the fold starts, like every training row.
+    EXPECT_LT(f.train_last_target, f.fold.start);
+  }
+  // The pooled row is over the chosen models' test regrets.
+  std::vector<std::vector<double>> per_fold;
+  std::vector<long> hours;
+  for (const auto& f : run.folds) {
+    per_fold.push_back(f.regret);
+    hours.push_back(f.test_rows);
+  }
+  EXPECT_ALL_CLOSE(run.pooled, pool_regrets(per_fold, hours), 0.0, 1e-15);
+  // beta_auto.csv has a row per candidate and fold; backtest.csv the chosen beta per fold.
+  std::istringstream csv(beta_auto_csv(r));
+  std::string line;
+  long lines = 0;
+  while (std::getline(csv, line)) ++lines;
+  EXPECT_EQ(lines, 1 + 9);
+  EXPECT_NE(backtest_table(r, opt).find("beta auto"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace eqpm
