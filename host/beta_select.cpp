@@ -47,7 +47,8 @@ RunConfig candidate_config(const RunConfig& cfg, double beta) {
 }
 
 RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunOutcome* plain,
-                           double* chosen_beta) {
+                           double* chosen_beta, std::vector<RunOutcome>* candidates,
+                           bool resume) {
   std::vector<RunOutcome> outcomes;
   std::vector<BetaCandidate> cands;
   for (double b : cfg.beta_grid) {
@@ -55,9 +56,17 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
       outcomes.push_back(*plain);
     } else {
       const RunConfig c = candidate_config(cfg, b);
-      if (!c.out.empty()) std::filesystem::create_directories(c.out);
-      RunOutcome o = train_run(c, in);
-      if (o.interrupted_at >= 0) return o;
+      std::string from;
+      if (!c.out.empty()) {
+        std::filesystem::create_directories(c.out);
+        const auto ckpt = std::filesystem::path(c.out) / "checkpoint.safetensors";
+        if (resume && std::filesystem::exists(ckpt)) from = ckpt.string();
+      }
+      RunOutcome o = train_run(c, in, from);
+      if (o.interrupted_at >= 0) {
+        o.out_dir = cfg.out;  // resumed as a whole: eqpm train --resume <run>
+        return o;
+      }
       outcomes.push_back(std::move(o));
     }
     cands.push_back({b, outcomes.back().validation.regret, outcomes.back().test.regret});
@@ -82,6 +91,7 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
     std::fprintf(stderr, "[beta auto] q=%s: validation M_q picks beta %s\n",
                  format_double(cfg.q).c_str(), format_double(shipped.beta).c_str());
   if (chosen_beta) *chosen_beta = shipped.beta;
+  if (candidates) *candidates = std::move(outcomes);
   return o;
 }
 

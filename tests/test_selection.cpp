@@ -17,6 +17,7 @@
 #include "eqpm/config_toml.hpp"
 #include "eqpm/data.hpp"
 #include "eqpm/error.hpp"
+#include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/run.hpp"
@@ -224,6 +225,38 @@ TEST(BetaAuto, TrainShipsTheCandidateWithTheLowestValidationObjective) {
     w.push_back(in.population.agents[n - 1].weight);
   }
   EXPECT_NEAR(power_mean(val.data(), w.data(), long(val.size()), 4), chosen_val, 1e-9 * chosen_val);
+}
+
+// An auto run stopped inside its first candidate resumes into the same shipped model as
+// a run never stopped (each candidate resumes bit-identically or starts afresh).
+TEST(BetaAuto, AnInterruptedRunResumesToTheSameModel) {
+  test::TempDir dir;
+  RunConfig cfg = small_config();
+  cfg.out = dir.file("whole");
+  std::filesystem::create_directories(cfg.out);
+  const RunInputs in = load_inputs(cfg);
+  double chosen_whole = -1, chosen_resumed = -2;
+  const RunOutcome whole = train_beta_auto(cfg, in, nullptr, &chosen_whole);
+  ASSERT_LT(whole.interrupted_at, 0);
+
+  cfg.out = dir.file("stopped");
+  std::filesystem::create_directories(cfg.out);
+  request_interrupt(2);
+  const RunOutcome stopped = train_beta_auto(cfg, in);
+  clear_interrupt();
+  ASSERT_EQ(stopped.interrupted_at, 1);
+  EXPECT_EQ(stopped.out_dir, cfg.out);
+  EXPECT_TRUE(std::filesystem::exists(dir.file("stopped/beta=0.1/checkpoint.safetensors")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("stopped/beta=0.5")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("stopped/model.safetensors")));
+  const RunOutcome resumed = train_beta_auto(cfg, in, nullptr, &chosen_resumed, nullptr, true);
+  ASSERT_LT(resumed.interrupted_at, 0);
+  EXPECT_EQ(chosen_resumed, chosen_whole);
+  EXPECT_EQ(resumed.params, whole.params);
+  EXPECT_EQ(load_model(dir.file("stopped/model.safetensors")).params,
+            load_model(dir.file("whole/model.safetensors")).params);
+  EXPECT_EQ(test::read_file(dir.file("stopped/beta_auto.csv")),
+            test::read_file(dir.file("whole/beta_auto.csv")));
 }
 
 TEST(BetaAuto, BacktestChoosesPerFoldByValidationAndPoolsTheChosenModels) {

@@ -418,11 +418,15 @@ const char* signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGT
 // Says where a stopped run left its checkpoint and how to continue it; the exit status.
 int report_interrupted(const RunOutcome& o) {
   const int sig = interrupt_signal();
+  const auto ckpt = std::filesystem::path(o.out_dir) / "checkpoint.safetensors";
+  // A --beta auto run's checkpoints are its candidates' (beta=<b>/).
+  const std::string where = std::filesystem::exists(ckpt)
+                                ? ckpt.string()
+                                : (std::filesystem::path(o.out_dir) / "beta=*/").string();
   std::fprintf(stderr,
                "eqpm: stopped by %s after step %ld of %ld; checkpoint written to %s\n"
                "resume with: eqpm train --resume %s\n",
-               signal_name(sig), o.interrupted_at, o.total_steps,
-               (std::filesystem::path(o.out_dir) / "checkpoint.safetensors").string().c_str(),
+               signal_name(sig), o.interrupted_at, o.total_steps, where.c_str(),
                o.out_dir.c_str());
   return 128 + sig;
 }
@@ -450,6 +454,21 @@ class OutputFolderGuard {
   bool created_;
   bool done_ = false;
 };
+
+// The configuration as --print-config shows it: TOML whose input paths are absolute, so
+// that the text stays valid wherever it is saved (a configuration file's relative paths
+// are relative to its own folder).
+std::string printable_config(RunConfig cfg) {
+  for (const char* key : kInputPathKeys) {
+    const OptionSpec* o = find_option(key);
+    const std::string v = o->get(cfg);
+    if (v.empty()) continue;
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(v, ec);
+    if (!ec) o->set(cfg, abs.lexically_normal().string());
+  }
+  return config_to_toml(cfg);
+}
 
 // The configuration of a resumed run: the checkpoint's own, with --epochs and the run
 // settings (--out, --threads, --backend, --quiet, ...) from the flags. Any other flag
@@ -490,19 +509,39 @@ int cmd_train(CommandLine& cl) {
   if (!cl.resume.empty()) {
     const std::string ckpt = (std::filesystem::path(cl.resume) / "checkpoint.safetensors").string();
     if (!std::filesystem::exists(ckpt)) {
-      bool candidates = false;
+      // A --beta auto run keeps one checkpoint per candidate (beta=<b>/).
+      std::vector<std::string> cands;
       std::error_code ec;
       for (const auto& e : std::filesystem::directory_iterator(cl.resume, ec))
-        candidates = candidates || e.path().filename().string().rfind("beta=", 0) == 0;
-      throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder" +
-                        (candidates ? std::string(" (it holds the candidates of a --beta auto run, "
-                                                  "which does not resume: rerun it with --overwrite)")
-                                    : std::string()));
+        if (e.path().filename().string().rfind("beta=", 0) == 0 &&
+            std::filesystem::exists(e.path() / "checkpoint.safetensors"))
+          cands.push_back((e.path() / "checkpoint.safetensors").string());
+      if (cands.empty())
+        throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder");
+      std::sort(cands.begin(), cands.end());
+      if (was_given(cl, "out"))
+        throw ConfigError("--out: a --beta auto run resumes in its own folder (" + cl.resume +
+                          "); drop --out");
+      cfg = resumed_config(cl, cands.front());
+      cfg.beta_auto = true;
+      validate(cfg);
+      if (cl.print_config) {
+        std::printf("%s", printable_config(cfg).c_str());
+        return 0;
+      }
+      const RunInputs in = load_inputs(cfg);
+      double chosen = 1;
+      const RunOutcome o = train_beta_auto(cfg, in, nullptr, &chosen, nullptr, true);
+      if (o.interrupted_at >= 0) return report_interrupted(o);
+      std::printf("resumed and finished %s (beta auto: validation picked beta %s): test mean "
+                  "regret %.5g, max %.5g\n", cfg.out.c_str(), format_double(chosen).c_str(),
+                  o.test_stats.mean, o.test_stats.max);
+      return 0;
     }
     cfg = resumed_config(cl, ckpt);
     validate(cfg);
     if (cl.print_config) {
-      std::printf("%s", config_to_toml(cfg).c_str());
+      std::printf("%s", printable_config(cfg).c_str());
       return 0;
     }
     const bool same_folder = std::filesystem::weakly_canonical(cfg.out) ==
@@ -520,7 +559,7 @@ int cmd_train(CommandLine& cl) {
   }
   if (cl.print_config) {
     validate(cfg);
-    std::printf("%s", config_to_toml(cfg).c_str());
+    std::printf("%s", printable_config(cfg).c_str());
     return 0;
   }
   if (cfg.out.empty()) throw ConfigError("--out: an output folder is required");
@@ -568,7 +607,7 @@ int cmd_sweep(CommandLine& cl) {
   if (cl.print_config) {
     validate(base);
     // The sweep's q values replace the single q of a run (TOML: q = [0, 4]).
-    std::string toml = config_to_toml(base);
+    std::string toml = printable_config(base);
     const std::vector<double> qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
     std::string list;
     for (double q : qs) list += (list.empty() ? "" : ", ") + format_double(q);
@@ -592,6 +631,10 @@ int cmd_sweep(CommandLine& cl) {
     RunOutcome outcome;
   };
   std::vector<Entry> runs;
+  // With --beta auto, the M_q check is of the optimiser: it compares the models trained at
+  // the grid's smallest beta (each q run's beta=<b> candidate) and plain, not the ones
+  // validation shipped.
+  std::vector<Entry> fixed_beta;
   // false: a signal stopped the run (its folder holds the checkpoint to resume from).
   auto run_one = [&](const std::string& name, RunConfig cfg) {
     cfg.out = (std::filesystem::path(base.out) / name).string();
@@ -629,22 +672,28 @@ int cmd_sweep(CommandLine& cl) {
     cfg.out = (std::filesystem::path(base.out) / run_name(q)).string();
     std::filesystem::create_directories(cfg.out);
     double chosen = 1;
-    RunOutcome o = train_beta_auto(cfg, in, &runs.front().outcome, &chosen);
+    std::vector<RunOutcome> cands;
+    RunOutcome o = train_beta_auto(cfg, in, &runs.front().outcome, &chosen, &cands);
     if (o.interrupted_at >= 0) {
       guard.keep();
       report_interrupted(o);
       return stopped();
     }
     runs.push_back({run_name(q), q, chosen, std::move(o)});
+    const size_t lo = static_cast<size_t>(
+        std::min_element(base.beta_grid.begin(), base.beta_grid.end()) - base.beta_grid.begin());
+    if (fixed_beta.empty()) fixed_beta.push_back(runs.front());
+    fixed_beta.push_back({run_name(q), q, base.beta_grid[lo], std::move(cands[lo])});
   }
   guard.keep();
   // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
   // the sweep (and, when models are selected on it, the lowest validation M_q).
   std::vector<double> weights(in.population.agents.size());
   for (size_t n = 0; n < weights.size(); ++n) weights[n] = in.population.agents[n].weight;
+  const std::vector<Entry>& checked = base.beta_auto ? fixed_beta : runs;
   auto check_split = [&](bool validation) {
     std::vector<SweepModel> models;
-    for (const auto& r : runs)
+    for (const auto& r : checked)
       models.push_back({r.name, r.name != "plain", r.q,
                         validation ? r.outcome.validation.regret : r.outcome.train_split.regret});
     auto rows = objective_check(models, weights, cl.check_tol);
@@ -685,6 +734,10 @@ int cmd_sweep(CommandLine& cl) {
     if (validation && base.select != Select::val) continue;
     const auto [models, rows] = validation ? check_split(true) : std::make_pair(train_models, train_check);
     for (const auto& r : rows) all_pass = all_pass && r.pass;
+    if (base.beta_auto)
+      std::printf("\nthe optimiser's check uses the models trained at beta %s (the q runs' "
+                  "beta=%s folders) and plain", format_double(checked.back().beta).c_str(),
+                  format_double(checked.back().beta).c_str());
     std::printf("\n%s power mean M_q of each model (rows: q of the measure):\n%s",
                 validation ? "validation-slice" : "training-split",
                 objective_check_table(models, rows, cl.check_tol).c_str());
@@ -780,7 +833,7 @@ int cmd_eval(CommandLine& cl) {
   cfg.activation = m.layout.activation;
   if (cl.print_config) {
     validate(cfg);
-    std::printf("%s", config_to_toml(cfg).c_str());
+    std::printf("%s", printable_config(cfg).c_str());
     return 0;
   }
   // The population saved beside the model, unless flags name or shape another one.
@@ -839,7 +892,7 @@ int cmd_backtest(CommandLine& cl) {
     }
   if (cl.print_config) {
     validate(base);
-    std::printf("%s", config_to_toml(base).c_str());
+    std::printf("%s", printable_config(base).c_str());
     return 0;
   }
   if (cl.from.empty() || cl.to.empty())
@@ -896,7 +949,7 @@ int cmd_generate(CommandLine& cl) {
   // --ev-sessions agents, with the demand profile the datacenter rules need).
   if (cl.print_config) {
     validate(cl.cfg);
-    std::printf("%s", config_to_toml(cl.cfg).c_str());
+    std::printf("%s", printable_config(cl.cfg).c_str());
     return 0;
   }
   const RunInputs in = load_inputs(cl.cfg);

@@ -42,7 +42,11 @@ RunConfig candidate_config(const RunConfig& cfg, double beta);
 // normal run folder whose configuration holds the chosen beta, and cfg.out/beta_auto.csv
 // (`beta,val_power_mean,test_power_mean,chosen`). Returns the shipped outcome; when a
 // signal stops a candidate, that candidate's outcome (interrupted_at >= 0).
+// With `candidates`, also returns every candidate's outcome in grid order. With `resume`,
+// a candidate whose folder holds a checkpoint continues from it (a finished one only
+// re-evaluates), so an interrupted auto run resumes where it stopped.
 RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in,
-                           const RunOutcome* plain = nullptr, double* chosen_beta = nullptr);
+                           const RunOutcome* plain = nullptr, double* chosen_beta = nullptr,
+                           std::vector<RunOutcome>* candidates = nullptr, bool resume = false);
 
 }  // namespace eqpm
