@@ -204,6 +204,8 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
           series_time(in.series, fin.data.t[static_cast<size_t>(fin.data.test_begin)]);
       fr.regret = o.test.regret;
       fr.val_regret = o.validation.regret;
+      fr.val_days = o.validation_days;
+      fr.val_day_rows = o.validation_day_rows;
       fr.mse = o.test.mse;
       fr.beta = cfg.beta;
       fr.stats = o.test_stats;
@@ -257,11 +259,12 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
     for (size_t k = 0; k < res.folds.size(); ++k) {
       std::vector<BetaCandidate> bc;
       for (const Chain* ch : cands)
-        bc.push_back({ch->run.folds[k].beta, ch->run.folds[k].val_regret, ch->run.folds[k].regret});
+        bc.push_back({ch->run.folds[k].beta, ch->run.folds[k].val_regret, ch->run.folds[k].regret,
+                      ch->run.folds[k].val_days, ch->run.folds[k].val_day_rows});
       const BetaChoice choice = choose_beta(bc, weights, q);
       for (size_t i = 0; i < bc.size(); ++i)
         res.beta_auto.push_back({name, q, res.folds[k].index, bc[i].beta, choice.val_mq[i],
-                                 choice.test_mq[i], i == choice.index});
+                                 choice.val_se[i], choice.test_mq[i], i == choice.index});
       const Chain& best = *cands[choice.index];
       // Ship the chosen model into <run>/fold-<k>/ under the run's own q and the chosen beta.
       RunConfig shipped = best.configs[k];
@@ -302,12 +305,12 @@ std::string backtest_csv(const BacktestResult& r) {
 }
 
 std::string beta_auto_csv(const BacktestResult& r) {
-  std::string s = "run,q,fold_start,beta,val_power_mean,test_power_mean,chosen\n";
+  std::string s = "run,q,fold_start,beta,val_power_mean,val_se,test_power_mean,chosen\n";
   for (const auto& b : r.beta_auto)
     s += b.run + "," + format_double(b.q) + "," +
          boundary_text(r.folds[static_cast<size_t>(b.fold - 1)].start) + "," +
-         format_double(b.beta) + "," + format_double(b.val_mq) + "," + format_double(b.test_mq) +
-         "," + (b.chosen ? "1" : "0") + "\n";
+         format_double(b.beta) + "," + format_double(b.val_mq) + "," + format_double(b.val_se) +
+         "," + format_double(b.test_mq) + "," + (b.chosen ? "1" : "0") + "\n";
   return s;
 }
 

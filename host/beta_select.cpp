@@ -1,7 +1,9 @@
 // --beta auto (beta_select.hpp).
 #include "eqpm/beta_select.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 
 #include "eqpm/atomic_file.hpp"
@@ -11,7 +13,7 @@
 namespace eqpm {
 
 BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
-                       const std::vector<double>& weights, double q) {
+                       const std::vector<double>& weights, double q, int replicates) {
   if (candidates.empty()) throw Error("choose_beta: no candidates");
   BetaChoice c;
   const long n = static_cast<long>(weights.size());
@@ -26,12 +28,69 @@ BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
                             ? NAN
                             : power_mean(k.test_regret.data(), weights.data(), n, q));
   }
-  for (size_t i = 1; i < candidates.size(); ++i) {
-    const double a = c.val_mq[i], b = c.val_mq[c.index];
+  // The lowest validation M_q; ties to the larger beta.
+  auto better = [&](size_t i, size_t j) {
+    const double a = c.val_mq[i], b = c.val_mq[j];
     const double tol = 1e-12 * std::max(std::fabs(a), std::fabs(b));
-    if (a < b - tol || (std::fabs(a - b) <= tol && candidates[i].beta > candidates[c.index].beta))
-      c.index = i;
+    return a < b - tol || (std::fabs(a - b) <= tol && candidates[i].beta > candidates[j].beta);
+  };
+  for (size_t i = 1; i < candidates.size(); ++i)
+    if (better(i, c.lowest)) c.lowest = i;
+  c.index = c.lowest;
+  c.val_se.assign(candidates.size(), NAN);
+
+  // Days, when every candidate has the same ones.
+  const size_t D = candidates.front().day_rows.size();
+  bool days = D >= 2 && replicates >= 2;
+  for (const auto& k : candidates) {
+    days = days && k.day_rows == candidates.front().day_rows && k.val_days.size() == D;
+    for (size_t d = 0; days && d < D; ++d) days = k.val_days[d].size() == weights.size();
   }
+  if (!days) return c;
+
+  // Paired bootstrap over days: the same resampled days for every candidate.
+  const size_t K = candidates.size();
+  std::vector<std::vector<double>> mq(static_cast<size_t>(replicates), std::vector<double>(K));
+  std::vector<size_t> pick(D);
+  std::vector<double> r(weights.size());
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;  // splitmix64, fixed seed
+  auto next = [&state] {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  for (int b = 0; b < replicates; ++b) {
+    long rows = 0;
+    for (size_t d = 0; d < D; ++d) {
+      pick[d] = static_cast<size_t>(next() % D);
+      rows += candidates.front().day_rows[pick[d]];
+    }
+    for (size_t i = 0; i < K; ++i) {
+      std::fill(r.begin(), r.end(), 0.0);
+      for (size_t d = 0; d < D; ++d) {
+        const double wd = static_cast<double>(candidates[i].day_rows[pick[d]]);
+        const std::vector<double>& v = candidates[i].val_days[pick[d]];
+        for (size_t a = 0; a < r.size(); ++a) r[a] += wd * v[a];
+      }
+      for (double& x : r) x /= static_cast<double>(rows);
+      mq[static_cast<size_t>(b)][i] = power_mean(r.data(), weights.data(), n, q);
+    }
+  }
+  for (size_t i = 0; i < K; ++i) {
+    double sum = 0, sum2 = 0;
+    for (int b = 0; b < replicates; ++b) {
+      const double g = mq[static_cast<size_t>(b)][i] - mq[static_cast<size_t>(b)][c.lowest];
+      sum += g;
+      sum2 += g * g;
+    }
+    const double mean = sum / replicates;
+    c.val_se[i] = std::sqrt(std::max(0.0, (sum2 - replicates * mean * mean) / (replicates - 1)));
+  }
+  for (size_t i = 0; i < K; ++i)
+    if (c.val_mq[i] - c.val_mq[c.lowest] <= c.val_se[i] &&
+        candidates[i].beta > candidates[c.index].beta)
+      c.index = i;
   return c;
 }
 
@@ -69,7 +128,8 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
       }
       outcomes.push_back(std::move(o));
     }
-    cands.push_back({b, outcomes.back().validation.regret, outcomes.back().test.regret});
+    cands.push_back({b, outcomes.back().validation.regret, outcomes.back().test.regret,
+                     outcomes.back().validation_days, outcomes.back().validation_day_rows});
   }
   std::vector<double> w(in.population.agents.size());
   for (size_t n = 0; n < w.size(); ++n) w[n] = in.population.agents[n].weight;
@@ -81,10 +141,11 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
   o.out_dir = cfg.out;
   if (!cfg.out.empty()) {
     write_run_outputs(shipped, in, o);
-    std::string csv = "beta,val_power_mean,test_power_mean,chosen\n";
+    std::string csv = "beta,val_power_mean,val_se,test_power_mean,chosen\n";
     for (size_t i = 0; i < cands.size(); ++i)
       csv += format_double(cands[i].beta) + "," + format_double(ch.val_mq[i]) + "," +
-             format_double(ch.test_mq[i]) + "," + (i == ch.index ? "1" : "0") + "\n";
+             format_double(ch.val_se[i]) + "," + format_double(ch.test_mq[i]) + "," +
+             (i == ch.index ? "1" : "0") + "\n";
     write_file_atomic((std::filesystem::path(cfg.out) / "beta_auto.csv").string(), csv);
   }
   if (!cfg.quiet)

@@ -263,11 +263,13 @@ std::vector<OptionSpec> build_registry() {
                                    {{"mean", Scaling::mean}, {"paper", Scaling::paper}}));
   r.push_back(float_option("train_fraction", "chronological share of rows used for training",
                            &RunConfig::train_fraction, 0.0, 1.0, true, true));
-  r.push_back(float_option("val_fraction", "tail of the training split held out for metrics",
+  r.push_back(float_option("val_fraction",
+                           "largest share of the training split held out for validation "
+                           "(metrics, --select val, --beta auto)",
                            &RunConfig::val_fraction, 0.0, 0.5, false, false));
   r.push_back(int_option("val_days",
-                         "held-out tail as the last N days of the training split instead of "
-                         "val_fraction (0: val_fraction)",
+                         "validation slice: the last N days of the training split, at most "
+                         "val_fraction of its rows (0: the fraction alone)",
                          &RunConfig::val_days, 0, 3650));
   r.push_back(date_option("train_from",
                           "first forecast start of the training split (empty: the series' "
@@ -566,6 +568,9 @@ std::vector<std::pair<Family, double>> parse_mix(const std::string& text) {
 }
 
 void validate(const RunConfig& c) {
+  if (c.beta_auto && !(c.val_fraction > 0))
+    throw ConfigError("--beta auto chooses on the validation slice; --val-fraction 0 leaves "
+                      "none (give --val-fraction > 0, or a fixed --beta)");
   if (c.warm_start_epochs > c.epochs)
     throw ConfigError("warm_start_epochs (" + std::to_string(c.warm_start_epochs) +
                       ") exceeds epochs (" + std::to_string(c.epochs) + ")");

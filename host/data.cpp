@@ -170,22 +170,18 @@ Dataset build_dataset(const Series& s, int L, int H, const SplitSpec& sp, Scalin
                                      : std::string()) +
                   " with its " + std::to_string(H) + " target hours inside the series" + span);
   }
-  if (sp.val_days > 0) {
-    // Rows are consecutive hours: the validation slice is the training rows that start in
-    // the last val_days * 24 hours of the split.
-    const std::int64_t last = series_time(s, L + d.train_end() - 1);
-    const std::int64_t cut = last + 3600 - static_cast<std::int64_t>(sp.val_days) * 86400;
-    long fit = d.train_rows;
-    while (fit > 0 && series_time(s, L + d.train_begin + fit - 1) >= cut) --fit;
-    if (fit < 1)
-      throw ConfigError("--val-days " + std::to_string(sp.val_days) +
-                        ": the validation window covers the whole training split (" +
-                        std::to_string(d.train_rows) + " rows, from " +
-                        utc_text(series_time(s, L + d.train_begin)) +
-                        "); give fewer days");
-    d.fit_rows = fit;
-  } else {
-    d.fit_rows = d.train_rows - static_cast<long>(std::floor(sp.val_fraction * d.train_rows));
+  {
+    long val = static_cast<long>(std::floor(sp.val_fraction * d.train_rows));
+    if (sp.val_days > 0) {
+      // Rows are consecutive hours: at most those that start in the last val_days * 24
+      // hours of the split.
+      const std::int64_t cut = series_time(s, L + d.train_end() - 1) + 3600 -
+                               static_cast<std::int64_t>(sp.val_days) * 86400;
+      long in_days = 0;
+      while (in_days < val && series_time(s, L + d.train_end() - 1 - in_days) >= cut) ++in_days;
+      val = in_days;
+    }
+    d.fit_rows = d.train_rows - val;
   }
   if (d.fit_rows < 1) d.fit_rows = 1;
   d.scaling = scaling;

@@ -326,6 +326,17 @@ void evaluate_splits(Backend& backend, const Trainer& trainer, RunOutcome& o,
   o.test = backend.evaluate(trainer.test_rows());
   o.train_split = backend.evaluate(trainer.train_rows());
   o.validation = backend.evaluate(trainer.validation_rows());
+  {
+    const std::vector<long> val = trainer.validation_rows();
+    o.validation_days.clear();
+    o.validation_day_rows.clear();
+    for (size_t b = 0; b < val.size(); b += 24) {
+      const std::vector<long> day(val.begin() + static_cast<long>(b),
+                                  val.begin() + static_cast<long>(std::min(val.size(), b + 24)));
+      o.validation_days.push_back(backend.evaluate(day).regret);
+      o.validation_day_rows.push_back(static_cast<long>(day.size()));
+    }
+  }
   if (o.metric == EvalMetric::paper_mean) {
     // Same forecasts, each agent scored on the split's mean forecast (MSE and MAE stay
     // those of the per-hour forecasts).

@@ -25,6 +25,7 @@ namespace {
 // Small enough for a couple of seconds on one core: 50 agents, 1500 hours, 2 epochs.
 RunConfig small_run() {
   RunConfig cfg;
+  cfg.beta_auto = false;  // train_run trains one beta
   cfg.agents = 50;
   cfg.series_hours = 1500;
   cfg.epochs = 2;

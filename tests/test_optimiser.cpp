@@ -221,6 +221,7 @@ namespace {
 // lowest M_q of the sweep at its own q, plain included.
 TEST(OptimiserSlow, EveryModelIsBestAtItsOwnObjectiveAtH1) {
   RunConfig base;
+  base.beta_auto = false;  // train_run trains one beta
   base.agents = 50;
   base.mix = "dc=0.3,inv=0.7";
   base.horizon = 1;

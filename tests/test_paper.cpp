@@ -308,6 +308,7 @@ TEST(PaperConfigs, DatacenterPopulations) {
 TEST(PaperSlow, DatacenterLambdaSweepLargestQIsMqOptimal) {
   EQPM_REQUIRE_SHARED_DATA(data);
   RunConfig base = load_repo_config("paper-dc-lambda.toml", data);
+  base.beta_auto = false;  // train_run trains one beta
   base.epochs = 4;
   base.warm_start_epochs = 1;
   base.lr_decay_epochs = 1;

@@ -127,6 +127,7 @@ std::string json_value(const std::string& json, const std::string& key) {
 TEST(Resume, StoppedMidEpochAndResumedWritesIdenticalFiles) {
   test::TempDir tmp;
   RunConfig cfg;
+  cfg.beta_auto = false;  // train_run trains one beta
   cfg.agents = 60;
   cfg.series_hours = 1500;
   cfg.epochs = 3;

@@ -55,6 +55,7 @@ TEST(ValDays, HoldsOutTheRowsOfTheLastDaysOfTheTrainingSplit) {
   sp.has_train_until = true;
   sp.train_until = at("2022-02-15");
   sp.val_days = 5;
+  sp.val_fraction = 0.5;  // the cap is not reached
   const int L = 24, H = 12;
   const Dataset d = build_dataset(s, L, H, sp, Scaling::mean);
   // Hourly rows: the last 5 * 24 training forecast starts validate.
@@ -64,7 +65,7 @@ TEST(ValDays, HoldsOutTheRowsOfTheLastDaysOfTheTrainingSplit) {
   const std::int64_t last_fit = series_time(s, d.t[size_t(d.fit_end() - 1)]);
   EXPECT_EQ(last_train - first_val, 5 * 86400 - 3600);
   EXPECT_EQ(first_val - last_fit, 3600);
-  // The fraction is ignored when days are given, and used otherwise.
+  // The days win while they are fewer rows than the fraction; without days, the fraction.
   sp.val_fraction = 0.3;
   EXPECT_EQ(build_dataset(s, L, H, sp, Scaling::mean).fit_rows, d.fit_rows);
   sp.val_days = 0;
@@ -72,18 +73,22 @@ TEST(ValDays, HoldsOutTheRowsOfTheLastDaysOfTheTrainingSplit) {
   EXPECT_EQ(f.fit_rows, f.train_rows - long(std::floor(0.3 * f.train_rows)));
 }
 
-TEST(ValDays, AWindowCoveringTheWholeTrainingSplitIsAnError) {
+TEST(ValDays, TheWindowIsCappedByTheFraction) {
   const Series s = synthetic_series(24 * 30, 7);
   SplitSpec sp;
   sp.has_train_until = true;
-  sp.train_until = at("2022-01-10");
-  sp.val_days = 12;
-  try {
-    build_dataset(s, 24, 12, sp, Scaling::mean);
-    FAIL() << "expected an error";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("--val-days 12"), std::string::npos) << e.what();
-  }
+  sp.train_until = at("2022-01-20");
+  sp.val_days = 12;  // more than 10% of the rows
+  const Dataset d = build_dataset(s, 24, 12, sp, Scaling::mean);
+  EXPECT_EQ(d.train_rows - d.fit_rows, long(std::floor(0.1 * d.train_rows)));
+  sp.val_fraction = 0;  // no validation at all
+  EXPECT_EQ(build_dataset(s, 24, 12, sp, Scaling::mean).fit_rows, d.train_rows);
+  // --beta auto needs a validation slice.
+  RunConfig cfg;
+  cfg.val_fraction = 0;
+  EXPECT_THROW(validate(cfg), ConfigError);
+  cfg.beta_auto = false;
+  EXPECT_NO_THROW(validate(cfg));
 }
 
 // ------------------------------------------------------------------ configuration
@@ -140,10 +145,17 @@ TEST(BetaAuto, BadValuesAreErrorsNamingTheFlag) {
 // ------------------------------------------------------------------ the choice
 TEST(BetaAuto, ChoosesTheLowestValidationPowerMeanAndBreaksTiesTowardsPlain) {
   const std::vector<double> w{1, 1, 2};
+  auto cand = [](double beta, std::vector<double> val, std::vector<double> test) {
+    BetaCandidate c;
+    c.beta = beta;
+    c.val_regret = std::move(val);
+    c.test_regret = std::move(test);
+    return c;
+  };
   std::vector<BetaCandidate> c = {
-      {0.1, {1.0, 1.0, 4.0}, {1, 1, 1}},  // mean 2.5 (weighted), max 4
-      {0.5, {2.0, 2.0, 2.5}, {1, 1, 1}},  // mean 2.25, max 2.5
-      {1.0, {0.5, 0.5, 3.0}, {1, 1, 1}},  // mean 1.75, max 3
+      cand(0.1, {1.0, 1.0, 4.0}, {1, 1, 1}),  // mean 2.5 (weighted), max 4
+      cand(0.5, {2.0, 2.0, 2.5}, {1, 1, 1}),  // mean 2.25, max 2.5
+      cand(1.0, {0.5, 0.5, 3.0}, {1, 1, 1}),  // mean 1.75, max 3
   };
   EXPECT_EQ(choose_beta(c, w, 0).index, 2u);   // the mean
   EXPECT_EQ(choose_beta(c, w, 50).index, 1u);  // near the max
@@ -153,10 +165,50 @@ TEST(BetaAuto, ChoosesTheLowestValidationPowerMeanAndBreaksTiesTowardsPlain) {
     EXPECT_DOUBLE_EQ(ch.val_mq[i], power_mean(c[i].val_regret.data(), w.data(), 3, 1));
   EXPECT_LE(ch.val_mq[ch.index], *std::min_element(ch.val_mq.begin(), ch.val_mq.end()));
   // Equal validation objectives: the larger beta.
-  std::vector<BetaCandidate> tie = {{0.1, {1, 2, 3}, {}}, {1.0, {1, 2, 3}, {}}, {0.5, {1, 2, 3}, {}}};
+  std::vector<BetaCandidate> tie = {cand(0.1, {1, 2, 3}, {}), cand(1.0, {1, 2, 3}, {}),
+                                    cand(0.5, {1, 2, 3}, {})};
   EXPECT_EQ(choose_beta(tie, w, 4).index, 1u);
   EXPECT_THROW(choose_beta({}, w, 0), Error);
-  EXPECT_THROW(choose_beta({{0.1, {1, 2}, {}}}, w, 0), Error);
+  EXPECT_TRUE(std::isnan(ch.val_se[0]));  // no days: no standard error
+  EXPECT_THROW(choose_beta({cand(0.1, {1, 2}, {})}, w, 0), Error);
+}
+
+// With validation days, a regret model ships only when its gap to plain is larger than the
+// day-to-day noise: a small average gain made of a few good days loses to plain, a
+// consistent one wins.
+TEST(BetaAuto, OneStandardErrorRuleKeepsPlainUnlessTheGainIsConsistent) {
+  const std::vector<double> w{1, 1};
+  const int D = 10;
+  auto candidate = [&](double beta, const std::vector<double>& per_day) {
+    BetaCandidate c;
+    c.beta = beta;
+    double sum = 0;
+    for (int d = 0; d < D; ++d) {
+      c.val_days.push_back({per_day[size_t(d)], per_day[size_t(d)]});
+      c.day_rows.push_back(24);
+      sum += per_day[size_t(d)];
+    }
+    c.val_regret = {sum / D, sum / D};
+    return c;
+  };
+  const std::vector<double> plain_days(D, 1.0);
+  // Noisy: much better on two days, worse on the others; 4% better on average.
+  std::vector<double> noisy(D, 1.05);
+  noisy[2] = noisy[7] = 0.6;
+  // Consistent: 4% better every day.
+  const std::vector<double> steady(D, 0.96);
+  for (double q : {0.0, 4.0}) {
+    const BetaChoice a = choose_beta({candidate(0.1, noisy), candidate(1.0, plain_days)}, w, q);
+    EXPECT_EQ(a.lowest, 0u);
+    EXPECT_EQ(a.index, 1u) << "q " << q;
+    EXPECT_GT(a.val_se[1], a.val_mq[1] - a.val_mq[0]);
+    EXPECT_EQ(a.val_se[0], 0.0);
+    const BetaChoice b = choose_beta({candidate(0.1, steady), candidate(1.0, plain_days)}, w, q);
+    EXPECT_EQ(b.index, 0u) << "q " << q;
+    EXPECT_LT(b.val_se[1], b.val_mq[1] - b.val_mq[0]);
+    // Deterministic: the same days give the same standard errors.
+    EXPECT_EQ(choose_beta({candidate(0.1, noisy), candidate(1.0, plain_days)}, w, q).val_se, a.val_se);
+  }
 }
 
 RunConfig small_config() {
@@ -187,25 +239,29 @@ TEST(BetaAuto, TrainShipsTheCandidateWithTheLowestValidationObjective) {
   double chosen = -1;
   const RunOutcome o = train_beta_auto(cfg, in, nullptr, &chosen);
   ASSERT_LT(o.interrupted_at, 0);
-  // Every candidate is a whole run folder; beta_auto.csv holds one row each, one chosen,
-  // the one with the lowest validation M_q.
+  // Every candidate is a whole run folder; beta_auto.csv holds one row each, one chosen:
+  // the largest beta within one standard error of the lowest validation M_q.
   const auto rows = read_csv(dir.file("run/beta_auto.csv"));
   ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(rows[0], (std::vector<std::string>{"beta", "val_power_mean", "test_power_mean", "chosen"}));
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"beta", "val_power_mean", "val_se",
+                                               "test_power_mean", "chosen"}));
   double best = INFINITY, chosen_val = NAN;
   int n_chosen = 0;
+  for (size_t i = 1; i < rows.size(); ++i) best = std::min(best, std::stod(rows[i][1]));
   for (size_t i = 1; i < rows.size(); ++i) {
-    const double b = std::stod(rows[i][0]), v = std::stod(rows[i][1]);
+    const double b = std::stod(rows[i][0]), v = std::stod(rows[i][1]), se = std::stod(rows[i][2]);
     EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(cfg.out) / beta_folder(b) / "model.safetensors"));
-    best = std::min(best, v);
-    if (rows[i][3] == "1") {
+    EXPECT_GE(se, 0.0);
+    if (rows[i][4] == "1") {
       ++n_chosen;
       chosen_val = v;
       EXPECT_EQ(b, chosen);
+      EXPECT_LE(v - best, se);
+    } else if (v - best <= se) {
+      EXPECT_LT(b, chosen) << "a larger beta within one standard error was not chosen";
     }
   }
   EXPECT_EQ(n_chosen, 1);
-  EXPECT_EQ(chosen_val, best);
   // The shipped model is the chosen candidate's, stored with the run's q and that beta.
   const ModelFile shipped = load_model(dir.file("run/model.safetensors"));
   const ModelFile cand = load_model(
@@ -289,10 +345,16 @@ TEST(BetaAuto, BacktestChoosesPerFoldByValidationAndPoolsTheChosenModels) {
         if (b.chosen) chosen = &b;
       }
     ASSERT_NE(chosen, nullptr);
-    EXPECT_EQ(chosen->val_mq, best);
+    EXPECT_LE(chosen->val_mq - best, chosen->val_se);
+    for (const auto& b : r.beta_auto) {
+      if (b.fold == int(k + 1) && b.val_mq - best <= b.val_se) {
+        EXPECT_LE(b.beta, chosen->beta);
+      }
+    }
     const FoldResult& f = run.folds[k];
     EXPECT_EQ(f.beta, chosen->beta);
-    EXPECT_NEAR(power_mean(f.val_regret.data(), w.data(), long(w.size()), 4), best, 1e-12 * best);
+    EXPECT_NEAR(power_mean(f.val_regret.data(), w.data(), long(w.size()), 4), chosen->val_mq,
+                1e-12 * chosen->val_mq);
     EXPECT_NEAR(power_mean(f.regret.data(), w.data(), long(w.size()), 4), chosen->test_mq,
                 1e-12 * chosen->test_mq);
     // The run's fold folder ships the chosen candidate's model (plain's for beta = 1).

@@ -23,6 +23,7 @@ namespace {
 // The default (conflicting) population, scaled down so a sweep takes seconds.
 RunConfig small_sweep_config() {
   RunConfig cfg;
+  cfg.beta_auto = false;  // train_run trains one beta
   cfg.agents = 300;
   cfg.series_hours = 24 * 200;
   cfg.epochs = 16;
@@ -118,12 +119,30 @@ TEST(OutputFolder, MatchesDesignLayout) {
                           tmp.file("log") + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(tmp.file("log"));
   for (const char* f : {"model.safetensors", "population.csv", "demand_profile.csv", "agents.csv",
-                        "summary.json", "metrics.csv", "checkpoint.safetensors"})
+                        "summary.json", "metrics.csv", "beta_auto.csv"})
     EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
+  // --beta auto (the default): one whole run folder per candidate, each with its checkpoint.
+  EXPECT_EQ(first_line(out + "/beta_auto.csv"), "beta,val_power_mean,val_se,test_power_mean,chosen");
+  for (const char* b : {"beta=0.1", "beta=0.5", "beta=1"})
+    for (const char* f : {"model.safetensors", "agents.csv", "summary.json", "metrics.csv",
+                          "checkpoint.safetensors"})
+      EXPECT_TRUE(std::filesystem::exists(out + "/" + b + "/" + f)) << b << "/" << f;
+  // A fixed beta: one run, its checkpoint at the top.
+  const std::string fixed = tmp.file("fixed");
+  ASSERT_EQ(std::system((std::string(EQPM_BINARY) +
+                         " train --agents 60 --series-hours 2000 --epochs 2 --warm-start-epochs 1"
+                         " --beta 0.1 --quiet --threads 1 --out " + fixed + " > " +
+                         tmp.file("log2") + " 2>&1").c_str()),
+            0)
+      << test::read_file(tmp.file("log2"));
+  for (const char* f : {"model.safetensors", "population.csv", "demand_profile.csv", "agents.csv",
+                        "summary.json", "metrics.csv", "checkpoint.safetensors"})
+    EXPECT_TRUE(std::filesystem::exists(fixed + "/" + f)) << f;
+  EXPECT_FALSE(std::filesystem::exists(fixed + "/beta_auto.csv"));
   EXPECT_EQ(first_line(out + "/population.csv"),
             "agent,family,weight,lambda,scale,phase,hour,k,window_start,window_end,energy,cu,co");
   EXPECT_EQ(first_line(out + "/demand_profile.csv"), "demand");
-  EXPECT_EQ(first_line(out + "/agents.csv"), "agent,family,regret,train_regret");
+  EXPECT_EQ(first_line(out + "/agents.csv"), "agent,family,regret,train_regret,val_regret");
   EXPECT_EQ(first_line(out + "/metrics.csv"),
             "epoch,step,loss,power_mean,mean,var,max,mse,seconds,objective");
   const std::string summary = test::read_file(out + "/summary.json");

@@ -26,8 +26,11 @@ run="$work/run"
   --warm-start-epochs 1 --hidden 16 --threads 1 --checkpoint-every 5 --quiet --out "$run" \
   2> "$work/train.log" &
 pid=$!
+# The default --beta auto trains one candidate per beta (run/beta=<b>/), each with its own
+# checkpoint; stop it inside the first.
+checkpoints() { ls "$run"/checkpoint.safetensors "$run"/beta=*/checkpoint.safetensors 2>/dev/null; }
 for _ in $(seq 1 600); do
-  [ -f "$run/checkpoint.safetensors" ] && break
+  [ -n "$(checkpoints)" ] && break
   sleep 0.02
 done
 kill -TERM "$pid"
@@ -35,13 +38,14 @@ rc=0
 wait "$pid" || rc=$?
 [ "$rc" -eq 143 ] || fail "train exited $rc after SIGTERM, expected 143: $(cat "$work/train.log")"
 grep -q "resume with: eqpm train --resume $run" "$work/train.log" || fail "no resume hint"
-[ -f "$run/checkpoint.safetensors" ] || fail "no checkpoint after SIGTERM"
+[ -n "$(checkpoints)" ] || fail "no checkpoint after SIGTERM"
 [ ! -f "$run/summary.json" ] || fail "a stopped run wrote summary.json"
 
 step "resume it"
 "$eqpm" train --resume "$run" --quiet > "$work/resume.log"
 [ -f "$run/summary.json" ] && [ -f "$run/model.safetensors" ] || fail "resume wrote no results"
 [ "$(wc -l < "$run/metrics.csv")" -eq 41 ] || fail "metrics.csv lacks epochs"
+[ "$(grep -c ',1$' "$run/beta_auto.csv")" -eq 1 ] || fail "beta_auto.csv names no chosen beta"
 
 step "predict"
 "$eqpm" predict --model "$run/model.safetensors" --out "$work/forecasts.csv" 2>/dev/null

@@ -8,7 +8,8 @@
 #
 # Writes OUT/<setup>[-paper]/ (eqpm sweep folders: sweep.csv, mq_check.csv, one run folder
 # per model, PNG plots), OUT/logs/<setup>[-paper].log (the sweep's output) and
-# OUT/summary.md (sweep tables, training-split tables, the M_q check, wall and CPU times),
+# OUT/summary.md (sweep tables, training-split tables, the M_q check, the paper's metric
+# for the datacenter setups (OUT/<setup>/<run>/paper-mean/), wall and CPU times),
 # and prints the summary. Needs the real data in ../shared/data (see its README); without
 # it the script says so and exits 0.
 # Environment: EQPM_THREADS (CPU threads of every run; default 1 for the 50-agent
@@ -91,6 +92,20 @@ for s in "${setups[@]}"; do
   rm -f "$out/logs/cpu.tmp"
   echo "$name,$config,$scaling,$threads,$seconds,${cpu:-}" >>"$times_file"
   echo "reproduce: $name done in ${seconds} s${cpu:+ (CPU ${cpu} s)}" >&2
+  # The paper's own metric (eval --metric paper-mean: each agent scored on the test split's
+  # mean forecast) for every model of the datacenter setups, beside the per-hour regret.
+  if [[ "$name" == paper-dc-* ]]; then
+    for run_dir in "$out/$name"/*/; do
+      [ -f "$run_dir/model.safetensors" ] || continue
+      if ! build/eqpm eval --model "$run_dir/model.safetensors" --metric paper-mean \
+            --out "$run_dir/paper-mean" --quiet true --threads "$threads" \
+            >"$out/logs/$name.paper-mean.log" 2>&1; then
+        echo "reproduce: eval --metric paper-mean of $run_dir failed:" >&2
+        cat "$out/logs/$name.paper-mean.log" >&2
+        exit 1
+      fi
+    done
+  fi
   if ! "$python" tools/plot_report.py "$out/$name" >"$out/logs/$name.plots" 2>&1; then
     echo "reproduce: plotting $name failed:" >&2
     cat "$out/logs/$name.plots" >&2
@@ -171,6 +186,16 @@ for s in setups:
     for m in mq:
         body.append(f"| {m['measure_q']} | " + " | ".join(g(m[r]) for r in runs) +
                     f" | {m['lowest']} | {100 * float(m['own_excess']):.2f}% |")
+    paper = {r: os.path.join(d, r, "paper-mean", "summary.json") for r in runs}
+    if all(os.path.exists(p) for p in paper.values()):
+        body += ["", "The paper's metric (`eval --metric paper-mean`: each agent scored on the test "
+                 "split's mean forecast against its mean truth, which measures only the bias of the "
+                 "average forecast):", "",
+                 "| run | mean | vs plain | max | jain |", "| --- | --- | --- | --- | --- |"]
+        pm = {r: json.load(open(p))["test"] for r, p in paper.items()}
+        for r in runs:
+            body.append(f"| {r} | {g(pm[r]['mean'])} | {pct(pm[r]['mean'], pm['plain']['mean']) if r != 'plain' else ''} | "
+                        f"{g(pm[r]['max'])} | {g(pm[r]['jain'])} |")
     pngs = sorted(f for f in os.listdir(d) if f.endswith(".png"))
     body += ["", "Plots: " + ", ".join(f"`{name}/{p}`" for p in pngs)]
 

@@ -68,6 +68,8 @@ struct FoldResult {
   std::int64_t test_first_start = 0;   // UTC of the first test forecast start
   std::vector<double> regret;          // per agent, mean over the fold's test rows
   std::vector<double> val_regret;      // per agent, on the fold's validation rows
+  std::vector<std::vector<double>> val_days;  // per validation day (RunOutcome::validation_days)
+  std::vector<long> val_day_rows;
   double mse = 0;
   double beta = 1;                     // the model's beta (with --beta auto, the chosen one)
   RegretStats stats;
@@ -88,7 +90,7 @@ struct BetaAutoRow {
   double q = 0;
   int fold = 0;
   double beta = 0;
-  double val_mq = 0, test_mq = 0;
+  double val_mq = 0, val_se = 0, test_mq = 0;
   bool chosen = false;
 };
 
@@ -116,7 +118,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
 // fold, then per run one row with fold_start = all over the pooled regrets (its beta
 // "auto" when the folds chose different ones).
 std::string backtest_csv(const BacktestResult& r);
-// beta_auto.csv: `run,q,fold_start,beta,val_power_mean,test_power_mean,chosen`.
+// beta_auto.csv: `run,q,fold_start,beta,val_power_mean,val_se,test_power_mean,chosen`.
 std::string beta_auto_csv(const BacktestResult& r);
 // The table printed on stdout.
 std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt);

@@ -16,19 +16,31 @@ struct BetaCandidate {
   double beta = 0;
   std::vector<double> val_regret;   // per agent, on the validation rows
   std::vector<double> test_regret;  // per agent, on the test rows (for the record)
+  // Optional: per validation day, each agent's mean regret, and the day's rows (RunOutcome's
+  // validation_days / validation_day_rows). Without them the rule is the plain minimum.
+  std::vector<std::vector<double>> val_days;
+  std::vector<long> day_rows;
 };
 
 struct BetaChoice {
   size_t index = 0;             // into the candidates
+  size_t lowest = 0;            // the candidate with the lowest validation M_q
   std::vector<double> val_mq;   // weighted M_q of each candidate on validation
+  std::vector<double> val_se;   // bootstrap standard error of (its M_q - the lowest's); NaN: none
   std::vector<double> test_mq;  // and on test
 };
 
-// The candidate with the lowest weighted validation M_q; a tie (within 1e-12 relative)
-// goes to the larger beta, the one nearer to plain. Throws Error on an empty list or
-// regret vectors of another length than `weights`.
+// The one-standard-error rule of model selection, with plain as the simplest model: among
+// the candidates whose validation M_q is within one standard error of the lowest one, the
+// largest beta (the one nearest to plain). The standard error of each candidate's gap to
+// the lowest is that of the paired difference under a bootstrap of whole validation days
+// (`replicates` resamples, a fixed seed: the choice is deterministic), so a regret model
+// ships only when validation shows it better than the more accurate models by more than
+// the day-to-day noise. Without days (or with fewer than two) the choice is the lowest
+// validation M_q, ties to the larger beta. Throws Error on an empty list or regret vectors
+// of another length than `weights`.
 BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
-                       const std::vector<double>& weights, double q);
+                       const std::vector<double>& weights, double q, int replicates = 200);
 
 // "beta=0.1": the folder of a candidate under its run's folder.
 std::string beta_folder(double beta);

@@ -59,8 +59,10 @@ struct RunConfig {
   std::string demand_profile;   // CSV trace for the datacenter demand; empty: synthetic
   Scaling scaling = Scaling::mean;
   double train_fraction = 0.7;
-  double val_fraction = 0.1;    // tail of the training split held out for metrics.csv
-  int val_days = 0;             // > 0: the held-out tail is the last val_days days instead
+  // The validation slice (metrics.csv, --select val, --beta auto): the training rows of the
+  // last val_days days, at most val_fraction of the training rows (val_days 0: the fraction).
+  double val_fraction = 0.1;
+  int val_days = 14;
   // Date splits (DESIGN.md 2.1; data.hpp's SplitSpec): dates YYYY-MM-DD or timestamps,
   // UTC; empty strings leave the split to train_fraction.
   std::string train_from;
@@ -100,7 +102,7 @@ struct RunConfig {
   double beta = 0.1;            // see README: 0.3 left the q = 0 model short of its M_0 optimum
   // beta = "auto": train one model per beta of beta_grid (1 is the plain model) and keep
   // the one with the lowest validation M_q (beta_select.hpp); beta is then unused.
-  bool beta_auto = false;
+  bool beta_auto = true;
   std::vector<double> beta_grid{0.1, 0.5, 1.0};
   Estimator estimator = Estimator::automatic;
   double sigma = 0.05;

@@ -40,8 +40,8 @@ std::vector<float> synthetic_demand_profile();
 // - tests when test_from <= t <= test_until.
 // A missing train_until is test_from (and the other way round); a missing train_from is
 // the first row, a missing test_until the last. The validation slice is the tail of the
-// training rows either way: the last val_fraction of them, or with val_days > 0 those that
-// start in the last val_days days of the training split.
+// training rows either way: the last floor(val_fraction x training rows) of them, and with
+// val_days > 0 at most those that start in the last val_days days of the training split.
 struct SplitSpec {
   double train_fraction = 0.7;
   double val_fraction = 0.1;

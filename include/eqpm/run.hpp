@@ -58,6 +58,11 @@ struct RunOutcome {
   TrainResult train;
   EvalResult test, train_split;
   EvalResult validation;  // the held-out tail of the training split (model selection)
+  // The validation rows in consecutive days (blocks of 24 rows, the last one possibly
+  // shorter): per block, each agent's mean regret over its rows, and its row count. What
+  // --beta auto resamples to judge whether a validation gap is more than noise.
+  std::vector<std::vector<double>> validation_days;
+  std::vector<long> validation_day_rows;
   RegretStats test_stats, train_stats;
   std::vector<float> params;
   std::string backend;
