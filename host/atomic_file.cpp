@@ -171,6 +171,16 @@ void ensure_output_dir(const std::string& dir, bool overwrite) {
         throw Error("output folder '" + dir + "' already holds results (" + f +
                     "); pass --overwrite to replace them or choose another --out");
     }
+    // The candidates of a --beta auto run (beta=<b>/), finished or interrupted.
+    for (const auto& e : fs::directory_iterator(p, ec)) {
+      if (!e.is_directory() || e.path().filename().string().rfind("beta=", 0) != 0) continue;
+      for (const char* f : kResults)
+        if (fs::exists(e.path() / f, ec))
+          throw Error("output folder '" + dir + "' already holds results (" +
+                      (e.path().filename() / f).string() +
+                      "); pass --overwrite to replace them, --resume to continue an interrupted "
+                      "run, or choose another --out");
+    }
   }
 
   // Try it rather than ask access(): permissions, read-only mounts and ACLs all count.

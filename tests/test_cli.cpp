@@ -45,7 +45,7 @@ TEST(ResumeSlow, KilledAndResumedRunIsBitIdentical) {
   test::TempDir tmp;
   const std::string args =
       "train --agents 400 --series-hours 3000 --epochs 6 --warm-start-epochs 1 --threads 1 "
-      "--quiet --checkpoint-every 7 --hidden 32,32 --estimator score";
+      "--quiet --checkpoint-every 7 --hidden 32,32 --estimator score --beta 0.1";
   ASSERT_EQ(run(args + " --out " + tmp.file("whole"), tmp.file("log1")), 0)
       << test::read_file(tmp.file("log1"));
 

@@ -258,7 +258,8 @@ TEST(OptimiserSlow, SweepCheckExitsNonZeroWhenAModelIsBeaten) {
   const std::string common =
       std::string(EQPM_BINARY) +
       " sweep --agents 50 --mix dc=0.3,inv=0.7 --horizon 1 --ev-k 1,1 --inv-cu 0.3,3"
-      " --inv-co 0.3,3 --pop-seed 81 --seed 1 --threads 2 --quiet --q 4,19 --check";
+      " --inv-co 0.3,3 --pop-seed 81 --seed 1 --threads 2 --quiet --q 4,19 --check"
+      " --beta 0.1 --val-days 0";  // the split and beta this case was found with
   auto run = [&](const std::string& extra, const std::string& out) {
     const std::string cmd = common + extra + " --out " + tmp.file(out) + " > " +
                             tmp.file(out + ".log") + " 2>&1";

@@ -175,7 +175,7 @@ TEST(ResumeSlow, SigtermThenResumeMatchesUninterruptedRun) {
   const std::string out = tmp.file("run");
   const std::string args =
       "train --agents 300 --series-hours 3000 --epochs 5 --warm-start-epochs 1 --threads 1 "
-      "--quiet --checkpoint-every 5 --hidden 32,32 --backend cpu --out " + out;
+      "--quiet --checkpoint-every 5 --hidden 32,32 --backend cpu --beta 0.1 --out " + out;
   ASSERT_EQ(run(args, tmp.file("log1")), 0) << test::read_file(tmp.file("log1"));
   fs::rename(out, tmp.file("whole"));
 
@@ -211,7 +211,7 @@ TEST(Resume, FinishedRunResumesUnchangedAndExtendsWithEpochs) {
   test::TempDir tmp;
   const std::string common =
       "train --agents 60 --series-hours 1500 --warm-start-epochs 1 --hidden 16 --threads 1 "
-      "--quiet --backend cpu";
+      "--quiet --backend cpu --beta 0.1";
   const std::string out = tmp.file("run");
   ASSERT_EQ(run(common + " --epochs 2 --out " + out, tmp.file("l1")), 0)
       << test::read_file(tmp.file("l1"));
@@ -314,7 +314,7 @@ TEST(ResumeSlow, CheckpointsByTimeWithoutCheckpointEvery) {
   const std::string out = tmp.file("run");
   const std::string args =
       "train --agents 300 --series-hours 3000 --epochs 8 --warm-start-epochs 1 --threads 1 "
-      "--quiet --hidden 32,32 --backend cpu --checkpoint-minutes 0.00002 --out " + out;
+      "--quiet --hidden 32,32 --backend cpu --beta 0.1 --checkpoint-minutes 0.00002 --out " + out;
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {

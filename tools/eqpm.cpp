@@ -566,6 +566,20 @@ int cmd_train(CommandLine& cl) {
   validate(cfg);
   OutputFolderGuard guard(cfg.out);
   ensure_output_dir(cfg.out, cfg.overwrite);
+  if (cfg.overwrite) {
+    // An earlier --beta auto run's candidates and choice go with the results they made.
+    std::error_code ec;
+    std::vector<std::filesystem::path> stale;
+    for (const auto& e : std::filesystem::directory_iterator(cfg.out, ec))
+      if ((e.is_directory() && e.path().filename().string().rfind("beta=", 0) == 0) ||
+          e.path().filename() == "beta_auto.csv" ||
+          (cfg.beta_auto && e.path().filename() == "checkpoint.safetensors"))
+        stale.push_back(e.path());
+    for (const auto& s : stale) {
+      std::filesystem::remove_all(s, ec);
+      if (ec) throw Error("cannot remove '" + s.string() + "' of an earlier run: " + ec.message());
+    }
+  }
   const RunInputs in = load_inputs(cfg);
   double chosen = cfg.beta;
   const RunOutcome o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen) : train_run(cfg, in);
@@ -593,7 +607,8 @@ void remove_earlier_sweep(const std::string& dir) {
     const std::string name = e.path().filename().string();
     if ((e.is_directory() && (name == "plain" || name.rfind("q=", 0) == 0)) ||
         (e.is_regular_file() && (e.path().extension() == ".png" || name == "sweep.csv" ||
-                                 name == "mq_check.csv" || name == "mq_check_val.csv")))
+                                 name == "mq_check.csv" || name == "mq_check_val.csv" ||
+                                 name == "backtest.csv" || name == "beta_auto.csv")))
       stale.push_back(e.path());
   }
   for (const auto& p : stale) {
