@@ -399,8 +399,16 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     backend->set_state(st);
   }
   Trainer trainer(cfg, in.data, in.population, *backend);
-  ProgressLog log(cfg, cfg.out.empty() ? std::string("[train]")
-                                       : "[" + std::filesystem::path(cfg.out).filename().string() + "]");
+  // "[q=4]", or "[q=4 beta=0.1]" for a --beta auto candidate (its folder's parent names the run).
+  std::string label = "[train]";
+  if (!cfg.out.empty()) {
+    const std::filesystem::path out(cfg.out);
+    label = out.filename().string();
+    const std::string parent = out.parent_path().filename().string();
+    if (label.rfind("beta=", 0) == 0 && !parent.empty()) label = parent + " " + label;
+    label = "[" + label + "]";
+  }
+  ProgressLog log(cfg, label);
   long first_step = 0;
   std::vector<EpochMetrics> history;
   // Totals over the whole run, the part before a resume included.

@@ -736,12 +736,13 @@ int cmd_sweep(CommandLine& cl) {
   std::printf("\nper-agent regret, %ld agents (%s), %s\n", in.population.size(),
               base.mix.c_str(), in.series.source.c_str());
   for (const char* split : {"test", "train"}) {
-    std::printf("\n%s split:\n%-8s %11s %11s %11s %11s %11s %8s %11s\n", split, "run", "mean",
-                "var", "p5", "p95-p5", "max", "jain", "mse");
+    std::printf("\n%s split:\n%-8s %5s %11s %11s %11s %11s %11s %8s %11s\n", split, "run", "beta",
+                "mean", "var", "p5", "p95-p5", "max", "jain", "mse");
     for (const auto& r : runs) {
       const RegretStats& s = std::string(split) == "test" ? r.outcome.test_stats : r.outcome.train_stats;
-      std::printf("%-8s %11.5g %11.5g %11.5g %11.5g %11.5g %8.4f %11.5g\n", r.name.c_str(), s.mean,
-                  s.var, s.p5, s.p95 - s.p5, s.max, s.jain, s.mse);
+      std::printf("%-8s %5s %11.5g %11.5g %11.5g %11.5g %11.5g %8.4f %11.5g\n", r.name.c_str(),
+                  format_double(r.beta).c_str(), s.mean, s.var, s.p5, s.p95 - s.p5, s.max, s.jain,
+                  s.mse);
     }
   }
   bool all_pass = true;
@@ -750,8 +751,8 @@ int cmd_sweep(CommandLine& cl) {
     const auto [models, rows] = validation ? check_split(true) : std::make_pair(train_models, train_check);
     for (const auto& r : rows) all_pass = all_pass && r.pass;
     if (base.beta_auto)
-      std::printf("\nthe optimiser's check uses the models trained at beta %s (the q runs' "
-                  "beta=%s folders) and plain", format_double(checked.back().beta).c_str(),
+      std::printf("\n(beta: the one the validation slice chose; the check below is of the "
+                  "optimiser, on the models trained at beta %s and plain)",
                   format_double(checked.back().beta).c_str());
     std::printf("\n%s power mean M_q of each model (rows: q of the measure):\n%s",
                 validation ? "validation-slice" : "training-split",
