@@ -65,15 +65,20 @@ struct CommandHelp {
 const CommandHelp kCommands[] = {
     {"train", "eqpm train --out DIR [--config FILE] [--KEY VALUE ...]\n"
               "       eqpm train --resume DIR [--epochs N] [run settings]\n"
-              "Trains one model and writes DIR (model, metrics, agents, summary). Ctrl-C or\n"
-              "SIGTERM stops after the current step with a checkpoint in DIR; --resume DIR\n"
+              "Trains one model and writes DIR (model, metrics, agents, summary). With --beta auto\n"
+              "(the default) it trains one model per beta of --beta-grid into DIR/beta=<b>/ and\n"
+              "ships into DIR the one the validation slice (the last --val-days days of training)\n"
+              "prefers by the one-standard-error rule; DIR/beta_auto.csv says which and why.\n"
+              "Ctrl-C or SIGTERM stops after the current step with a checkpoint; --resume DIR\n"
               "continues it exactly (a checkpoint is also written every --checkpoint-minutes).\n",
      "  --resume DIR           continue the run in DIR (only --epochs and run settings\n"
      "                         such as --out, --threads, --backend, --quiet may be given)\n",
      true},
     {"sweep", "eqpm sweep --q LIST --out DIR [--config FILE] [--KEY VALUE ...]\n"
               "Trains the plain (beta = 1) baseline and one model per q; writes DIR/plain/,\n"
-              "DIR/q=<v>/ (each resumable with eqpm train --resume), DIR/sweep.csv.\n",
+              "DIR/q=<v>/ (each resumable with eqpm train --resume), DIR/sweep.csv. With --beta\n"
+              "auto (the default) each q run trains the grid's other betas into DIR/q=<v>/beta=<b>/,\n"
+              "plain serving as its beta = 1 candidate, and ships the validation slice's choice.\n",
      "  --q LIST               q values, e.g. 0,1,4,19 (TOML: q = [0, 1, 4, 19])\n"
      "  --check                exit 1 when a model is not the best of the sweep at its own\n"
      "                         training-split M_q (mq_check.csv names the models beating it)\n"
@@ -87,7 +92,9 @@ const CommandHelp kCommands[] = {
      "trained on the rows whose whole target window ends before the fold starts and tested\n"
      "on the rows that start inside it. Writes DIR/<run>/fold-<k>/ (train output folders),\n"
      "DIR/backtest.csv (per run and fold, plus fold_start = all: each agent's regret averaged\n"
-     "over every test hour of every fold), DIR/backtest.png (needs python3 + matplotlib).\n",
+     "over every test hour of every fold), DIR/backtest.png (needs python3 + matplotlib).\n"
+     "With --beta auto (the default) every fold of a q run ships the beta its validation\n"
+     "slice prefers (DIR/beta_auto.csv: every candidate's validation and test M_q).\n",
      "  --from DATE            first test day (YYYY-MM-DD, UTC) or timestamp\n"
      "  --to DATE              last test day, inclusive (or a timestamp: the end, exclusive)\n"
      "  --refit P              month (calendar months), week, or Nd (N days) [month]\n"
