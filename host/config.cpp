@@ -256,6 +256,10 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(long_option("series_hours", "length of the synthetic series (hours)",
                           &RunConfig::series_hours, 100, 10'000'000));
   r.push_back(seed_option("data_seed", "seed of the synthetic series", &RunConfig::data_seed));
+  r.push_back(string_option("test_series",
+                            "CSV of the test period (same column), continuing --series hour by "
+                            "hour; the test split starts at its first hour",
+                            &RunConfig::test_series));
   r.push_back(string_option("demand_profile", "demand trace CSV for datacenter agents",
                             &RunConfig::demand_profile));
   r.push_back(enum_option<Scaling>("scaling", "normalisation: mean (z/c) or paper (min-max to [0,10])",

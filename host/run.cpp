@@ -40,6 +40,40 @@ RunInputs load_inputs(const RunConfig& cfg) {
     in.notes.push_back(cfg.series + ": " + std::to_string(info.rows) + " rows" +
                        (info.note.empty() ? "" : "; " + info.note));
   }
+  if (!cfg.test_series.empty()) {
+    if (cfg.series.empty())
+      throw ConfigError("--test-series: needs --series, the file it continues (the synthetic "
+                        "series has no file to continue)");
+    SeriesLoadInfo info;
+    const Series test = load_series_csv(cfg.test_series, cfg.column, cfg.max_gap, &info);
+    in.notes.push_back(cfg.test_series + ": " + std::to_string(info.rows) + " rows (test period)" +
+                       (info.note.empty() ? "" : "; " + info.note));
+    const std::int64_t first = test.utc_seconds.front();
+    Series& s = in.series;
+    size_t keep = 0;
+    while (keep < s.utc_seconds.size() && s.utc_seconds[keep] < first) ++keep;
+    if (keep == 0)
+      throw InputError(cfg.test_series, 2, 1,
+                       "the test period starts at " + utc_text(first) + ", not after the first hour of " +
+                           cfg.series + " (" + utc_text(s.utc_seconds.front()) + ")");
+    if (s.utc_seconds[keep - 1] != first - 3600)
+      throw InputError(cfg.test_series, 2, 1,
+                       "the test period starts at " + utc_text(first) + " with " +
+                           std::to_string((first - s.utc_seconds[keep - 1]) / 3600 - 1) +
+                           " missing hours after " + cfg.series + " ends (" +
+                           utc_text(s.utc_seconds[keep - 1]) +
+                           "); the forecasts need the hours before it, so the files must be "
+                           "contiguous");
+    s.values.resize(keep);
+    s.hour_of_day.resize(keep);
+    s.utc_seconds.resize(keep);
+    s.values.insert(s.values.end(), test.values.begin(), test.values.end());
+    s.hour_of_day.insert(s.hour_of_day.end(), test.hour_of_day.begin(), test.hour_of_day.end());
+    s.utc_seconds.insert(s.utc_seconds.end(), test.utc_seconds.begin(), test.utc_seconds.end());
+    s.filled += test.filled;
+    s.source += " + " + test.source;
+    in.test_series_start = first;
+  }
   if (cfg.demand_profile.empty()) {
     in.demand = synthetic_demand_profile();
   } else {
@@ -66,8 +100,17 @@ RunInputs load_inputs(const RunConfig& cfg) {
   }
   validate_population(in.population, cfg.horizon,
                       cfg.population.empty() ? std::string("population") : cfg.population);
-  in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, split_spec(cfg), cfg.scaling);
+  in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, input_split(cfg, in), cfg.scaling);
   return in;
+}
+
+SplitSpec input_split(const RunConfig& cfg, const RunInputs& in) {
+  SplitSpec sp = split_spec(cfg);
+  if (in.test_series_start != 0 && !sp.has_test_from && !sp.has_train_until) {
+    sp.has_test_from = true;
+    sp.test_from = in.test_series_start;
+  }
+  return sp;
 }
 
 Problem make_problem(const RunConfig& cfg, const RunInputs& in) {

@@ -180,6 +180,65 @@ TEST(DateSplit, BadDatesAreErrorsNamingTheFlag) {
   }
 }
 
+// --test-series: a second file continues the first; the split and the scaling are those of
+// one file holding both with --test-from at the second file's first hour.
+TEST(DateSplit, TestSeriesContinuesTheSeries) {
+  test::TempDir tmp;
+  const Series syn = synthetic_series(24 * 50, 3);
+  auto csv = [&](long from, long to, double factor = 1.0) {
+    std::string text = "timestamp,avg_CI\n";
+    for (long t = from; t < to; ++t) {
+      const std::string when = utc_text(series_time(syn, t));  // 2022-01-01T00:00:00Z
+      text += when.substr(0, 10) + " " + when.substr(11, 8) + "+00:00," +
+              format_double(factor * syn.values[size_t(t)]) + "\n";
+    }
+    return text;
+  };
+  RunConfig split;
+  split.beta_auto = false;
+  split.agents = 20;
+  split.series = tmp.write("train.csv", csv(0, 24 * 40));
+  split.test_series = tmp.write("test.csv", csv(24 * 40, 24 * 50));
+  RunConfig whole = split;
+  whole.series = tmp.write("whole.csv", csv(0, 24 * 50));
+  whole.test_series.clear();
+  whole.test_from = "2022-02-10";
+  const RunInputs a = load_inputs(split), b = load_inputs(whole);
+  EXPECT_EQ(a.test_series_start, at("2022-02-10"));
+  EXPECT_EQ(a.series.values, b.series.values);
+  EXPECT_EQ(a.data.train_rows, b.data.train_rows);
+  EXPECT_EQ(a.data.fit_rows, b.data.fit_rows);
+  EXPECT_EQ(a.data.test_begin, b.data.test_begin);
+  EXPECT_EQ(a.data.test_end, b.data.test_end);
+  EXPECT_EQ(a.data.offset, b.data.offset);
+  EXPECT_EQ(a.data.scale, b.data.scale);
+  EXPECT_EQ(a.data.x, b.data.x);
+  // The scaling comes from the training hours only: the test file's values do not move it.
+  RunConfig other = split;
+  other.test_series = tmp.write("test2.csv", csv(24 * 40, 24 * 50, 10.0));
+  const RunInputs c = load_inputs(other);
+  EXPECT_EQ(c.data.scale, a.data.scale);
+  EXPECT_NE(c.series.values.back(), a.series.values.back());
+  // A gap between the files, or a test file that does not start after the training file,
+  // is an error naming the test file.
+  RunConfig gap = split;
+  gap.test_series = tmp.write("gap.csv", csv(24 * 40 + 3, 24 * 50));
+  try {
+    load_inputs(gap);
+    FAIL() << "a gap was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("gap.csv"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("3 missing hours"), std::string::npos) << e.what();
+  }
+  RunConfig early = split;
+  early.series = tmp.write("late.csv", csv(24 * 45, 24 * 50));
+  early.test_series = split.test_series;
+  EXPECT_THROW(load_inputs(early), InputError);
+  RunConfig synthetic = split;
+  synthetic.series.clear();
+  EXPECT_THROW(load_inputs(synthetic), ConfigError);
+}
+
 // ------------------------------------------------------------------ the backtest
 RunConfig small_backtest_config() {
   RunConfig cfg;

@@ -52,6 +52,7 @@ struct Range {
 struct RunConfig {
   // --- data
   std::string series;           // CSV path; empty: the embedded synthetic series
+  std::string test_series;      // CSV of the test period, continuing `series` (run.hpp)
   std::string column = "avg_CI";
   int max_gap = 3;              // longest run of missing hours filled by interpolation
   long series_hours = 8760;     // length of the synthetic series
@@ -148,8 +149,8 @@ struct RunConfig {
 
 // The option keys that name input files; a configuration file's relative paths for
 // these are relative to the file's folder.
-inline constexpr const char* kInputPathKeys[] = {"series", "demand_profile", "population",
-                                                 "ev_sessions"};
+inline constexpr const char* kInputPathKeys[] = {"series", "test_series", "demand_profile",
+                                                 "population", "ev_sessions"};
 
 // One key of the registry.
 struct OptionSpec {

@@ -18,7 +18,11 @@
 namespace eqpm {
 
 struct RunInputs {
+  // With --test-series, `series` is the training file's hours before the test file's first
+  // hour followed by every hour of the test file; test_series_start is that first hour (UTC
+  // seconds; 0 without a test file).
   Series series;
+  std::int64_t test_series_start = 0;
   Dataset data;
   Population population;
   std::vector<float> demand;
@@ -28,6 +32,10 @@ struct RunInputs {
 // Loads or generates the series, demand profile and population of `cfg` and builds the
 // dataset. Throws InputError / ConfigError with positions.
 RunInputs load_inputs(const RunConfig& cfg);
+
+// The split of `cfg` on `in`: split_spec(cfg), and with a test file and no date keys, the
+// test split from the test file's first hour (training targets end before it).
+SplitSpec input_split(const RunConfig& cfg, const RunInputs& in);
 
 Problem make_problem(const RunConfig& cfg, const RunInputs& in);
 
