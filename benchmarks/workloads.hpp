@@ -75,8 +75,9 @@ struct Fixture {
     in = load_inputs(cfg);
     backend = make_backend(backend_name, threads);
     Problem p = make_problem(cfg, in);
-    p.shortcuts = path != Path::reference;
-    p.factorise = path == Path::fast;
+    p.regret_path = path == Path::reference ? RegretPath::reference
+                    : path == Path::fast    ? RegretPath::automatic
+                                            : RegretPath::generic;
     backend->setup(p);
     spec.beta = cfg.beta;
     spec.lr = 1e-6;

@@ -491,6 +491,13 @@ std::vector<OptionSpec> build_registry() {
       "with a warning, when capture fails), on (capture failure is an error), off",
       &RunConfig::cuda_graphs,
       {{"auto", CudaGraphs::automatic}, {"on", CudaGraphs::on}, {"off", CudaGraphs::off}})));
+  r.push_back(run_setting(enum_option<RegretPath>(
+      "regret_path", "how regrets are computed (equal to float rounding): auto, structured "
+      "(CUDA: force the factorised kernels), generic (no factorisation), reference (the plain "
+      "loop of DESIGN.md 5.2)",
+      &RunConfig::regret_path,
+      {{"auto", RegretPath::automatic}, {"structured", RegretPath::structured},
+       {"generic", RegretPath::generic}, {"reference", RegretPath::reference}})));
   // backend names are checked here rather than through an enum so that the help text
   // can say which ones this build has.
   return r;

@@ -16,6 +16,11 @@
 namespace eqpm {
 namespace {
 
+// The CPU's reading of RegretPath: every path but the reference evaluates agents in SIMD
+// sample lanes; automatic and structured also take the datacenter and EV factorisations.
+bool in_lanes(RegretPath r) { return r != RegretPath::reference; }
+bool factorised(RegretPath r) { return r == RegretPath::automatic || r == RegretPath::structured; }
+
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -61,7 +66,7 @@ void CpuBackend::setup_impl() {
   all_groups_ = group_population(*p.population);
   groups_ = all_groups_;
   shortcuts_ = CpuShortcuts();
-  if (p.shortcuts && p.factorise) shortcuts_.setup(groups_, p);
+  if (factorised(p.regret_path)) shortcuts_.setup(groups_, p);
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());
   ctx_.floor = p.floor;
@@ -102,7 +107,7 @@ void CpuBackend::setup_impl() {
   scratch_.resize(static_cast<size_t>(thread_count()) * B * S);
   dscratch_.resize(static_cast<size_t>(thread_count()) * B * S * H);
   lanes_.reserve(static_cast<long>(B * S), static_cast<int>(H));
-  if (p.shortcuts) order_for_locality(groups_);
+  if (in_lanes(p.regret_path)) order_for_locality(groups_);
   grad_.resize(static_cast<size_t>(P));
 }
 
@@ -404,7 +409,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
       }
     // The fast paths read the samples hour-major (cpu_lanes.hpp); laid out once per step.
     const lanes::Lanes X =
-        p.shortcuts ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H) : lanes::Lanes{};
+        in_lanes(p.regret_path) ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H) : lanes::Lanes{};
     times_.sampling += seconds_since(t0);
 
     // Pass 1: per-agent mean regret of the minibatch.
@@ -419,7 +424,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     // In the steady state the fast path fuses passes 1 and 2 (see fused_general).
     // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar
     // (same values, same function) unless the state was replaced since.
-    const double mref = !started || !p.shortcuts ? 0.0
+    const double mref = !started || !in_lanes(p.regret_path) ? 0.0
                         : rbar_mean_valid_       ? rbar_mean_
                                                  : power_mean(state_.rbar.data(), w, N, p.q);
     bool fused = mref > 0 && std::isfinite(mref) && fused_general(B, X, mref, rhat_, A_fused_, G_fused_);
@@ -585,7 +590,7 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
   e.mae = ae / (static_cast<double>(R) * H);
   const RegretContext ctx = ctx_;
   // The fast path evaluates each agent over many rows at once (cpu_lanes.hpp).
-  const bool fast = p.shortcuts;
+  const bool fast = in_lanes(p.regret_path);
   lanes::LaneBuffer buffer;
   lanes::Lanes X;
   if (fast) {

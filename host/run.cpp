@@ -133,6 +133,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.adam_eps = cfg.adam_eps;
   p.grad_clip = cfg.grad_clip;
   p.cuda_graphs = cfg.cuda_graphs;
+  p.regret_path = cfg.regret_path;
   return p;
 }
 

@@ -10,9 +10,8 @@
 // scalars (the caller needs the stats, and the finite flag decides Adam's step counter).
 //
 // Regrets take the structured path of 5.4 (regret_structure.hpp) where a family has a
-// structure and it pays, unless Problem::shortcuts is off (then every agent takes the generic
-// path). For tests and debugging the environment overrides it: EQPM_CUDA_REGRET_PATH = auto |
-// generic | structured.
+// structure and it pays, as Problem::regret_path says (config.hpp: auto, structured, generic,
+// reference; the last two run every agent on the generic path).
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -31,17 +30,18 @@
 namespace eqpm::cuda {
 namespace {
 
-enum class RegretPath { automatic, generic, structured };
+// The CUDA reading of eqpm::RegretPath: reference runs the generic kernels (the CPU's
+// reference loop has no separate kernel).
+enum class KernelPath { automatic, generic, structured };
 
-// Problem::shortcuts off means every agent on the generic path; the environment overrides.
-RegretPath regret_path(bool shortcuts) {
-  const char* e = std::getenv("EQPM_CUDA_REGRET_PATH");
-  if (!e || !*e) return shortcuts ? RegretPath::automatic : RegretPath::generic;
-  if (std::strcmp(e, "auto") == 0) return RegretPath::automatic;
-  if (std::strcmp(e, "generic") == 0) return RegretPath::generic;
-  if (std::strcmp(e, "structured") == 0) return RegretPath::structured;
-  throw ConfigError(std::string("EQPM_CUDA_REGRET_PATH: expected auto, generic or structured, got '") +
-                    e + "'");
+KernelPath kernel_path(eqpm::RegretPath r) {
+  switch (r) {
+    case eqpm::RegretPath::automatic: return KernelPath::automatic;
+    case eqpm::RegretPath::structured: return KernelPath::structured;
+    case eqpm::RegretPath::generic:
+    case eqpm::RegretPath::reference: return KernelPath::generic;
+  }
+  return KernelPath::automatic;
 }
 
 // Memory limits of the plan (bytes). Class regrets E are K x B x S floats; the per-tile
@@ -114,7 +114,7 @@ class CudaBackend final : public Backend {
 
   void release_handles() noexcept;
   template <class F>
-  void plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, RegretPath path,
+  void plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, KernelPath path,
                    std::vector<long>& perm, std::vector<double>& w_raw,
                    std::vector<double>& w_over_W);
   void enqueue_step(int B, bool equitable, cudaEvent_t* events);
@@ -199,7 +199,7 @@ void CudaBackend::release_handles() noexcept {
 }
 
 template <class F>
-void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, RegretPath path,
+void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, KernelPath path,
                               std::vector<long>& perm, std::vector<double>& w_raw,
                               std::vector<double>& w_over_W) {
   using Params = typename F::Params;
@@ -215,7 +215,7 @@ void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, Reg
   std::iota(order.begin(), order.end(), 0L);
   if constexpr (RegretStructure<F>::available) {
     using S = RegretStructure<F>;
-    if (path != RegretPath::generic && n > 0) {
+    if (path != KernelPath::generic && n > 0) {
       std::stable_sort(order.begin(), order.end(), [&](long a, long b) {
         return S::key(group.params[static_cast<size_t>(a)]) < S::key(group.params[static_cast<size_t>(b)]);
       });
@@ -232,7 +232,7 @@ void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, Reg
         bytes += sizeof(float) * static_cast<std::size_t>(K) * static_cast<std::size_t>(p.max_batch) * H;
       const bool fits = bytes <= kStructuredBudget && K <= (1L << 30);
       // Automatic: the shared per-class work pays when there are fewer basis rows than agents.
-      if (fits && (path == RegretPath::structured || K <= n)) {
+      if (fits && (path == KernelPath::structured || K <= n)) {
         plan.structured = true;
         plan.J = S::bases;
         plan.classes = classes;
@@ -268,7 +268,7 @@ void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, Reg
       }
     }
   }
-  if (path == RegretPath::structured && !plan.structured && n > 0 && RegretStructure<F>::available)
+  if (path == KernelPath::structured && !plan.structured && n > 0 && RegretStructure<F>::available)
     throw Error(std::string("CUDA backend: the structured regret path does not fit in memory for the ") +
                 F::name + " family");
 
@@ -342,7 +342,7 @@ void CudaBackend::setup_impl() {
   N_ = pop.size();
   wsum_ = 0.0;
   for (const Agent& a : pop.agents) wsum_ += a.weight;  // power_mean's order
-  const RegretPath path = regret_path(p.shortcuts);
+  const KernelPath path = kernel_path(p.regret_path);
   const FamilyGroups groups = group_population(pop);
   perm_.clear();
   perm_.reserve(static_cast<size_t>(N_));

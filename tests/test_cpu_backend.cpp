@@ -53,7 +53,7 @@ RunConfig small_config() {
   return c;
 }
 
-// `shortcuts`: the per-(b, s) factorisations of DESIGN.md 5.4 (Problem::shortcuts).
+// `shortcuts`: the fast paths of DESIGN.md 5.4 (RegretPath::automatic); false: the reference.
 std::unique_ptr<Fixture> make_fixture(const RunConfig& cfg, int threads = 1, bool shortcuts = true) {
   auto f = std::make_unique<Fixture>();
   f->cfg = cfg;
@@ -64,7 +64,7 @@ std::unique_ptr<Fixture> make_fixture(const RunConfig& cfg, int threads = 1, boo
   f->in.data = build_dataset(f->in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
                              cfg.val_fraction, cfg.scaling);
   f->problem = make_problem(cfg, f->in);
-  f->problem.shortcuts = shortcuts;
+  f->problem.regret_path = shortcuts ? RegretPath::automatic : RegretPath::reference;
   f->backend = make_backend("cpu", threads);
   f->backend->setup(f->problem);
   return f;

@@ -1,5 +1,5 @@
 // Every CPU fast path (DESIGN.md 5.4 factorisations, the fused steady-state pass over
-// sample lanes) against the plain reference path (Problem::shortcuts = false), step by
+// sample lanes) against the plain reference path (RegretPath::reference), step by
 // step from equal states.
 #include <gtest/gtest.h>
 
@@ -51,10 +51,9 @@ TEST_P(FastPaths, MatchReferenceStepByStep) {
   const RunInputs in = load_inputs(cfg);
   Problem p = make_problem(cfg, in);
   auto fast = make_backend("cpu", 2), ref = make_backend("cpu", 1);
-  p.shortcuts = true;
-  p.factorise = c.factorise;
+  p.regret_path = c.factorise ? RegretPath::automatic : RegretPath::generic;
   fast->setup(p);
-  p.shortcuts = false;
+  p.regret_path = RegretPath::reference;
   ref->setup(p);
   for (std::uint32_t step = 0; step < 4; ++step) {
     ref->set_state(fast->state());

@@ -39,25 +39,13 @@ namespace {
 using test::kFloatRtol;
 using test::kLargeSumRtol;
 
-// Sets an environment variable for the life of the object (the GPU backend reads
-// EQPM_CUDA_REGRET_PATH at set-up).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = std::string(old);
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) ::setenv(name_, old_->c_str(), 1);
-    else ::unsetenv(name_);
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+// The regret path of a test case's name: auto, generic, structured or reference.
+RegretPath regret_path_of(const std::string& name) {
+  if (name == "generic") return RegretPath::generic;
+  if (name == "structured") return RegretPath::structured;
+  if (name == "reference") return RegretPath::reference;
+  return RegretPath::automatic;
+}
 
 struct Case {
   std::string name;
@@ -72,7 +60,7 @@ struct Case {
   double q = 4.0;
   std::vector<int> hidden{16, 8};
   Activation activation = Activation::tanh;
-  std::string path = "auto";  // EQPM_CUDA_REGRET_PATH of the GPU backend
+  std::string path = "auto";  // the GPU backend's Problem::regret_path (regret_path_of)
 };
 
 RunConfig config_of(const Case& c) {
@@ -121,10 +109,10 @@ std::unique_ptr<Pair> make_pair(const Case& c) {
   f->problem = make_problem(f->cfg, f->in);
   f->problem.cuda_graphs = CudaGraphs::on;  // a failed capture fails the test, never hides
   Problem reference = f->problem;
-  reference.shortcuts = false;  // the plain general path is the spec
+  reference.regret_path = RegretPath::reference;  // the plain general path is the spec
   f->cpu = make_backend("cpu");
   f->cpu->setup(reference);
-  ScopedEnv path("EQPM_CUDA_REGRET_PATH", c.path);
+  f->problem.regret_path = regret_path_of(c.path);
   f->gpu = make_backend("cuda");
   f->gpu->setup(f->problem);
   return f;
@@ -132,8 +120,8 @@ std::unique_ptr<Pair> make_pair(const Case& c) {
 
 std::unique_ptr<Backend> make_gpu(const Problem& p, const std::string& path = "auto",
                                   CudaGraphs graphs = CudaGraphs::on) {
-  ScopedEnv a("EQPM_CUDA_REGRET_PATH", path);
   Problem q = p;
+  q.regret_path = regret_path_of(path);
   q.cuda_graphs = graphs;
   auto g = make_backend("cuda");
   g->setup(q);

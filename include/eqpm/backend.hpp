@@ -35,12 +35,9 @@ struct Problem {
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
   double grad_clip = 0.0;      // global-norm clipping; 0 disables it
-  // CPU fast paths. Off: every agent takes the plain general path (the reference, the
-  // spec). On: the per-(b,s) factorisations of DESIGN.md 5.4 where a family has one
-  // (datacenter, EV; unless `factorise` is off) and, for every other agent, the
-  // sample-lane general path (host/cpu_lanes.hpp). Tests compare each with the reference.
-  bool shortcuts = true;
-  bool factorise = true;
+  // How regrets are computed (config.hpp's RegretPath); tests compare every path with the
+  // reference.
+  RegretPath regret_path = RegretPath::automatic;
   // How the CUDA backend launches steps (never changes results); the CPU ignores it.
   CudaGraphs cuda_graphs = CudaGraphs::automatic;
 };

@@ -44,6 +44,18 @@ enum class DcSpreadRule : int {
 // `off` launches every step eagerly. The CPU backend ignores it.
 enum class CudaGraphs : int { automatic = 0, on = 1, off = 2 };
 
+// How the agents' regrets are computed, the same four choices on both backends (DESIGN.md
+// 5.4; every path agrees with the reference to float rounding):
+// - automatic: the structured forms where a family has one and they pay (CPU: the
+//   datacenter and EV factorisations, every other agent in SIMD sample lanes; CUDA: the
+//   structured kernels within their memory budget), everything else generic;
+// - structured: as automatic, with the CUDA structured kernels forced wherever a family has
+//   one (on the CPU the same as automatic);
+// - generic: no structure (CPU: every agent in sample lanes; CUDA: the generic kernels);
+// - reference: one agent and one sample at a time, the plain loop of 5.2 (the CPU's spec;
+//   on CUDA the same as generic).
+enum class RegretPath : int { automatic = 0, reference = 1, generic = 2, structured = 3 };
+
 struct Range {
   double lo = 0.0;
   double hi = 0.0;
@@ -141,6 +153,7 @@ struct RunConfig {
   bool profile = false;
   bool overwrite = false;
   CudaGraphs cuda_graphs = CudaGraphs::automatic;
+  RegretPath regret_path = RegretPath::automatic;
   // The input paths (series, demand_profile, population, ev_sessions) as a configuration
   // file wrote them, for those it gave relative to its own folder; the fields above hold
   // them resolved (relative to the working folder). Not part of the option registry.
