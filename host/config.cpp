@@ -467,6 +467,10 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(float_option("adam_beta1", "Adam beta1", &RunConfig::adam_beta1, 0, 1, false, true));
   r.push_back(float_option("adam_beta2", "Adam beta2", &RunConfig::adam_beta2, 0, 1, false, true));
   r.push_back(float_option("adam_eps", "Adam epsilon", &RunConfig::adam_eps, 0, 1, true, false));
+  r.push_back(float_option("weight_decay",
+                           "decoupled weight decay (AdamW): each step shrinks the weights by "
+                           "lr x this (0: none)",
+                           &RunConfig::weight_decay, 0, 1, false, true));
   r.push_back(float_option("grad_clip", "global gradient-norm clip (0: off)",
                            &RunConfig::grad_clip, 0, 1e12));
   r.push_back(int_option("max_bad_steps", "stop after this many non-finite steps in a row",

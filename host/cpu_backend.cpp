@@ -546,13 +546,17 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta1, t)));
   const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta2, t)));
   const float lr = static_cast<float>(spec.lr), eps = static_cast<float>(p.adam_eps);
+  // Decoupled weight decay (AdamW): theta -= lr x weight_decay x the theta before the step.
+  const float decay = static_cast<float>(spec.lr * p.weight_decay);
   for (long i = 0; i < P; ++i) {
     const float gi = grad_[static_cast<size_t>(i)] * clip;
     float& m = state_.adam_m[static_cast<size_t>(i)];
     float& v = state_.adam_v[static_cast<size_t>(i)];
     m = b1 * m + (1.0f - b1) * gi;
     v = b2 * v + (1.0f - b2) * gi * gi;
-    state_.params[static_cast<size_t>(i)] -= lr * (m * c1) / (std::sqrt(v * c2) + eps);
+    const float before = state_.params[static_cast<size_t>(i)];
+    const float after = before - lr * (m * c1) / (std::sqrt(v * c2) + eps);
+    state_.params[static_cast<size_t>(i)] = decay != 0.0f ? after - decay * before : after;
   }
   state_.msebar = msebar;
   if (equitable) {

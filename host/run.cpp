@@ -131,6 +131,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.adam_beta1 = cfg.adam_beta1;
   p.adam_beta2 = cfg.adam_beta2;
   p.adam_eps = cfg.adam_eps;
+  p.weight_decay = cfg.weight_decay;
   p.grad_clip = cfg.grad_clip;
   p.cuda_graphs = cfg.cuda_graphs;
   p.regret_path = cfg.regret_path;

@@ -14,11 +14,12 @@ __global__ void adam_kernel(long P, AdamConfig cfg, const StepParams* __restrict
                             float* __restrict__ m, float* __restrict__ v) {
   if (!scalars->finite) return;
   const float clip = scalars->clip;
-  const float lr = params->lr, c1 = params->c1, c2 = params->c2;
+  const float lr = params->lr, c1 = params->c1, c2 = params->c2, decay = params->decay;
   for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < P;
        i += static_cast<long>(gridDim.x) * blockDim.x) {
     const float gi = __fmul_rn(grad[i], clip);
-    // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g g;  theta -= lr (m c1) / (sqrt(v c2) + eps)
+    // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g g;  theta -= lr (m c1) / (sqrt(v c2) + eps),
+    // then (decoupled weight decay) theta -= decay x the theta before the step
     const float mi = __fadd_rn(__fmul_rn(cfg.beta1, m[i]), __fmul_rn(cfg.one_minus_beta1, gi));
     const float vi = __fadd_rn(__fmul_rn(cfg.beta2, v[i]),
                                __fmul_rn(__fmul_rn(cfg.one_minus_beta2, gi), gi));
@@ -26,7 +27,9 @@ __global__ void adam_kernel(long P, AdamConfig cfg, const StepParams* __restrict
     v[i] = vi;
     const float num = __fmul_rn(lr, __fmul_rn(mi, c1));
     const float den = __fadd_rn(__fsqrt_rn(__fmul_rn(vi, c2)), cfg.eps);
-    theta[i] = __fsub_rn(theta[i], __fdiv_rn(num, den));
+    const float before = theta[i];
+    const float after = __fsub_rn(before, __fdiv_rn(num, den));
+    theta[i] = decay != 0.0f ? __fsub_rn(after, __fmul_rn(decay, before)) : after;
   }
 }
 

@@ -528,6 +528,7 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   hp.beta = spec.beta;
   hp.lr = static_cast<float>(spec.lr);
   hp.sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
+  hp.decay = static_cast<float>(spec.lr * p.weight_decay);
   const double t = static_cast<double>(adam_step_ + 1);
   hp.c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta1, t)));
   hp.c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta2, t)));

@@ -31,6 +31,7 @@ struct StepParams {
   float c1 = 1.0f;         // Adam bias corrections 1 / (1 - beta^t) of the step being taken
   float c2 = 1.0f;
   float sigma = 0.0f;      // policy noise of this step (DESIGN.md 5.3a schedule)
+  float decay = 0.0f;      // lr x weight_decay: decoupled weight decay of this step (0: none)
 };
 inline constexpr std::size_t kStepRowsOffset = 64;  // bytes; rows are std::int64_t
 static_assert(sizeof(StepParams) <= kStepRowsOffset);

@@ -160,6 +160,42 @@ void run_steps(const RunConfig& cfg, int threads, std::vector<StepStats>* stats,
   *predictions = f->backend->predict(test_rows);
 }
 
+// Decoupled weight decay: the step with decay is the step without, minus lr x decay x the
+// weights before it, exactly; the Adam moments do not see it.
+TEST(CpuBackend, WeightDecayShrinksTheWeightsBeforeTheStep) {
+  RunConfig cfg;
+  cfg.agents = 40;
+  cfg.series_hours = 1200;
+  cfg.hidden = {8};
+  cfg.samples = 4;
+  cfg.batch = 16;
+  auto plain = make_fixture(cfg);
+  cfg.weight_decay = 0.25;
+  auto decayed = make_fixture(cfg);
+  ASSERT_EQ(decayed->problem.weight_decay, 0.25);
+  SplitMix64 rng(3);
+  for (std::uint32_t k = 0; k < 3; ++k) {
+    decayed->backend->set_state(plain->backend->state());
+    const BackendState before = plain->backend->state();
+    StepSpec spec;
+    spec.step = k;
+    spec.rows = random_rows(rng, cfg.batch, plain->in.data.fit_rows);
+    spec.beta = k == 0 ? 1.0 : 0.1;
+    spec.lr = 1e-2;
+    plain->backend->step(spec);
+    decayed->backend->step(spec);
+    const BackendState a = plain->backend->state(), b = decayed->backend->state();
+    const float decay = static_cast<float>(spec.lr * 0.25);
+    ASSERT_EQ(a.params.size(), b.params.size());
+    for (size_t i = 0; i < a.params.size(); ++i)
+      ASSERT_EQ(b.params[i], a.params[i] - decay * before.params[i]) << "step " << k << " weight " << i;
+    EXPECT_EQ(a.adam_m, b.adam_m);
+    EXPECT_EQ(a.adam_v, b.adam_v);
+  }
+  // Zero decay is the plain Adam step, bit for bit (the default).
+  EXPECT_EQ(RunConfig().weight_decay, 0.0);
+}
+
 TEST(CpuBackend, ResultsDoNotDependOnTheThreadCount) {
   RunConfig score = small_config();
   score.estimator = Estimator::score;

@@ -34,6 +34,7 @@ struct Problem {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
+  double weight_decay = 0.0;   // decoupled (AdamW), per unit of lr; 0: none
   double grad_clip = 0.0;      // global-norm clipping; 0 disables it
   // How regrets are computed (config.hpp's RegretPath); tests compare every path with the
   // reference.

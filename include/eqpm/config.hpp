@@ -139,6 +139,7 @@ struct RunConfig {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
+  double weight_decay = 0.0;    // decoupled weight decay (AdamW), per unit of lr
   double grad_clip = 1.0;       // global-norm clipping; 0 disables it
   int max_bad_steps = 10;
 
