@@ -167,6 +167,21 @@ TEST(Usage, ConfigPathsAreRelativeToTheConfigFile) {
       << test::read_file(tmp.file("l2"));
   EXPECT_TRUE(has(test::read_file(tmp.file("run/summary.json")), expected))
       << test::read_file(tmp.file("run/summary.json"));
+  // --print-config writes the input paths absolute, so the printed file works from any
+  // folder it is saved in (a file's relative paths would be taken relative to it).
+  ASSERT_EQ(in_tmp("train --config cfgs/run.toml --print-config", tmp.file("printed.toml")), 0)
+      << test::read_file(tmp.file("printed.toml"));
+  EXPECT_TRUE(has(test::read_file(tmp.file("printed.toml")),
+                  "population = \"" + tmp.file("cfgs/data/pop.csv") + "\""))
+      << test::read_file(tmp.file("printed.toml"));
+  std::filesystem::create_directories(tmp.path() / "elsewhere" / "deeper");
+  std::filesystem::copy_file(tmp.file("printed.toml"), tmp.file("elsewhere/deeper/saved.toml"));
+  ASSERT_EQ(in_tmp("train --config elsewhere/deeper/saved.toml --epochs 1 --out run3" + flags,
+                   tmp.file("l4")),
+            0)
+      << test::read_file(tmp.file("l4"));
+  EXPECT_TRUE(has(test::read_file(tmp.file("run3/summary.json")),
+                  "\"resolved\": \"" + tmp.file("cfgs/data/pop.csv") + "\""));
   // A path given on the command line is relative to the working folder, as written.
   ASSERT_EQ(in_tmp("train --config cfgs/run.toml --population cfgs/data/pop.csv --epochs 2 --out run2" +
                        flags,
