@@ -204,8 +204,6 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
           series_time(in.series, fin.data.t[static_cast<size_t>(fin.data.test_begin)]);
       fr.regret = o.test.regret;
       fr.val_regret = o.validation.regret;
-      fr.val_days = o.validation_days;
-      fr.val_day_rows = o.validation_day_rows;
       fr.mse = o.test.mse;
       fr.beta = cfg.beta;
       fr.stats = o.test_stats;
@@ -227,8 +225,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
     if (!train_chain("plain", "plain", c, &plain)) return res;
     res.runs.push_back(plain.run);
   }
-  std::vector<double> weights(in.population.agents.size());
-  for (size_t n = 0; n < weights.size(); ++n) weights[n] = in.population.agents[n].weight;
+  const std::vector<double> weights = in.population.weights();
   for (double q : opt.qs) {
     const std::string name = "q=" + format_double(q);
     RunConfig c = base;
@@ -259,8 +256,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
     for (size_t k = 0; k < res.folds.size(); ++k) {
       std::vector<BetaCandidate> bc;
       for (const Chain* ch : cands)
-        bc.push_back({ch->run.folds[k].beta, ch->run.folds[k].val_regret, ch->run.folds[k].regret,
-                      ch->run.folds[k].val_days, ch->run.folds[k].val_day_rows});
+        bc.push_back(beta_candidate(ch->run.folds[k].beta, ch->outcomes[k]));
       const BetaChoice choice = choose_beta(bc, weights, q);
       for (size_t i = 0; i < bc.size(); ++i)
         res.beta_auto.push_back({name, q, res.folds[k].index, bc[i].beta, choice.val_mq[i],

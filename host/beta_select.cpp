@@ -3,12 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 #include <filesystem>
 
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/objective.hpp"
+#include "eqpm/rng.hpp"
 
 namespace eqpm {
 
@@ -53,17 +53,11 @@ BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
   std::vector<std::vector<double>> mq(static_cast<size_t>(replicates), std::vector<double>(K));
   std::vector<size_t> pick(D);
   std::vector<double> r(weights.size());
-  std::uint64_t state = 0x9E3779B97F4A7C15ull;  // splitmix64, fixed seed
-  auto next = [&state] {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  };
+  SplitMix64 rng(0x9E3779B97F4A7C15ull);  // a fixed seed: the choice is deterministic
   for (int b = 0; b < replicates; ++b) {
     long rows = 0;
     for (size_t d = 0; d < D; ++d) {
-      pick[d] = static_cast<size_t>(next() % D);
+      pick[d] = static_cast<size_t>(rng.next() % D);
       rows += candidates.front().day_rows[pick[d]];
     }
     for (size_t i = 0; i < K; ++i) {
@@ -92,6 +86,10 @@ BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
         candidates[i].beta > candidates[c.index].beta)
       c.index = i;
   return c;
+}
+
+BetaCandidate beta_candidate(double beta, const RunOutcome& o) {
+  return {beta, o.validation.regret, o.test.regret, o.validation_days, o.validation_day_rows};
 }
 
 std::string beta_folder(double beta) { return "beta=" + format_double(beta); }
@@ -128,12 +126,9 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
       }
       outcomes.push_back(std::move(o));
     }
-    cands.push_back({b, outcomes.back().validation.regret, outcomes.back().test.regret,
-                     outcomes.back().validation_days, outcomes.back().validation_day_rows});
+    cands.push_back(beta_candidate(b, outcomes.back()));
   }
-  std::vector<double> w(in.population.agents.size());
-  for (size_t n = 0; n < w.size(); ++n) w[n] = in.population.agents[n].weight;
-  const BetaChoice ch = choose_beta(cands, w, cfg.q);
+  const BetaChoice ch = choose_beta(cands, in.population.weights(), cfg.q);
   RunConfig shipped = cfg;
   shipped.beta_auto = false;
   shipped.beta = cands[ch.index].beta;

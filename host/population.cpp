@@ -35,6 +35,12 @@ double Population::total_weight() const {
   return w;
 }
 
+std::vector<double> Population::weights() const {
+  std::vector<double> w(agents.size());
+  for (size_t n = 0; n < w.size(); ++n) w[n] = agents[n].weight;
+  return w;
+}
+
 long Population::count(Family f) const {
   return static_cast<long>(std::count_if(agents.begin(), agents.end(),
                                          [f](const Agent& a) { return a.family == f; }));

@@ -87,8 +87,7 @@ std::vector<long> Trainer::test_rows() const {
 EpochMetrics Trainer::evaluate_epoch(int epoch, long step) {
   const EvalResult e = backend_.evaluate(validation_rows());
   const RegretStats s = regret_stats(e.regret);
-  std::vector<double> w(population_.agents.size());
-  for (size_t n = 0; n < w.size(); ++n) w[n] = population_.agents[n].weight;
+  const std::vector<double> w = population_.weights();
   EpochMetrics m;
   m.epoch = epoch;
   m.step = step;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -511,6 +512,33 @@ RunConfig resumed_config(const CommandLine& cl, const std::string& ckpt) {
   return saved;
 }
 
+// Removes the entries of `dir` that `stale` selects (by entry), what an earlier run of
+// another shape left there; `what` names that run in the error.
+void remove_stale_entries(const std::string& dir, const char* what,
+                          const std::function<bool(const std::filesystem::directory_entry&)>& stale) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> doomed;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (stale(e)) doomed.push_back(e.path());
+  for (const auto& p : doomed) {
+    fs::remove_all(p, ec);
+    if (ec) throw Error("cannot remove '" + p.string() + "' of an earlier " + what + ": " + ec.message());
+  }
+}
+
+// With --overwrite, what an earlier sweep left in `dir` (run folders, tables, plots) is
+// removed, so that no result of another q list remains beside the new ones.
+void remove_earlier_sweep(const std::string& dir) {
+  remove_stale_entries(dir, "sweep", [](const std::filesystem::directory_entry& e) {
+    const std::string name = e.path().filename().string();
+    return (e.is_directory() && (name == "plain" || name.rfind("q=", 0) == 0)) ||
+           (e.is_regular_file() && (e.path().extension() == ".png" || name == "sweep.csv" ||
+                                    name == "mq_check.csv" || name == "mq_check_val.csv" ||
+                                    name == "backtest.csv" || name == "beta_auto.csv"));
+  });
+}
+
 int cmd_train(CommandLine& cl) {
   RunConfig cfg = cl.cfg;
   if (!cl.resume.empty()) {
@@ -573,20 +601,12 @@ int cmd_train(CommandLine& cl) {
   validate(cfg);
   OutputFolderGuard guard(cfg.out);
   ensure_output_dir(cfg.out, cfg.overwrite);
-  if (cfg.overwrite) {
-    // An earlier --beta auto run's candidates and choice go with the results they made.
-    std::error_code ec;
-    std::vector<std::filesystem::path> stale;
-    for (const auto& e : std::filesystem::directory_iterator(cfg.out, ec))
-      if ((e.is_directory() && e.path().filename().string().rfind("beta=", 0) == 0) ||
-          e.path().filename() == "beta_auto.csv" ||
-          (cfg.beta_auto && e.path().filename() == "checkpoint.safetensors"))
-        stale.push_back(e.path());
-    for (const auto& s : stale) {
-      std::filesystem::remove_all(s, ec);
-      if (ec) throw Error("cannot remove '" + s.string() + "' of an earlier run: " + ec.message());
-    }
-  }
+  if (cfg.overwrite)  // an earlier --beta auto run's candidates and choice go with its results
+    remove_stale_entries(cfg.out, "run", [&](const std::filesystem::directory_entry& e) {
+      const std::string name = e.path().filename().string();
+      return (e.is_directory() && name.rfind("beta=", 0) == 0) || name == "beta_auto.csv" ||
+             (cfg.beta_auto && name == "checkpoint.safetensors");
+    });
   const RunInputs in = load_inputs(cfg);
   double chosen = cfg.beta;
   const RunOutcome o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen) : train_run(cfg, in);
@@ -602,26 +622,6 @@ int cmd_train(CommandLine& cl) {
   print_stats_line("train", o.train_stats);
   std::printf("wrote %s\n", cfg.out.c_str());
   return 0;
-}
-
-// With --overwrite, what an earlier sweep left in `dir` (run folders, tables, plots) is
-// removed, so that no result of another q list remains beside the new ones.
-void remove_earlier_sweep(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::vector<fs::path> stale;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if ((e.is_directory() && (name == "plain" || name.rfind("q=", 0) == 0)) ||
-        (e.is_regular_file() && (e.path().extension() == ".png" || name == "sweep.csv" ||
-                                 name == "mq_check.csv" || name == "mq_check_val.csv" ||
-                                 name == "backtest.csv" || name == "beta_auto.csv")))
-      stale.push_back(e.path());
-  }
-  for (const auto& p : stale) {
-    fs::remove_all(p, ec);
-    if (ec) throw Error("cannot remove '" + p.string() + "' of an earlier sweep: " + ec.message());
-  }
 }
 
 int cmd_sweep(CommandLine& cl) {
@@ -710,8 +710,7 @@ int cmd_sweep(CommandLine& cl) {
   guard.keep();
   // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
   // the sweep (and, when models are selected on it, the lowest validation M_q).
-  std::vector<double> weights(in.population.agents.size());
-  for (size_t n = 0; n < weights.size(); ++n) weights[n] = in.population.agents[n].weight;
+  const std::vector<double> weights = in.population.weights();
   const std::vector<Entry>& checked = base.beta_auto ? fixed_beta : runs;
   auto check_split = [&](bool validation) {
     std::vector<SweepModel> models;

@@ -68,8 +68,6 @@ struct FoldResult {
   std::int64_t test_first_start = 0;   // UTC of the first test forecast start
   std::vector<double> regret;          // per agent, mean over the fold's test rows
   std::vector<double> val_regret;      // per agent, on the fold's validation rows
-  std::vector<std::vector<double>> val_days;  // per validation day (RunOutcome::validation_days)
-  std::vector<long> val_day_rows;
   double mse = 0;
   double beta = 1;                     // the model's beta (with --beta auto, the chosen one)
   RegretStats stats;

@@ -42,6 +42,9 @@ struct BetaChoice {
 BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
                        const std::vector<double>& weights, double q, int replicates = 200);
 
+// The candidate of a run trained at `beta`: its validation (whole and by day) and test regrets.
+BetaCandidate beta_candidate(double beta, const RunOutcome& o);
+
 // "beta=0.1": the folder of a candidate under its run's folder.
 std::string beta_folder(double beta);
 

@@ -15,6 +15,7 @@ struct Population {
   std::vector<Agent> agents;
   long size() const { return static_cast<long>(agents.size()); }
   double total_weight() const;
+  std::vector<double> weights() const;  // w_n, population order
   long count(Family f) const;
 };
 
