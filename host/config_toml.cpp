@@ -127,16 +127,6 @@ std::string value_text(const std::string& path, const std::string& key, const Op
     if (!value.is_string()) wrong(found_type(value), value);
     return value.as_string()->get();
   }
-  if (t == "float-list") {
-    const toml::array* a = value.as_array();
-    if (!a) wrong(found_type(value), value);
-    std::string s;
-    for (const toml::node& e : *a) {
-      if (!e.is_number()) wrong(std::string("an array holding ") + found_type(e), e);
-      s += (s.empty() ? "" : ",") + number_text(e);
-    }
-    return s;
-  }
   if (t == "bool") {
     if (!value.is_boolean()) wrong(found_type(value), value);
     return value.as_boolean()->get() ? "true" : "false";
@@ -151,12 +141,14 @@ std::string value_text(const std::string& path, const std::string& key, const Op
       if (!e.is_number()) wrong(std::string("an array holding ") + found_type(e), e);
     return number_text(*a->get(0)) + "," + number_text(*a->get(1));
   }
-  if (t == "int-list") {
+  if (t == "int-list" || t == "float-list") {
     const toml::array* a = value.as_array();
     if (!a) wrong(found_type(value), value);
+    const bool integers = t == "int-list";
     std::string s;
     for (const toml::node& e : *a) {
-      if (!e.is_integer()) wrong(std::string("an array holding ") + found_type(e), e);
+      if (integers ? !e.is_integer() : !e.is_number())
+        wrong(std::string("an array holding ") + found_type(e), e);
       s += (s.empty() ? "" : ",") + number_text(e);
     }
     return s;
