@@ -35,14 +35,7 @@ if [ ! -f "$data/azure_total_demand.csv" ] || [ ! -f "$data/caltech_ev_sessions.
   echo "backtest-all: the real data folder $data was not found beside the checkout; nothing to do." >&2
   exit 0
 fi
-bin="${EQPM_BIN:-build/eqpm}"
-if [ -z "${EQPM_BIN:-}" ]; then
-  if [ ! -x build/eqpm ] || [ ! -f build/CMakeCache.txt ]; then
-    tools/setup.sh build
-  else
-    cmake --build build --target eqpm -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
-  fi
-fi
+. tools/eqpm-bin.sh
 
 # name:config:scaling:threads (an empty config: the default population)
 all_setups=(

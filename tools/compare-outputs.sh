@@ -23,14 +23,7 @@ if [ "$mode" != capture ] && [ "$mode" != compare ] || [ -z "$dir" ]; then
   echo "usage: tools/compare-outputs.sh capture|compare DIR" >&2
   exit 2
 fi
-bin="${EQPM_BIN:-build/eqpm}"
-if [ -z "${EQPM_BIN:-}" ]; then
-  if [ ! -x build/eqpm ] || [ ! -f build/CMakeCache.txt ]; then
-    tools/setup.sh build
-  else
-    cmake --build build --target eqpm -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
-  fi
-fi
+. tools/eqpm-bin.sh
 threads="${EQPM_THREADS:-2}"
 python=/usr/bin/python3
 data=../shared/data

@@ -16,7 +16,8 @@
 # datacenter setups, where OpenMP overhead outweighs the work, and 2 otherwise), EQPM_Q
 # (default 0,1,4,19), EQPM_SETUPS (a space-separated subset of the setup names below),
 # EQPM_MQ_TOL (the relative excess of the own model's M_q over the lowest one tolerated
-# by the check; default 0.01). Runs are deterministic: a rerun gives the same tables.
+# by the check; default 0.01), EQPM_BIN (the program; default build/eqpm, built if
+# needed). Runs are deterministic: a rerun gives the same tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,14 +35,7 @@ if [ ! -f "$data/carbon_intensity/CISO_2022.csv" ] || [ ! -f "$data/azure_total_
   exit 0
 fi
 
-# Build if needed: a fresh checkout gets the whole setup (tools/setup.sh build); an
-# existing build folder only brings the program up to date (a no-op when it is).
-if [ ! -x build/eqpm ] || [ ! -f build/CMakeCache.txt ]; then
-  echo "reproduce: building (tools/setup.sh build)" >&2
-  tools/setup.sh build
-else
-  cmake --build build --target eqpm -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
-fi
+. tools/eqpm-bin.sh  # sets bin: $EQPM_BIN, or build/eqpm brought up to date
 
 # name:config:scaling:threads
 all_setups=(
@@ -79,7 +73,7 @@ for s in "${setups[@]}"; do
   echo "reproduce: $name ($config, --scaling $scaling, --threads $threads)" >&2
   start=$(date +%s.%N)
   rm -f "$out/logs/cpu.tmp"
-  if ! "${timer[@]}" build/eqpm sweep --config "$config" --scaling "$scaling" --q "$qs" \
+  if ! "${timer[@]}" "$bin" sweep --config "$config" --scaling "$scaling" --q "$qs" \
         --out "$out/$name" --overwrite true --threads "$threads" --quiet true \
         >"$out/logs/$name.log" 2>&1; then
     echo "reproduce: $name failed; its log:" >&2
@@ -97,7 +91,7 @@ for s in "${setups[@]}"; do
   if [[ "$name" == paper-dc-* ]]; then
     for run_dir in "$out/$name"/*/; do
       [ -f "$run_dir/model.safetensors" ] || continue
-      if ! build/eqpm eval --model "$run_dir/model.safetensors" --metric paper-mean \
+      if ! "$bin" eval --model "$run_dir/model.safetensors" --metric paper-mean \
             --out "$run_dir/paper-mean" --quiet true --threads "$threads" \
             >"$out/logs/$name.paper-mean.log" 2>&1; then
         echo "reproduce: eval --metric paper-mean of $run_dir failed:" >&2
