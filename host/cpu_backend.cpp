@@ -12,6 +12,7 @@
 #include "eqpm/error.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/rng.hpp"
+#include "eqpm/step_algebra.hpp"
 
 namespace eqpm {
 namespace {
@@ -197,7 +198,6 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
   const long* t = tbatch_.data();
   const RegretContext ctx = ctx_;
   const double inv_bs = 1.0 / static_cast<double>(BS);
-  const bool antithetic = p.antithetic;
   std::fill(A.begin(), A.begin() + BS, 0.0);
   std::fill(G.begin(), G.begin() + BH, 0.0);
   int family_slot = 0;
@@ -237,15 +237,9 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
               continue;
             }
           }
-          double total = 0.0;
           for (int s = 0; s < S; ++s) {
             r[s] = F::template regret<float>(prm, yh + static_cast<long>(s) * H, yb, ctx, t[b]);
-            total += r[s];
-          }
-          for (int s = 0; s < S; ++s) {
-            // Leave-one-out baseline without antithetic pairs; none with them (5.2).
-            const double base = antithetic ? 0.0 : (total - r[s]) / (S - 1);
-            Ac[b * S + s] += w * (r[s] - base);
+            Ac[b * S + s] += w * r[s];
           }
         }
       }
@@ -265,9 +259,8 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
 // caller rescales the sums by (Mref/Mbar)^q once Mbar is known.
 // Layout (cpu_lanes.hpp): each agent is evaluated for all B S samples at once in SIMD
 // lanes. Its contributions are accumulated per sample, in double, in per-thread buffers:
-// P_j = sum_n u_n r_{n,j} for the score function, whose leave-one-out form
-// sum_n u_n (r - base) = (1 + 1/(S-1)) P_{b,s} - (1/(S-1)) sum_s' P_{b,s'} is taken once
-// per chunk of agents, and the pathwise derivatives hour-major, summed over s once per
+// X_j = sum_n u_n r_{n,j} for the score function (its baseline is applied once, to the
+// total: stage_advantages), and the pathwise derivatives hour-major, summed over s once per
 // chunk. Chunks are fixed by the family size alone and added in chunk order, so the
 // result does not depend on the thread count.
 long CpuBackend::fast_chunk_count(long n) {
@@ -281,8 +274,6 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
   const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
   const RegretContext ctx = ctx_;
   const double inv_bs = 1.0 / static_cast<double>(BS);
-  const double loo = 1.0 / (S - 1);
-  const bool antithetic = p.antithetic;
   const double q = p.q, rho = p.rho;
   const std::vector<double>& rbar_old = state_.rbar;
   const size_t r_stride = static_cast<size_t>(p.max_batch) * static_cast<size_t>(S);
@@ -316,7 +307,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
         const long n = g.index[static_cast<size_t>(i)];
         const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
         rhat[static_cast<size_t>(n)] = rh;
-        const double rb = rho * rbar_old[static_cast<size_t>(n)] + (1 - rho) * rh;
+        const double rb = step::smooth(rbar_old[static_cast<size_t>(n)], rh, rho, true);
         const double u = agent_weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref, q);
         if (!std::isfinite(u)) {
           family_finite = false;
@@ -341,14 +332,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
             Gc[b * H + h] = sum;
           }
       } else {
-        double* Ac = pa + c * BS;
-        for (int b = 0; b < B; ++b) {
-          const double* Pb = acc + static_cast<long>(b) * S;
-          double total = 0.0;
-          for (int s = 0; s < S; ++s) total += Pb[s];
-          for (int s = 0; s < S; ++s)
-            Ac[b * S + s] = antithetic ? Pb[s] : (1.0 + loo) * Pb[s] - loo * total;
-        }
+        std::copy(acc, acc + BS, pa + c * BS);
       }
     }
     finite = finite && family_finite;
@@ -363,18 +347,47 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
   return finite;
 }
 
+// A training step in the order of DESIGN.md 5.2; each stage below is one piece of it, and
+// the algebra inside the stages is step_algebra.hpp's, shared with the CUDA kernels.
 StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   const Problem& p = problem_;
-  const Dataset& d = *p.data;
-  const MlpLayout& L = p.layout;
-  const int B = static_cast<int>(spec.rows.size());
-  const int S = p.samples, H = L.output_dim();
-  const long N = p.population->size();
-  const long P = L.parameter_count;
+  StepWork w;
+  w.B = static_cast<int>(spec.rows.size());
+  w.S = p.samples;
+  w.H = p.layout.output_dim();
+  w.equitable = spec.beta < 1.0;
+  w.sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
   StepStats st;
 
-  // Forward pass.
-  auto t0 = Clock::now();
+  stage_forward(spec, w, st);
+  std::fill(g_.begin(), g_.begin() + static_cast<long>(w.B) * w.H, 0.0);
+  if (w.equitable) {
+    const lanes::Lanes X = stage_sample(spec, w);
+    stage_regrets(w, X);
+    // The fused pass has already weighted its own agents, so unless a trace asks for all of
+    // them only the factorised agents need weights here.
+    stage_weights(w, st, !w.fused || trace);
+    stage_advantages(w);
+  }
+  stage_gradient_mu(spec, w);
+  st.loss = step::loss(w.equitable, spec.beta, st.power_mean, w.mbar, st.mse, w.msebar);
+  stage_backward(spec, w, st);
+  if (trace) fill_trace(w, *trace);
+
+  // Numerical guard: a non-finite step changes nothing.
+  const bool regrets_finite =
+      !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
+  st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
+  if (st.finite) stage_update(spec, w, st);
+  return st;
+}
+
+// Forward pass, the minibatch's truths and times, its MSE and the smoothed MSEbar.
+void CpuBackend::stage_forward(const StepSpec& spec, StepWork& w, StepStats& st) {
+  const Problem& p = problem_;
+  const Dataset& d = *p.data;
+  const int B = w.B, H = w.H;
+  const auto t0 = Clock::now();
   forward(spec.rows, mu_, &pre_);
   for (int b = 0; b < B; ++b) {
     const long row = spec.rows[static_cast<size_t>(b)];
@@ -388,115 +401,149 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   }
   mse /= static_cast<double>(B) * H;
   st.mse = mse;
-  const double msebar = state_.msebar > 0 ? p.rho * state_.msebar + (1 - p.rho) * mse : mse;
+  w.msebar = step::smooth(state_.msebar, mse, p.rho, state_.msebar > 0);
   times_.forward += seconds_since(t0);
+}
 
-  const bool equitable = spec.beta < 1.0;
-  const float sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
-  double Mbar = 0.0;
-  std::fill(g_.begin(), g_.begin() + static_cast<long>(B) * H, 0.0);
-  if (equitable) {
-    // Perturbations from the counter (seed, step, b, s, h-block).
-    t0 = Clock::now();
-    for (int b = 0; b < B; ++b)
-      for (int s = 0; s < S; ++s) {
-        const long off = (static_cast<long>(b) * S + s) * H;
-        perturbation(p.seed, spec.step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
-                     p.antithetic, eps_.data() + off);
-        for (int h = 0; h < H; ++h)
-          yhat_[static_cast<size_t>(off + h)] =
-              mu_[static_cast<size_t>(b * H + h)] + sigma * eps_[static_cast<size_t>(off + h)];
-      }
-    // The fast paths read the samples hour-major (cpu_lanes.hpp); laid out once per step.
-    const lanes::Lanes X =
-        in_lanes(p.regret_path) ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H) : lanes::Lanes{};
-    times_.sampling += seconds_since(t0);
+// Perturbations from the counter (seed, step, b, s, h-block) and the samples
+// yhat = mu + sigma eps; the fast paths read the samples hour-major (cpu_lanes.hpp).
+lanes::Lanes CpuBackend::stage_sample(const StepSpec& spec, const StepWork& w) {
+  const Problem& p = problem_;
+  const int B = w.B, S = w.S, H = w.H;
+  const auto t0 = Clock::now();
+  for (int b = 0; b < B; ++b)
+    for (int s = 0; s < S; ++s) {
+      const long off = (static_cast<long>(b) * S + s) * H;
+      perturbation(p.seed, spec.step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
+                   p.antithetic, eps_.data() + off);
+      for (int h = 0; h < H; ++h)
+        yhat_[static_cast<size_t>(off + h)] =
+            mu_[static_cast<size_t>(b * H + h)] + w.sigma * eps_[static_cast<size_t>(off + h)];
+    }
+  const lanes::Lanes X = in_lanes(p.regret_path)
+                             ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H)
+                             : lanes::Lanes{};
+  times_.sampling += seconds_since(t0);
+  return X;
+}
 
-    // Pass 1: per-agent mean regret of the minibatch.
-    t0 = Clock::now();
-    if (!shortcuts_.empty()) {
-      shortcuts_.prepare(B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
-      shortcuts_.mean_regrets(rhat_, thread_count());
-    }
-    const bool started = !state_.rbar.empty();
-    const double* w = weight_.data();
-    const double W = total_weight_;
-    // In the steady state the fast path fuses passes 1 and 2 (see fused_general).
-    // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar
-    // (same values, same function) unless the state was replaced since.
-    const double mref = !started || !in_lanes(p.regret_path) ? 0.0
-                        : rbar_mean_valid_       ? rbar_mean_
-                                                 : power_mean(state_.rbar.data(), w, N, p.q);
-    bool fused = mref > 0 && std::isfinite(mref) && fused_general(B, X, mref, rhat_, A_fused_, G_fused_);
-    if (!fused) mean_regrets(B, rhat_);
-    times_.regrets += seconds_since(t0);
-
-    // Smoothed regrets, power means and agent weights.
-    t0 = Clock::now();
-    for (long n = 0; n < N; ++n) {
-      rbar_new_[static_cast<size_t>(n)] =
-          started ? p.rho * state_.rbar[static_cast<size_t>(n)] + (1 - p.rho) * rhat_[static_cast<size_t>(n)]
-                  : rhat_[static_cast<size_t>(n)];
-    }
-    Mbar = power_mean(rbar_new_.data(), w, N, p.q);
-    st.power_mean = power_mean(rhat_.data(), w, N, p.q);
-    st.smoothed_power_mean = Mbar;
-    double sum = 0.0, mx = 0.0;
-    for (long n = 0; n < N; ++n) {
-      sum += rhat_[static_cast<size_t>(n)];
-      mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
-    }
-    st.mean_regret = sum / static_cast<double>(N);
-    st.max_regret = mx;
-    // omega_n (one pow per agent at q != 0). The fused pass has already weighted its own
-    // agents, so unless a trace asks for all of them only the factorised agents need it.
-    auto weigh = [&](long n) {
-      omega_[static_cast<size_t>(n)] = agent_weight(rbar_new_[static_cast<size_t>(n)], w[n] / W, Mbar, p.q);
-    };
-    const bool all_weights = !fused || trace;
-    if (all_weights) {
-      for (long n = 0; n < N; ++n) weigh(n);
-    } else {
-      for (long n : shortcuts_.agents()) weigh(n);
-    }
-
-    // Pass 2: advantages and pathwise terms.
-    const double rescale = p.q == 0.0 || !fused ? 1.0 : std::pow(mref / Mbar, p.q);
-    if (fused && std::isfinite(rescale)) {
-      for (long i = 0; i < static_cast<long>(B) * S; ++i)
-        A_[static_cast<size_t>(i)] = rescale * A_fused_[static_cast<size_t>(i)];
-      for (long i = 0; i < static_cast<long>(B) * H; ++i)
-        G_[static_cast<size_t>(i)] = rescale * G_fused_[static_cast<size_t>(i)];
-    } else {
-      if (!all_weights)
-        for (long n = 0; n < N; ++n) weigh(n);
-      advantages(B, omega_, A_, G_);
-    }
-    if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
-    // g_b = (1 - beta) / Mbar * [score term + pathwise term]
-    const double coef = Mbar > 0 ? (1.0 - spec.beta) / Mbar : 0.0;
-    const double inv_bss = 1.0 / (static_cast<double>(B) * S * sigma);
-    for (int b = 0; b < B; ++b)
-      for (int h = 0; h < H; ++h) {
-        double score = 0.0;
-        for (int s = 0; s < S; ++s)
-          score += A_[static_cast<size_t>(b * S + s)] *
-                   double(eps_[static_cast<size_t>((static_cast<long>(b) * S + s) * H + h)]);
-        g_[static_cast<size_t>(b * H + h)] = coef * (score * inv_bss + G_[static_cast<size_t>(b * H + h)]);
-      }
-    times_.reductions += seconds_since(t0);
+// Pass 1: every agent's mean regret Rhat_n over the minibatch's samples. In the steady
+// state the fast path fuses passes 1 and 2 for the general-path agents (fused_general).
+void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
+  const Problem& p = problem_;
+  const auto t0 = Clock::now();
+  if (!shortcuts_.empty()) {
+    shortcuts_.prepare(w.B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
+    shortcuts_.mean_regrets(rhat_, thread_count());
   }
-  // Accuracy term beta * 2 (mu - y) / (B H MSEbar).
-  if (spec.beta > 0 && msebar > 0) {
-    const double c = spec.beta * 2.0 / (static_cast<double>(B) * H * msebar);
+  // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar (same
+  // values, same function) unless the state was replaced since.
+  const bool started = !state_.rbar.empty();
+  const long N = p.population->size();
+  w.mref = !started || !in_lanes(p.regret_path) ? 0.0
+           : rbar_mean_valid_                   ? rbar_mean_
+                                                : power_mean(state_.rbar.data(), weight_.data(), N, p.q);
+  w.fused = w.mref > 0 && std::isfinite(w.mref) && fused_general(w.B, X, w.mref, rhat_, A_fused_, G_fused_);
+  if (!w.fused) mean_regrets(w.B, rhat_);
+  times_.regrets += seconds_since(t0);
+}
+
+// Smoothed regrets Rbar_n, the power means of Rhat and Rbar (Mbar), the step's statistics
+// and the agent weights omega_n (all of them, or only the factorised agents').
+void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
+  const Problem& p = problem_;
+  const long N = p.population->size();
+  const double* wt = weight_.data();
+  const auto t0 = Clock::now();
+  const bool started = !state_.rbar.empty();
+  for (long n = 0; n < N; ++n)
+    rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
+                                                     rhat_[static_cast<size_t>(n)], p.rho, started);
+  w.mbar = power_mean(rbar_new_.data(), wt, N, p.q);
+  st.power_mean = power_mean(rhat_.data(), wt, N, p.q);
+  st.smoothed_power_mean = w.mbar;
+  double sum = 0.0, mx = 0.0;
+  for (long n = 0; n < N; ++n) {
+    sum += rhat_[static_cast<size_t>(n)];
+    mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
+  }
+  st.mean_regret = sum / static_cast<double>(N);
+  st.max_regret = mx;
+  auto weigh = [&](long n) {
+    omega_[static_cast<size_t>(n)] = agent_weight(rbar_new_[static_cast<size_t>(n)], wt[n] / total_weight_, w.mbar, p.q);
+  };
+  if (all) {
+    for (long n = 0; n < N; ++n) weigh(n);
+  } else {
+    for (long n : shortcuts_.agents()) weigh(n);
+  }
+  w.all_weights = all;
+  times_.reductions += seconds_since(t0);
+}
+
+// Pass 2: X_{b,s} = sum_n omega_n r_{n,b,s} over the score-function agents and the pathwise
+// sums G_{b,h}, then the baseline, applied once to X (step::advantage).
+void CpuBackend::stage_advantages(StepWork& w) {
+  const Problem& p = problem_;
+  const int B = w.B, S = w.S, H = w.H;
+  const long N = p.population->size();
+  const auto t0 = Clock::now();
+  const double rescale = p.q == 0.0 || !w.fused ? 1.0 : std::pow(w.mref / w.mbar, p.q);
+  if (w.fused && std::isfinite(rescale)) {
+    for (long i = 0; i < static_cast<long>(B) * S; ++i)
+      A_[static_cast<size_t>(i)] = rescale * A_fused_[static_cast<size_t>(i)];
     for (long i = 0; i < static_cast<long>(B) * H; ++i)
-      g_[static_cast<size_t>(i)] += c * (double(mu_[static_cast<size_t>(i)]) - double(ybatch_[static_cast<size_t>(i)]));
+      G_[static_cast<size_t>(i)] = rescale * G_fused_[static_cast<size_t>(i)];
+  } else {
+    if (!w.all_weights)
+      for (long n = 0; n < N; ++n)
+        omega_[static_cast<size_t>(n)] = agent_weight(rbar_new_[static_cast<size_t>(n)],
+                                                      weight_[static_cast<size_t>(n)] / total_weight_, w.mbar, p.q);
+    advantages(B, omega_, A_, G_);
   }
-  st.loss = (equitable && Mbar > 0 ? (1 - spec.beta) * st.power_mean / Mbar : 0.0) +
-            (msebar > 0 ? spec.beta * mse / msebar : 0.0);
+  if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
+  if (!p.antithetic) {
+    for (int b = 0; b < B; ++b) {
+      double* row = A_.data() + static_cast<long>(b) * S;
+      double x[kMaxSamples];
+      double total = 0.0;
+      for (int s = 0; s < S; ++s) {
+        x[s] = row[s];
+        total += x[s];
+      }
+      for (int s = 0; s < S; ++s) row[s] = step::advantage(x[s], total, S, false);
+    }
+  }
+  times_.reductions += seconds_since(t0);
+}
 
-  // Backward pass, accumulated in double in sample order.
-  t0 = Clock::now();
+// g = d loss / d mu (B x H): the regret term (score function and pathwise) and the accuracy term.
+void CpuBackend::stage_gradient_mu(const StepSpec& spec, const StepWork& w) {
+  const int B = w.B, S = w.S, H = w.H;
+  const auto t0 = Clock::now();
+  const step::GradCoefficients c =
+      step::grad_coefficients(w.equitable, spec.beta, w.mbar, w.msebar, B, S, H, w.sigma);
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      double score = 0.0;
+      if (w.equitable)
+        for (int s = 0; s < S; ++s)
+          score = step::score_add(score, A_[static_cast<size_t>(b * S + s)],
+                                  eps_[static_cast<size_t>((static_cast<long>(b) * S + s) * H + h)]);
+      const size_t i = static_cast<size_t>(b * H + h);
+      g_[i] = step::grad_mu(c, score, w.equitable ? G_[i] : 0.0, mu_[i], ybatch_[i]);
+    }
+  times_.reductions += seconds_since(t0);
+}
+
+// Backward pass through the MLP, accumulated in double in sample order, and the gradient's
+// global norm (infinite when any entry is beyond float range).
+void CpuBackend::stage_backward(const StepSpec& spec, const StepWork& w, StepStats& st) {
+  const MlpLayout& L = problem_.layout;
+  const Dataset& d = *problem_.data;
+  const int B = w.B, H = w.H;
+  const long P = L.parameter_count;
+  const auto t0 = Clock::now();
   std::fill(grad_acc_.begin(), grad_acc_.end(), 0.0);
   const long Aw = L.activation_count();
   double gb[kMaxHorizon];
@@ -515,57 +562,42 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     grad_finite = grad_finite && std::isfinite(grad_[static_cast<size_t>(i)]);
     norm2 += grad_acc_[static_cast<size_t>(i)] * grad_acc_[static_cast<size_t>(i)];
   }
-  // A gradient beyond float range counts as non-finite even when its double norm is not.
   st.grad_norm = grad_finite ? std::sqrt(norm2) : INFINITY;
   times_.backward += seconds_since(t0);
+}
 
-  if (trace) {
-    trace->mu.assign(mu_.begin(), mu_.begin() + static_cast<long>(B) * H);
-    trace->eps.assign(eps_.begin(), eps_.begin() + (equitable ? static_cast<long>(B) * S * H : 0));
-    trace->rhat = equitable ? rhat_ : std::vector<double>();
-    trace->rbar = equitable ? rbar_new_ : std::vector<double>();
-    trace->omega = equitable ? omega_ : std::vector<double>();
-    trace->advantage.assign(A_.begin(), A_.begin() + (equitable ? static_cast<long>(B) * S : 0));
-    trace->g.assign(g_.begin(), g_.begin() + static_cast<long>(B) * H);
-    trace->grad = grad_;
-  }
-
-  // Numerical guard: a non-finite step changes nothing.
-  st.finite = std::isfinite(st.loss) && std::isfinite(st.grad_norm) && std::isfinite(mse) &&
-              (!equitable || (all_finite(rhat_.data(), static_cast<size_t>(N)) && std::isfinite(Mbar)));
-  if (!st.finite) return st;
-
-  // Adam with global-norm clipping.
-  t0 = Clock::now();
-  const float clip = st.grad_norm > p.grad_clip && p.grad_clip > 0
-                         ? static_cast<float>(p.grad_clip / st.grad_norm)
-                         : 1.0f;
+// Adam with global-norm clipping, then the commit of the smoothing state.
+void CpuBackend::stage_update(const StepSpec& spec, const StepWork& w, const StepStats& st) {
+  const Problem& p = problem_;
+  const long P = p.layout.parameter_count;
+  const auto t0 = Clock::now();
+  const float clip = step::clip_factor(st.grad_norm, p.grad_clip);
   state_.adam_step += 1;
-  const double t = static_cast<double>(state_.adam_step);
-  const float b1 = static_cast<float>(p.adam_beta1), b2 = static_cast<float>(p.adam_beta2);
-  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta1, t)));
-  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta2, t)));
-  const float lr = static_cast<float>(spec.lr), eps = static_cast<float>(p.adam_eps);
-  // Decoupled weight decay (AdamW): theta -= lr x weight_decay x the theta before the step.
-  const float decay = static_cast<float>(spec.lr * p.weight_decay);
+  const step::AdamStep a = step::adam_step(p.adam_beta1, p.adam_beta2, p.adam_eps, spec.lr,
+                                           p.weight_decay, static_cast<double>(state_.adam_step));
   for (long i = 0; i < P; ++i) {
-    const float gi = grad_[static_cast<size_t>(i)] * clip;
-    float& m = state_.adam_m[static_cast<size_t>(i)];
-    float& v = state_.adam_v[static_cast<size_t>(i)];
-    m = b1 * m + (1.0f - b1) * gi;
-    v = b2 * v + (1.0f - b2) * gi * gi;
-    const float before = state_.params[static_cast<size_t>(i)];
-    const float after = before - lr * (m * c1) / (std::sqrt(v * c2) + eps);
-    state_.params[static_cast<size_t>(i)] = decay != 0.0f ? after - decay * before : after;
+    const size_t k = static_cast<size_t>(i);
+    step::adam_update(a, grad_[k], clip, state_.params[k], state_.adam_m[k], state_.adam_v[k]);
   }
-  state_.msebar = msebar;
-  if (equitable) {
+  state_.msebar = w.msebar;
+  if (w.equitable) {
     state_.rbar = rbar_new_;
-    rbar_mean_ = Mbar;
+    rbar_mean_ = w.mbar;
     rbar_mean_valid_ = true;
   }
   times_.optimiser += seconds_since(t0);
-  return st;
+}
+
+void CpuBackend::fill_trace(const StepWork& w, StepTrace& trace) const {
+  const long BH = static_cast<long>(w.B) * w.H, BS = static_cast<long>(w.B) * w.S;
+  trace.mu.assign(mu_.begin(), mu_.begin() + BH);
+  trace.eps.assign(eps_.begin(), eps_.begin() + (w.equitable ? BS * w.H : 0));
+  trace.rhat = w.equitable ? rhat_ : std::vector<double>();
+  trace.rbar = w.equitable ? rbar_new_ : std::vector<double>();
+  trace.omega = w.equitable ? omega_ : std::vector<double>();
+  trace.advantage.assign(A_.begin(), A_.begin() + (w.equitable ? BS : 0));
+  trace.g.assign(g_.begin(), g_.begin() + BH);
+  trace.grad = grad_;
 }
 
 std::vector<float> CpuBackend::predict_impl(const std::vector<long>& rows) {

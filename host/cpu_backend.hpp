@@ -33,12 +33,34 @@ class CpuBackend final : public Backend {
   std::vector<float> predict_impl(const std::vector<long>& rows) override;
 
  private:
+  // One step's shapes and the scalars its stages hand on (step_impl).
+  struct StepWork {
+    int B = 0, S = 0, H = 0;
+    float sigma = 0.0f;
+    bool equitable = false;    // beta < 1: the regret stages run
+    bool fused = false;        // passes 1 and 2 ran fused (fused_general)
+    bool all_weights = false;  // stage_weights set every omega_n
+    double mref = 0.0;         // the fused pass's provisional power mean
+    double mbar = 0.0;         // power mean of the smoothed regrets
+    double msebar = 0.0;       // smoothed MSE after this step
+  };
+  void stage_forward(const StepSpec& spec, StepWork& w, StepStats& st);
+  lanes::Lanes stage_sample(const StepSpec& spec, const StepWork& w);
+  void stage_regrets(StepWork& w, const lanes::Lanes& X);
+  void stage_weights(StepWork& w, StepStats& st, bool all);
+  void stage_advantages(StepWork& w);
+  void stage_gradient_mu(const StepSpec& spec, const StepWork& w);
+  void stage_backward(const StepSpec& spec, const StepWork& w, StepStats& st);
+  void stage_update(const StepSpec& spec, const StepWork& w, const StepStats& st);
+  void fill_trace(const StepWork& w, StepTrace& trace) const;
+
   int thread_count() const;
   void unwrap_demand();
   void forward(const std::vector<long>& rows, std::vector<float>& mu, std::vector<float>* pre);
   // Pass 1: Rhat_n over the minibatch's samples, in population order.
   void mean_regrets(int B, std::vector<double>& rhat);
-  // Pass 2: advantages A (B x S) and pathwise gradient G (B x H) under weights omega.
+  // Pass 2: X = sum_n omega_n r (B x S, before the baseline) and pathwise gradient G (B x H)
+  // under weights omega.
   void advantages(int B, const std::vector<double>& omega, std::vector<double>& A,
                   std::vector<double>& G);
   // Passes 1 and 2 fused for the general-path agents (steady state, shortcuts on): returns

@@ -189,8 +189,6 @@ void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
 
 void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, double* G, int threads) {
   const int B = B_, S = S_, H = H_;
-  const bool antithetic = p_->antithetic;
-  const double loo = 1.0 / (S - 1);
   const long BH = static_cast<long>(B) * H;
   // K_{b,h} = sum over datacenter agents deciding at hour h of omega_n sqrt(lambda_n d_n(t_b)).
   const long n_dc = static_cast<long>(dc_.index.size());
@@ -219,8 +217,7 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
           double a = 0.0;
           for (int h = 0; h < H; ++h) {
             const double f = F_[(static_cast<size_t>(b) * S + s) * H + h];
-            const double centred = antithetic ? f : (S * f - Fsum_[static_cast<size_t>(b * H + h)]) * loo;
-            a += K_[static_cast<size_t>(b * H + h)] * centred;
+            a += K_[static_cast<size_t>(b * H + h)] * f;
           }
           A[b * S + s] += a;
         }
@@ -248,13 +245,12 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
         for (int k = 0; k < H; ++k) {
           if (E_[static_cast<size_t>(k)] == 0.0) continue;
           const double g = Gk_[(static_cast<size_t>(b) * S + s) * H + k];
-          const double centred = antithetic ? g : (S * g - Gsum_[static_cast<size_t>(b * H + k)]) * loo;
-          a += E_[static_cast<size_t>(k)] * centred;
+          a += E_[static_cast<size_t>(k)] * g;
         }
         A[b * S + s] += a;
       }
   }
-  // Windowed EV classes: A_{b,s} += sum_c W_c (C_{c,b,s} - baseline), W_c = sum_n omega_n e_n.
+  // Windowed EV classes: A_{b,s} += sum_c W_c C_{c,b,s}, W_c = sum_n omega_n e_n.
   const long classes = static_cast<long>(class_begin_.size()) - 1;
   if (classes > 0) {
     for (long c = 0; c < classes; ++c) {
@@ -272,10 +268,7 @@ void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, doubl
         const double w = Cweight_[static_cast<size_t>(c)];
         if (w == 0.0) continue;
         const float* Cb = C_.data() + c * BS + static_cast<long>(b) * S;
-        double total = 0.0;
-        for (int s = 0; s < S; ++s) total += Cb[s];
-        for (int s = 0; s < S; ++s)
-          Ab[s] += w * (antithetic ? Cb[s] : Cb[s] - (total - Cb[s]) * loo);
+        for (int s = 0; s < S; ++s) Ab[s] += w * Cb[s];
       }
       for (int s = 0; s < S; ++s) A[static_cast<long>(b) * S + s] += Ab[s];
     }

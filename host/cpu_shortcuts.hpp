@@ -46,8 +46,8 @@ class CpuShortcuts {
                int threads);
   // Pass 1: Rhat_n of the agents it handles (population order).
   void mean_regrets(std::vector<double>& rhat, int threads) const;
-  // Pass 2: adds sum_n omega_n (r - baseline) into A (B x S) for score-function agents and
-  // sum_n omega_n / (B S) dr/dv into G (B x H) for pathwise ones.
+  // Pass 2: adds sum_n omega_n r into A (B x S; the caller applies the baseline) for
+  // score-function agents and sum_n omega_n / (B S) dr/dv into G (B x H) for pathwise ones.
   void advantages(const std::vector<double>& omega, double* A, double* G, int threads);
 
  private:

@@ -105,12 +105,11 @@ __global__ void __launch_bounds__(kBlock)
   const double norm = total_bad == 0.0 ? sqrt(norm2) : static_cast<double>(INFINITY);
   const double beta = params->beta;
   sc->grad_norm = norm;
-  sc->clip = norm > grad_clip && grad_clip > 0 ? static_cast<float>(grad_clip / norm) : 1.0f;
-  const double loss = (equitable && sc->mbar > 0 ? (1 - beta) * sc->mhat / sc->mbar : 0.0) +
-                      (sc->msebar_new > 0 ? beta * sc->mse / sc->msebar_new : 0.0);
+  sc->clip = step::clip_factor(norm, grad_clip);
+  const double loss = step::loss(equitable, beta, sc->mhat, sc->mbar, sc->mse, sc->msebar_new);
   sc->loss = loss;
-  const bool finite = isfinite(loss) && isfinite(norm) && isfinite(sc->mse) &&
-                      (!equitable || (sc->nonfinite == 0.0 && isfinite(sc->mbar)));
+  const bool finite =
+      step::finite_step(loss, norm, sc->mse, equitable, sc->nonfinite == 0.0, sc->mbar);
   sc->finite = finite ? 1 : 0;
 }
 

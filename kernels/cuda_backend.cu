@@ -151,7 +151,6 @@ class CudaBackend final : public Backend {
 
   // model, optimiser and smoothing state
   long P_ = 0;
-  AdamConfig adam_{};
   std::uint64_t adam_step_ = 0;
   bool rbar_started_ = false;
   DeviceBuffer<float> theta_, adam_m_, adam_v_;
@@ -370,8 +369,6 @@ void CudaBackend::setup_impl() {
   adam_v_.zero(stream_);
   adam_step_ = 0;
   rbar_started_ = false;
-  const float b1 = static_cast<float>(p.adam_beta1), b2 = static_cast<float>(p.adam_beta2);
-  adam_ = AdamConfig{b1, b2, 1.0f - b1, 1.0f - b2, static_cast<float>(p.adam_eps)};
   const size_t N = static_cast<size_t>(N_);
   rbar_.allocate(N);
   rbar_.zero(stream_);
@@ -508,7 +505,7 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
   launch_grad_norm_partials(grad_d_.data(), P_, grad_f_.data(), reduce_.data(), stream_);
   launch_finalize_step(reduce_.data(), reduction_blocks(P_), p.grad_clip, eq, dp, sc, stream_);
   mark(5);
-  launch_adam(P_, adam_, dp, sc, grad_f_.data(), theta_.data(), adam_m_.data(), adam_v_.data(),
+  launch_adam(P_, dp, sc, grad_f_.data(), theta_.data(), adam_m_.data(), adam_v_.data(),
               stream_);
   launch_commit(N_, eq, sc, rbar_new_.data(), rbar_.data(), state_.data(), stream_);
   mark(6);
@@ -526,12 +523,9 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   hp.step = spec.step;
   hp.batch = B;
   hp.beta = spec.beta;
-  hp.lr = static_cast<float>(spec.lr);
   hp.sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
-  hp.decay = static_cast<float>(spec.lr * p.weight_decay);
-  const double t = static_cast<double>(adam_step_ + 1);
-  hp.c1 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta1, t)));
-  hp.c2 = static_cast<float>(1.0 / (1.0 - std::pow(p.adam_beta2, t)));
+  hp.adam = step::adam_step(p.adam_beta1, p.adam_beta2, p.adam_eps, spec.lr, p.weight_decay,
+                            static_cast<double>(adam_step_ + 1));
   std::memcpy(step_host_.data(), &hp, sizeof hp);
   for (int b = 0; b < B; ++b) {
     const std::int64_t r = spec.rows[static_cast<size_t>(b)];

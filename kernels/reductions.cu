@@ -8,6 +8,7 @@
 #include <cub/block/block_reduce.cuh>
 
 #include "eqpm/objective.hpp"
+#include "eqpm/step_algebra.hpp"
 #include "stages.cuh"
 
 namespace eqpm::cuda {
@@ -59,11 +60,10 @@ __global__ void __launch_bounds__(kBlock)
                        double* __restrict__ rbar_new, double* __restrict__ partials) {
   __shared__ typename BlockSum::TempStorage tmp;
   const bool started = state->rbar_started != 0;
-  const double keep = 1.0 - rho;
   double max_hat = 0.0, max_bar = 0.0, sum = 0.0, bad = 0.0;
   for (long i = thread_index(); i < N; i += grid_stride()) {
     const double r = rhat[i];
-    const double rb = started ? __dadd_rn(__dmul_rn(rho, rbar[i]), __dmul_rn(keep, r)) : r;
+    const double rb = step::smooth(started ? rbar[i] : 0.0, r, rho, started);
     rbar_new[i] = rb;
     max_hat = r > max_hat ? r : max_hat;
     max_bar = rb > max_bar ? rb : max_bar;
@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-// sum_i w_i (R_i / Rmax)^(q+1) for Rhat and Rbar: every term is at most w_i (objective.hpp).
+// sum_i w_i (R_i / Rmax)^(q+1) for Rhat and Rbar (step::power_term): every term is at most w_i.
 __global__ void __launch_bounds__(kBlock)
     power_sums_kernel(long N, const double* __restrict__ rhat,
                       const double* __restrict__ rbar_new, const double* __restrict__ w,
@@ -116,8 +116,8 @@ __global__ void __launch_bounds__(kBlock)
   const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
   double ah = 0.0, ab = 0.0;
   for (long i = thread_index(); i < N; i += grid_stride()) {
-    if (mh > 0.0) ah += w[i] * pow(rhat[i] / mh, p);
-    if (mb > 0.0) ab += w[i] * pow(rbar_new[i] / mb, p);
+    if (mh > 0.0) ah += step::power_term(rhat[i], w[i], mh, p);
+    if (mb > 0.0) ab += step::power_term(rbar_new[i], w[i], mb, p);
   }
   const double sh = BlockSum(tmp).Sum(ah);
   __syncthreads();
@@ -143,8 +143,8 @@ __global__ void __launch_bounds__(kBlock)
   if (threadIdx.x == 0) {
     const double p = q + 1.0;
     const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
-    scalars->mhat = (mh > 0.0 && wsum > 0.0) ? mh * pow(sh / wsum, 1.0 / p) : 0.0;
-    scalars->mbar = (mb > 0.0 && wsum > 0.0) ? mb * pow(sb / wsum, 1.0 / p) : 0.0;
+    scalars->mhat = step::power_mean_finish(scalars->rmax_hat, sh, wsum, p);
+    scalars->mbar = step::power_mean_finish(scalars->rmax_bar, sb, wsum, p);
   }
 }
 
@@ -214,24 +214,20 @@ __global__ void sum_partials_kernel(const double* __restrict__ partial, int slab
   }
 }
 
-// A[b, s] = sum_n omega_n (r - base) = X[b, s] - (sum_s' X[b, s'] - X[b, s]) / (S - 1):
-// the leave-one-out baseline is linear, so it applies to X = sum_n omega_n r.
+// A[b, s] from X = sum_n omega_n r (step::advantage: the baseline applied once, to X).
 __global__ void advantages_kernel(const double* __restrict__ X, int B, int S, bool antithetic,
                                   double* __restrict__ A) {
   const long n = static_cast<long>(B) * S;
   for (long i = thread_index(); i < n; i += grid_stride()) {
-    if (antithetic) {
-      A[i] = X[i];
-      continue;
-    }
     const double* row = X + (i / S) * S;
     double total = 0.0;
-    for (int s = 0; s < S; ++s) total += row[s];
-    A[i] = X[i] - (total - X[i]) / (S - 1);
+    if (!antithetic)
+      for (int s = 0; s < S; ++s) total = fp::add(total, row[s]);
+    A[i] = step::advantage(X[i], total, S, antithetic);
   }
 }
 
-// The CPU's expressions in the CPU's order, with correctly rounded operations.
+// g = d loss / d mu (step::grad_mu), the CPU's expressions in the CPU's order.
 __global__ void assemble_g_kernel(int B, int S, int H, bool equitable,
                                   const double* __restrict__ A, const float* __restrict__ eps,
                                   const double* __restrict__ G, const float* __restrict__ mu,
@@ -239,29 +235,17 @@ __global__ void assemble_g_kernel(int B, int S, int H, bool equitable,
                                   const StepParams* __restrict__ params,
                                   const StepScalars* __restrict__ scalars,
                                   double* __restrict__ g) {
-  const double beta = params->beta;
-  const float sigma = params->sigma;
-  const double msebar = scalars->msebar_new;
-  const double mbar = scalars->mbar;
+  const step::GradCoefficients c = step::grad_coefficients(
+      equitable, params->beta, scalars->mbar, scalars->msebar_new, B, S, H, params->sigma);
   const long n = static_cast<long>(B) * H;
   for (long i = thread_index(); i < n; i += grid_stride()) {
     const long b = i / H;
     const long h = i - b * H;
-    double gi = 0.0;
-    if (equitable) {
-      const double coef = mbar > 0 ? (1.0 - beta) / mbar : 0.0;
-      const double inv_bss = 1.0 / (static_cast<double>(B) * S * static_cast<double>(sigma));
-      double score = 0.0;
+    double score = 0.0;
+    if (equitable)
       for (int s = 0; s < S; ++s)
-        score = __dadd_rn(score, __dmul_rn(A[b * S + s],
-                                           static_cast<double>(eps[(b * S + s) * H + h])));
-      gi = __dmul_rn(coef, __dadd_rn(__dmul_rn(score, inv_bss), G[i]));
-    }
-    if (beta > 0 && msebar > 0) {
-      const double c = beta * 2.0 / (static_cast<double>(B) * H * msebar);
-      gi = __dadd_rn(gi, __dmul_rn(c, static_cast<double>(mu[i]) - static_cast<double>(y[i])));
-    }
-    g[i] = gi;
+        score = step::score_add(score, A[b * S + s], eps[(b * S + s) * H + h]);
+    g[i] = step::grad_mu(c, score, equitable ? G[i] : 0.0, mu[i], y[i]);
   }
 }
 

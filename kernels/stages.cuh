@@ -15,6 +15,7 @@
 #include "launch_config.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/mlp.hpp"
+#include "eqpm/step_algebra.hpp"
 
 namespace eqpm::cuda {
 
@@ -27,11 +28,8 @@ struct StepParams {
   std::uint32_t step = 0;  // RNG counter of the perturbations
   std::int32_t batch = 0;  // B
   double beta = 0.0;       // accuracy weight
-  float lr = 0.0f;         // Adam step size
-  float c1 = 1.0f;         // Adam bias corrections 1 / (1 - beta^t) of the step being taken
-  float c2 = 1.0f;
+  step::AdamStep adam;     // Adam's constants for the step being taken (step_algebra.hpp)
   float sigma = 0.0f;      // policy noise of this step (DESIGN.md 5.3a schedule)
-  float decay = 0.0f;      // lr x weight_decay: decoupled weight decay of this step (0: none)
 };
 inline constexpr std::size_t kStepRowsOffset = 64;  // bytes; rows are std::int64_t
 static_assert(sizeof(StepParams) <= kStepRowsOffset);
@@ -52,11 +50,6 @@ struct DeviceState {
   double msebar = 0.0;           // 0: not started
   std::int32_t rbar_started = 0;  // 0: the first equitable step sets Rbar = Rhat
   std::int32_t reserved = 0;
-};
-
-// Adam's constants, rounded to float exactly as the CPU backend does.
-struct AdamConfig {
-  float beta1, beta2, one_minus_beta1, one_minus_beta2, eps;
 };
 
 // The (input, sample) pairs a regret stage evaluates: samples rows of H predictions per input
@@ -221,7 +214,7 @@ void launch_finalize_step(const double* partials, int blocks, double grad_clip, 
 // ------------------------------------------------------------------ optimiser (adam.cu)
 
 // Adam on the clipped float gradient, skipped when the step is not finite.
-void launch_adam(long P, const AdamConfig& cfg, const StepParams* params,
+void launch_adam(long P, const StepParams* params,
                  const StepScalars* scalars, const float* grad, float* theta, float* m, float* v,
                  cudaStream_t stream);
 // Commits Rbar and MSEbar of a finite step.

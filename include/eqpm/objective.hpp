@@ -7,11 +7,13 @@
 #include <cmath>
 
 #include "eqpm/hd.hpp"
+#include "eqpm/step_algebra.hpp"
 
 namespace eqpm {
 
-// Numerically safe power mean: factor out the largest R so every term is <= 1.
-// `weight` may be null (all ones). Returns 0 when every R is 0.
+// Numerically safe power mean: factor out the largest R so every term is <= 1, with the
+// pieces of step_algebra.hpp that the kernels use. `weight` may be null (all ones).
+// Returns 0 when every R is 0.
 inline double power_mean(const double* R, const double* weight, long n, double q) {
   double rmax = 0.0, wsum = 0.0;
   for (long i = 0; i < n; ++i) {
@@ -21,19 +23,15 @@ inline double power_mean(const double* R, const double* weight, long n, double q
   if (rmax <= 0.0 || wsum <= 0.0) return 0.0;
   const double p = q + 1.0;
   double acc = 0.0;
-  if (p == 1.0) {  // q = 0, the mean: pow(x, 1) is x, so the same value without the calls
-    for (long i = 0; i < n; ++i) acc += (weight ? weight[i] : 1.0) * (R[i] / rmax);
-  } else {
-    for (long i = 0; i < n; ++i) acc += (weight ? weight[i] : 1.0) * std::pow(R[i] / rmax, p);
-  }
-  return rmax * std::pow(acc / wsum, 1.0 / p);
+  for (long i = 0; i < n; ++i) acc += step::power_term(R[i], weight ? weight[i] : 1.0, rmax, p);
+  return step::power_mean_finish(rmax, acc, wsum, p);
 }
 
 // omega_n = (w_n / W) (R_n / M)^q for a precomputed power mean M > 0.
 EQPM_HD_INLINE double agent_weight(double R, double w_over_W, double M, double q) {
   if (q == 0.0) return w_over_W;
   if (M <= 0.0) return 0.0;
-  return w_over_W * pow(R / M, q);
+  return fp::mul(w_over_W, fp::pow(fp::div(R, M), q));
 }
 
 }  // namespace eqpm
