@@ -66,6 +66,7 @@ void CpuBackend::setup_impl() {
   const Problem& p = problem_;
   all_groups_ = group_population(*p.population);
   groups_ = all_groups_;
+  objective_ = PowerMean{p.q};
   shortcuts_ = CpuShortcuts();
   if (factorised(p.regret_path)) shortcuts_.setup(groups_, p);
   ctx_.demand = p.demand.data();
@@ -274,7 +275,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
   const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
   const RegretContext ctx = ctx_;
   const double inv_bs = 1.0 / static_cast<double>(BS);
-  const double q = p.q, rho = p.rho;
+  const double rho = p.rho;
   const std::vector<double>& rbar_old = state_.rbar;
   const size_t r_stride = static_cast<size_t>(p.max_batch) * static_cast<size_t>(S);
   const size_t g_stride = r_stride * static_cast<size_t>(H);
@@ -308,7 +309,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
         const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
         rhat[static_cast<size_t>(n)] = rh;
         const double rb = step::smooth(rbar_old[static_cast<size_t>(n)], rh, rho, true);
-        const double u = agent_weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref, q);
+        const double u = objective_.weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref);
         if (!std::isfinite(u)) {
           family_finite = false;
           continue;
@@ -442,7 +443,7 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
   const long N = p.population->size();
   w.mref = !started || !in_lanes(p.regret_path) ? 0.0
            : rbar_mean_valid_                   ? rbar_mean_
-                                                : power_mean(state_.rbar.data(), weight_.data(), N, p.q);
+                                                : objective_value(objective_, state_.rbar.data(), weight_.data(), N);
   w.fused = w.mref > 0 && std::isfinite(w.mref) && fused_general(w.B, X, w.mref, rhat_, A_fused_, G_fused_);
   if (!w.fused) mean_regrets(w.B, rhat_);
   times_.regrets += seconds_since(t0);
@@ -459,8 +460,8 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   for (long n = 0; n < N; ++n)
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
-  w.mbar = power_mean(rbar_new_.data(), wt, N, p.q);
-  st.power_mean = power_mean(rhat_.data(), wt, N, p.q);
+  w.mbar = objective_value(objective_, rbar_new_.data(), wt, N);
+  st.power_mean = objective_value(objective_, rhat_.data(), wt, N);
   st.smoothed_power_mean = w.mbar;
   double sum = 0.0, mx = 0.0;
   for (long n = 0; n < N; ++n) {
@@ -470,7 +471,7 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   st.mean_regret = sum / static_cast<double>(N);
   st.max_regret = mx;
   auto weigh = [&](long n) {
-    omega_[static_cast<size_t>(n)] = agent_weight(rbar_new_[static_cast<size_t>(n)], wt[n] / total_weight_, w.mbar, p.q);
+    omega_[static_cast<size_t>(n)] = objective_.weight(rbar_new_[static_cast<size_t>(n)], wt[n] / total_weight_, w.mbar);
   };
   if (all) {
     for (long n = 0; n < N; ++n) weigh(n);
@@ -488,7 +489,7 @@ void CpuBackend::stage_advantages(StepWork& w) {
   const int B = w.B, S = w.S, H = w.H;
   const long N = p.population->size();
   const auto t0 = Clock::now();
-  const double rescale = p.q == 0.0 || !w.fused ? 1.0 : std::pow(w.mref / w.mbar, p.q);
+  const double rescale = w.fused ? objective_.rescale(w.mref, w.mbar) : 1.0;
   if (w.fused && std::isfinite(rescale)) {
     for (long i = 0; i < static_cast<long>(B) * S; ++i)
       A_[static_cast<size_t>(i)] = rescale * A_fused_[static_cast<size_t>(i)];
@@ -497,8 +498,8 @@ void CpuBackend::stage_advantages(StepWork& w) {
   } else {
     if (!w.all_weights)
       for (long n = 0; n < N; ++n)
-        omega_[static_cast<size_t>(n)] = agent_weight(rbar_new_[static_cast<size_t>(n)],
-                                                      weight_[static_cast<size_t>(n)] / total_weight_, w.mbar, p.q);
+        omega_[static_cast<size_t>(n)] = objective_.weight(rbar_new_[static_cast<size_t>(n)],
+                                                           weight_[static_cast<size_t>(n)] / total_weight_, w.mbar);
     advantages(B, omega_, A_, G_);
   }
   if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());

@@ -9,6 +9,7 @@
 #include "cpu_lanes.hpp"
 #include "cpu_shortcuts.hpp"
 #include "eqpm/backend.hpp"
+#include "eqpm/objective.hpp"
 
 namespace eqpm {
 
@@ -73,6 +74,7 @@ class CpuBackend final : public Backend {
   FamilyGroups all_groups_;  // every agent (evaluation)
   FamilyGroups groups_;      // agents on the general path of a training step
   CpuShortcuts shortcuts_;  // agents with a shared per-(b, s) factorisation
+  PowerMean objective_;     // the objective's pieces (objective.hpp)
   RegretContext ctx_;
   std::vector<float> demand_unwrapped_;  // D repeated over every t + phase (unwrap_demand)
   BackendState state_;

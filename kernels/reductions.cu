@@ -109,15 +109,14 @@ __global__ void __launch_bounds__(kBlock)
 __global__ void __launch_bounds__(kBlock)
     power_sums_kernel(long N, const double* __restrict__ rhat,
                       const double* __restrict__ rbar_new, const double* __restrict__ w,
-                      double q, const StepScalars* __restrict__ scalars,
+                      PowerMean f, const StepScalars* __restrict__ scalars,
                       double* __restrict__ partials) {
   __shared__ typename BlockSum::TempStorage tmp;
-  const double p = q + 1.0;
   const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
   double ah = 0.0, ab = 0.0;
   for (long i = thread_index(); i < N; i += grid_stride()) {
-    if (mh > 0.0) ah += step::power_term(rhat[i], w[i], mh, p);
-    if (mb > 0.0) ab += step::power_term(rbar_new[i], w[i], mb, p);
+    if (mh > 0.0) ah += f.term(rhat[i], w[i], mh);
+    if (mb > 0.0) ab += f.term(rbar_new[i], w[i], mb);
   }
   const double sh = BlockSum(tmp).Sum(ah);
   __syncthreads();
@@ -130,7 +129,7 @@ __global__ void __launch_bounds__(kBlock)
 
 __global__ void __launch_bounds__(kBlock)
     finalize_power_means_kernel(const double* __restrict__ partials, int blocks, double wsum,
-                                double q, StepScalars* __restrict__ scalars) {
+                                PowerMean f, StepScalars* __restrict__ scalars) {
   __shared__ typename BlockSum::TempStorage tmp;
   double ah = 0.0, ab = 0.0;
   for (int b = static_cast<int>(threadIdx.x); b < blocks; b += kBlock) {
@@ -141,20 +140,18 @@ __global__ void __launch_bounds__(kBlock)
   __syncthreads();
   const double sb = BlockSum(tmp).Sum(ab);
   if (threadIdx.x == 0) {
-    const double p = q + 1.0;
-    const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
-    scalars->mhat = step::power_mean_finish(scalars->rmax_hat, sh, wsum, p);
-    scalars->mbar = step::power_mean_finish(scalars->rmax_bar, sb, wsum, p);
+    scalars->mhat = f.finish(scalars->rmax_hat, sh, wsum);
+    scalars->mbar = f.finish(scalars->rmax_bar, sb, wsum);
   }
 }
 
 __global__ void agent_weights_kernel(long N, const double* __restrict__ rbar_new,
-                                     const double* __restrict__ w_over_W, double q,
+                                     const double* __restrict__ w_over_W, PowerMean f,
                                      const StepScalars* __restrict__ scalars,
                                      double* __restrict__ omega) {
   const double mbar = scalars->mbar;
   for (long i = thread_index(); i < N; i += grid_stride())
-    omega[i] = agent_weight(rbar_new[i], w_over_W[i], mbar, q);
+    omega[i] = f.weight(rbar_new[i], w_over_W[i], mbar);
 }
 
 // Wpart[c][j][split] = sum over the split-th fixed slice of class c's agents of omega * coef_j:
@@ -292,15 +289,16 @@ void launch_power_sums(long N, const double* rhat, const double* rbar_new, const
                        cudaStream_t stream) {
   if (N < 1 || !rhat || !rbar_new || !w || !scalars || !partials || !(q >= 0))
     throw Error("launch_power_sums: bad arguments");
-  power_sums_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar_new, w, q, scalars,
-                                                                partials);
+  power_sums_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar_new, w,
+                                                                PowerMean{q}, scalars, partials);
   EQPM_CUDA_CHECK_LAUNCH("power_sums_kernel", reduction_blocks(N), kBlock, 0);
 }
 
 void launch_finalize_power_means(const double* partials, int blocks, double wsum, double q,
                                  StepScalars* scalars, cudaStream_t stream) {
   if (!partials || !scalars || blocks < 1) throw Error("launch_finalize_power_means: bad arguments");
-  finalize_power_means_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, wsum, q, scalars);
+  finalize_power_means_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, wsum, PowerMean{q},
+                                                        scalars);
   EQPM_CUDA_CHECK_LAUNCH("finalize_power_means_kernel", 1, kBlock, 0);
 }
 
@@ -308,8 +306,8 @@ void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W
                           const StepScalars* scalars, double* omega, cudaStream_t stream) {
   if (N < 1 || !rbar_new || !w_over_W || !scalars || !omega)
     throw Error("launch_agent_weights: bad arguments");
-  agent_weights_kernel<<<grid_for(N), kBlock, 0, stream>>>(N, rbar_new, w_over_W, q, scalars,
-                                                           omega);
+  agent_weights_kernel<<<grid_for(N), kBlock, 0, stream>>>(N, rbar_new, w_over_W, PowerMean{q},
+                                                           scalars, omega);
   EQPM_CUDA_CHECK_LAUNCH("agent_weights_kernel", grid_for(N), kBlock, 0);
 }
 
