@@ -74,8 +74,10 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 // Option builders. Each setter parses the text, checks the range, then assigns.
-OptionSpec int_option(std::string key, std::string help, int RunConfig::*field, long long lo,
-                      long long hi) {
+// An integer option of any width: parsed as long long, range-checked, then narrowed.
+template <class T>
+OptionSpec integer_option(std::string key, std::string help, T RunConfig::*field, long long lo,
+                          long long hi) {
   OptionSpec o;
   o.key = key;
   o.type = "int";
@@ -85,27 +87,20 @@ OptionSpec int_option(std::string key, std::string help, int RunConfig::*field, 
     if (x < lo || x > hi)
       throw ConfigError("expected an integer in [" + std::to_string(lo) + ", " +
                         std::to_string(hi) + "], got " + std::to_string(x));
-    c.*field = static_cast<int>(x);
+    c.*field = static_cast<T>(x);
   };
   o.get = [field](const RunConfig& c) { return std::to_string(c.*field); };
   return o;
 }
 
+OptionSpec int_option(std::string key, std::string help, int RunConfig::*field, long long lo,
+                      long long hi) {
+  return integer_option(std::move(key), std::move(help), field, lo, hi);
+}
+
 OptionSpec long_option(std::string key, std::string help, long RunConfig::*field, long long lo,
                        long long hi) {
-  OptionSpec o;
-  o.key = key;
-  o.type = "int";
-  o.help = std::move(help);
-  o.set = [field, lo, hi](RunConfig& c, const std::string& v) {
-    const long long x = parse_integer(v, "");
-    if (x < lo || x > hi)
-      throw ConfigError("expected an integer in [" + std::to_string(lo) + ", " +
-                        std::to_string(hi) + "], got " + std::to_string(x));
-    c.*field = static_cast<long>(x);
-  };
-  o.get = [field](const RunConfig& c) { return std::to_string(c.*field); };
-  return o;
+  return integer_option(std::move(key), std::move(help), field, lo, hi);
 }
 
 OptionSpec seed_option(std::string key, std::string help, std::uint64_t RunConfig::*field) {

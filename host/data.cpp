@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "eqpm/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/io.hpp"
 #include "eqpm/rng.hpp"

@@ -91,7 +91,7 @@ EpochMetrics Trainer::evaluate_epoch(int epoch, long step) {
   EpochMetrics m;
   m.epoch = epoch;
   m.step = step;
-  m.power_mean = power_mean(e.regret.data(), w.data(), static_cast<long>(w.size()), cfg_.q);
+  m.power_mean = power_mean(e.regret.data(), w.data(), static_cast<long>(w.size()), backend_.problem().q);
   m.mean = s.mean;
   m.var = s.var;
   m.max = s.max;

@@ -1,5 +1,5 @@
 // Regret evaluation on the GPU (DESIGN.md 4, 5.2, 5.3, 5.4). Every kernel is a template over
-// the family and calls the family's own EQPM_HD regret / add_dregret, the functions the CPU
+// the family and calls the family's own EQPM_HD_INLINE regret / add_dregret, the functions the CPU
 // reference calls; agents arrive grouped by family (and sorted by class within it), so a
 // warp evaluates one family's code path. Two ways to cover N x B x S without materialising it:
 //  - generic (any family): per-agent sums (one thread per agent, samples staged in shared

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
 #include "eqpm/data.hpp"
 #include "eqpm/mlp.hpp"
 #include "eqpm/population.hpp"
+#include "eqpm/settings.hpp"
 
 namespace eqpm {
 
@@ -35,7 +35,7 @@ struct Problem {
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
   double weight_decay = 0.0;   // decoupled (AdamW), per unit of lr; 0: none
-  double grad_clip = 0.0;      // global-norm clipping; 0 disables it
+  double grad_clip = 1.0;      // global-norm clipping; 0 disables it (RunConfig's default)
   // How regrets are computed (config.hpp's RegretPath); tests compare every path with the
   // reference.
   RegretPath regret_path = RegretPath::automatic;

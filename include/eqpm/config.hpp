@@ -13,10 +13,9 @@
 
 #include "eqpm/families.hpp"
 #include "eqpm/mlp.hpp"
+#include "eqpm/settings.hpp"
 
 namespace eqpm {
-
-enum class Scaling : int { mean = 0, paper = 1 };
 
 // Which weights a run keeps as its model: those after the last step, or those of the
 // regret-phase epoch with the lowest objective on the validation slice (DESIGN.md 6).
@@ -38,23 +37,6 @@ enum class DcSpreadRule : int {
   random = 0,  // uniform (phase) or log-uniform (scale) over the configured range
   spread = 1,  // phase_n = floor(n T_D / N_dc); scale_n = lo (hi/lo)^(n / (N_dc - 1))
 };
-
-// CUDA graphs for the steady-state step: `automatic` captures and falls back to eager
-// launches (with a warning) when capture fails, `on` makes a capture failure an error,
-// `off` launches every step eagerly. The CPU backend ignores it.
-enum class CudaGraphs : int { automatic = 0, on = 1, off = 2 };
-
-// How the agents' regrets are computed, the same four choices on both backends (DESIGN.md
-// 5.4; every path agrees with the reference to float rounding):
-// - automatic: the structured forms where a family has one and they pay (CPU: the
-//   datacenter and EV factorisations, every other agent in SIMD sample lanes; CUDA: the
-//   structured kernels within their memory budget), everything else generic;
-// - structured: as automatic, with the CUDA structured kernels forced wherever a family has
-//   one (on the CPU the same as automatic);
-// - generic: no structure (CPU: every agent in sample lanes; CUDA: the generic kernels);
-// - reference: one agent and one sample at a time, the plain loop of 5.2 (the CPU's spec;
-//   on CUDA the same as generic).
-enum class RegretPath : int { automatic = 0, reference = 1, generic = 2, structured = 3 };
 
 struct Range {
   double lo = 0.0;

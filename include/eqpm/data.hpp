@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
+#include "eqpm/settings.hpp"
 
 namespace eqpm {
+
+struct RunConfig;
 
 // An hourly series z_t > 0 with each row's hour of day.
 struct Series {

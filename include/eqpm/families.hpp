@@ -1,6 +1,6 @@
 // Agent families (DESIGN.md section 4). Each family is a type with a tag, its compact
 // parameters, and its regret (and, where it has one, the derivative of the regret with
-// respect to the prediction) as EQPM_HD templates: the same code runs in the CPU
+// respect to the prediction) as EQPM_HD_INLINE templates: the same code runs in the CPU
 // reference backend and in the CUDA kernels. The prediction v, truth y and gradient
 // arguments are anything indexable by hour (v[h]): plain pointers in the reference and
 // the kernels, strided views in the CPU fast path, which evaluates one agent for many

@@ -1,13 +1,11 @@
 // Portability macro for the maths shared by the CPU reference and the CUDA kernels:
-// EQPM_HD marks a function callable from host and device under nvcc and is empty in
-// plain C++, so every header in include/eqpm/ compiles without the CUDA toolkit.
+// EQPM_HD_INLINE marks an inline function callable from host and device under nvcc and is
+// plain `inline` in C++, so every header in include/eqpm/ compiles without the CUDA toolkit.
 #pragma once
 
 #if defined(__CUDACC__)
-#define EQPM_HD __host__ __device__
 #define EQPM_HD_INLINE __host__ __device__ __forceinline__
 #else
-#define EQPM_HD
 #define EQPM_HD_INLINE inline
 #endif
 

@@ -6,10 +6,11 @@
 #include <tuple>
 #include <vector>
 
-#include "eqpm/config.hpp"
 #include "eqpm/families.hpp"
 
 namespace eqpm {
+
+struct RunConfig;
 
 struct Population {
   std::vector<Agent> agents;
