@@ -67,6 +67,7 @@ void CpuBackend::setup_impl() {
   all_groups_ = group_population(*p.population);
   groups_ = all_groups_;
   objective_ = PowerMean{p.q};
+  reducer_ = p.reducer ? p.reducer : &local_reducer_;
   shortcuts_ = CpuShortcuts();
   if (factorised(p.regret_path)) shortcuts_.setup(groups_, p);
   ctx_.demand = p.demand.data();
@@ -101,7 +102,11 @@ void CpuBackend::setup_impl() {
   grad_acc_.resize(static_cast<size_t>(P));
   x_double_.resize(static_cast<size_t>(p.layout.input_dim()));
   pre_double_.resize(static_cast<size_t>(p.layout.activation_count()));
-  total_weight_ = p.population->total_weight();
+  // W and the agent count over every place that holds agents (reducer.hpp).
+  double totals[2] = {p.population->total_weight(), static_cast<double>(N)};
+  reducer_->sum(totals, 2);
+  total_weight_ = totals[0];
+  agent_total_ = totals[1];
   weight_.resize(N);
   for (size_t n = 0; n < N; ++n) weight_[n] = p.population->agents[n].weight;
   A_fused_.resize(B * S);
@@ -376,8 +381,9 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   if (trace) fill_trace(w, *trace);
 
   // Numerical guard: a non-finite step changes nothing.
-  const bool regrets_finite =
-      !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
+  double nonfinite = w.equitable && !all_finite(rhat_.data(), static_cast<size_t>(p.population->size())) ? 1.0 : 0.0;
+  if (w.equitable) reducer_->sum(&nonfinite, 1);
+  const bool regrets_finite = nonfinite == 0.0;
   st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
   if (st.finite) stage_update(spec, w, st);
   return st;
@@ -443,7 +449,7 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
   const long N = p.population->size();
   w.mref = !started || !in_lanes(p.regret_path) ? 0.0
            : rbar_mean_valid_                   ? rbar_mean_
-                                                : objective_value(objective_, state_.rbar.data(), weight_.data(), N);
+                                                : objective_value(objective_, state_.rbar.data(), weight_.data(), N, *reducer_);
   w.fused = w.mref > 0 && std::isfinite(w.mref) && fused_general(w.B, X, w.mref, rhat_, A_fused_, G_fused_);
   if (!w.fused) mean_regrets(w.B, rhat_);
   times_.regrets += seconds_since(t0);
@@ -460,15 +466,17 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   for (long n = 0; n < N; ++n)
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
-  w.mbar = objective_value(objective_, rbar_new_.data(), wt, N);
-  st.power_mean = objective_value(objective_, rhat_.data(), wt, N);
+  w.mbar = objective_value(objective_, rbar_new_.data(), wt, N, *reducer_);
+  st.power_mean = objective_value(objective_, rhat_.data(), wt, N, *reducer_);
   st.smoothed_power_mean = w.mbar;
   double sum = 0.0, mx = 0.0;
   for (long n = 0; n < N; ++n) {
     sum += rhat_[static_cast<size_t>(n)];
     mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
   }
-  st.mean_regret = sum / static_cast<double>(N);
+  reducer_->sum(&sum, 1);
+  reducer_->max(&mx, 1);
+  st.mean_regret = sum / agent_total_;
   st.max_regret = mx;
   auto weigh = [&](long n) {
     omega_[static_cast<size_t>(n)] = objective_.weight(rbar_new_[static_cast<size_t>(n)], wt[n] / total_weight_, w.mbar);
@@ -503,6 +511,8 @@ void CpuBackend::stage_advantages(StepWork& w) {
     advantages(B, omega_, A_, G_);
   }
   if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
+  reducer_->sum(A_.data(), static_cast<long>(B) * S);
+  reducer_->sum(G_.data(), static_cast<long>(B) * H);
   if (!p.antithetic) {
     for (int b = 0; b < B; ++b) {
       double* row = A_.data() + static_cast<long>(b) * S;

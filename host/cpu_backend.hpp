@@ -75,6 +75,8 @@ class CpuBackend final : public Backend {
   FamilyGroups groups_;      // agents on the general path of a training step
   CpuShortcuts shortcuts_;  // agents with a shared per-(b, s) factorisation
   PowerMean objective_;     // the objective's pieces (objective.hpp)
+  LocalReducer local_reducer_;
+  Reducer* reducer_ = &local_reducer_;  // Problem::reducer, or the local one
   RegretContext ctx_;
   std::vector<float> demand_unwrapped_;  // D repeated over every t + phase (unwrap_demand)
   BackendState state_;
@@ -84,6 +86,7 @@ class CpuBackend final : public Backend {
   std::vector<double> rhat_, rbar_new_, omega_, A_, G_, g_, partial_A_, partial_G_;
   std::vector<double> weight_;            // w_n in population order
   double total_weight_ = 1.0;             // W
+  double agent_total_ = 1.0;              // N over every place that holds agents
   double rbar_mean_ = 0.0;                 // power mean of state_.rbar (the last Mbar)
   bool rbar_mean_valid_ = false;
   std::vector<double> A_fused_, G_fused_;  // provisional sums of fused_general

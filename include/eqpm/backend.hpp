@@ -12,6 +12,7 @@
 #include "eqpm/data.hpp"
 #include "eqpm/mlp.hpp"
 #include "eqpm/population.hpp"
+#include "eqpm/reducer.hpp"
 #include "eqpm/settings.hpp"
 
 namespace eqpm {
@@ -41,6 +42,9 @@ struct Problem {
   RegretPath regret_path = RegretPath::automatic;
   // How the CUDA backend launches steps (never changes results); the CPU ignores it.
   CudaGraphs cuda_graphs = CudaGraphs::automatic;
+  // Where the cross-agent sums and maxima of a step are combined (reducer.hpp); null: one
+  // process holds every agent. Must outlive the backend. The CPU backend calls it.
+  Reducer* reducer = nullptr;
 };
 
 // One optimiser step.

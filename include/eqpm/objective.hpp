@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "eqpm/hd.hpp"
+#include "eqpm/reducer.hpp"
 #include "eqpm/step_algebra.hpp"
 
 namespace eqpm {
@@ -45,23 +46,11 @@ struct PowerMean {
   }
 };
 
-// The objective's value over n regrets, the two reductions in index order. `weight` may be
+// M_q of n regrets held here (reducer.hpp's objective_value in one place). `weight` may be
 // null (all ones). Returns 0 when every R is 0.
-template <class Objective>
-double objective_value(const Objective& f, const double* R, const double* weight, long n) {
-  double rmax = 0.0, wsum = 0.0;
-  for (long i = 0; i < n; ++i) {
-    rmax = R[i] > rmax ? R[i] : rmax;
-    wsum += weight ? weight[i] : 1.0;
-  }
-  if (rmax <= 0.0 || wsum <= 0.0) return 0.0;
-  double terms = 0.0;
-  for (long i = 0; i < n; ++i) terms += f.term(R[i], weight ? weight[i] : 1.0, rmax);
-  return f.finish(rmax, terms, wsum);
-}
-
 inline double power_mean(const double* R, const double* weight, long n, double q) {
-  return objective_value(PowerMean{q}, R, weight, n);
+  LocalReducer here;
+  return objective_value(PowerMean{q}, R, weight, n, here);
 }
 
 }  // namespace eqpm
