@@ -258,24 +258,6 @@ std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Da
 
 namespace {
 
-// A JSON string's content: quotes, backslashes and control characters escaped.
-std::string json_escape(const std::string& text) {
-  std::string o;
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-      o += buf;
-    } else {
-      o += c;
-    }
-  }
-  return o;
-}
-
 // A stats object (stats_to_json) with the weighted statistics appended: weighted_mean =
 // sum w_n R_n / sum w_n and power_mean = M_q at the run's q with the agents' weights (the
 // quantity the run minimises). The other statistics count every agent once.

@@ -178,5 +178,7 @@ std::size_t edit_distance(const std::string& a, const std::string& b);
 // The whole configuration as a JSON object (stable key order) and as TOML.
 std::string config_to_json(const RunConfig& cfg);
 std::string config_to_toml(const RunConfig& cfg);
+// A JSON string's content: quotes, backslashes and control characters escaped.
+std::string json_escape(const std::string& s);
 
 }  // namespace eqpm
