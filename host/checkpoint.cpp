@@ -19,6 +19,7 @@
 #include <set>
 
 #include "eqpm/atomic_file.hpp"
+#include "eqpm/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/hd.hpp"
 #include "eqpm/io.hpp"
@@ -97,28 +98,8 @@ void append_utf8(std::string& out, unsigned long cp) {
 }
 
 void append_json_string(std::string& out, const std::string& s) {
-  static const char* const hex = "0123456789abcdef";
   out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += ch;
-        }
-    }
-  }
+  out += json_escape(s);
   out += '"';
 }
 

@@ -645,23 +645,29 @@ std::string config_to_toml(const RunConfig& cfg) {
   return s;
 }
 
-// The one JSON string escaper (config.hpp): every writer of JSON text uses it.
+// The one JSON string escaper (config.hpp): every writer of JSON text uses it, the
+// safetensors headers included. The short escapes where JSON has them, \u00XX for the
+// other control characters and DEL.
 std::string json_escape(const std::string& s) {
+  static const char* const hex = "0123456789abcdef";
   std::string o;
-  for (char c : s) {
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
     switch (c) {
       case '"': o += "\\\""; break;
       case '\\': o += "\\\\"; break;
       case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
       case '\r': o += "\\r"; break;
+      case '\t': o += "\\t"; break;
+      case '\b': o += "\\b"; break;
+      case '\f': o += "\\f"; break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
+        if (c < 0x20 || c == 0x7F) {
+          o += "\\u00";
+          o += hex[c >> 4];
+          o += hex[c & 15];
         } else {
-          o += c;
+          o += ch;
         }
     }
   }
