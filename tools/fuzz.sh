@@ -22,17 +22,8 @@ build=build-fuzz
 # ------------------------------------------------------------------ toolchain
 packages=(clang libclang-rt-14-dev libomp-dev cmake ninja-build librandom123-dev
           libtomlplusplus-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "fuzz: installing ${missing[*]}" >&2
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. tools/apt-packages.sh
+ensure_packages fuzz "${packages[@]}"
 
 # The fuzz executables get -fsanitize=fuzzer,address,undefined from CMakeLists.txt; the
 # flags below also instrument eqpm_core, where the parsers live: without coverage there

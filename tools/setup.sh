@@ -11,17 +11,8 @@ shift || true
 
 packages=(cmake ninja-build g++ libgtest-dev libbenchmark-dev librandom123-dev
           libtomlplusplus-dev python3 python3-numpy python3-matplotlib)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}" >&2
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. tools/apt-packages.sh
+ensure_packages setup "${packages[@]}"
 
 # nvcc is often installed outside PATH.
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ] && [ "${EQPM_NO_CUDA:-0}" != 1 ]; then
