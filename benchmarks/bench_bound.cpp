@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu_lanes.hpp"
+#include "cpu/cpu_lanes.hpp"
 #include "eqpm/rng.hpp"
 
 namespace eqpm::bench {

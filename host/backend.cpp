@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cmath>
 
-#include "cpu_backend.hpp"
+#include "cpu/cpu_backend.hpp"
 #include "eqpm/error.hpp"
 #ifdef EQPM_WITH_CUDA
 #include "eqpm/cuda_backend.hpp"

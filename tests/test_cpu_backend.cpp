@@ -1,4 +1,4 @@
-// The CPU reference backend (host/cpu_backend.cpp) against DESIGN.md 5.2/5.3 written out
+// The CPU reference backend (host/cpu/cpu_backend.cpp) against DESIGN.md 5.2/5.3 written out
 // independently here: the step's regrets, weights, advantages and g; the plain-MSE step;
 // Adam with clipping; smoothing; the NaN guard; evaluation and prediction; results that do
 // not depend on the number of threads; and training that reduces the objective.

@@ -1,4 +1,4 @@
-// The CUDA backend (kernels/) against the CPU reference (host/cpu_backend.cpp, general path):
+// The CUDA backend (kernels/) against the CPU reference (host/cpu/cpu_backend.cpp, general path):
 // perturbations bit for bit; per-agent Rhat, Rbar, omega, the advantages, g and the parameter
 // gradient of a step within 1e-5 relative (1e-4 for N >= 1e5) over every family, mixed
 // populations, sizes that are no multiple of any block size, B = 1, S = 2, H = 1, antithetic

@@ -1,4 +1,4 @@
-// The CPU fast path's sample-lane evaluation (host/cpu_lanes.hpp) against the families'
+// The CPU fast path's sample-lane evaluation (host/cpu/cpu_lanes.hpp) against the families'
 // scalar code: every lane must compute the same float regret and derivative, bit for bit,
 // whatever the family, the batch length (full vectors and a remainder), ties between hours
 // and predictions below the floor.
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-#include "cpu_lanes.hpp"
+#include "cpu/cpu_lanes.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/rng.hpp"
 #include "test_util.hpp"

@@ -1,4 +1,4 @@
-// Input loaders (host/csv.cpp, host/loaders.cpp): the real data files load with the
+// Input loaders (host/io/csv.cpp, host/io/loaders.cpp): the real data files load with the
 // counts their README states, and every kind of malformed input is refused with an
 // error naming the file, the line and column and the reason (DESIGN.md section 9).
 // Malformed inputs are made by editing the real files' text when the data folder is

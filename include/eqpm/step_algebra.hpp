@@ -1,5 +1,5 @@
 // The algebra of one training step (DESIGN.md 5.2), written once: the pieces that the CPU
-// backend (host/cpu_backend.cpp) and the CUDA kernels (kernels/reductions.cu, backward.cu,
+// backend (host/cpu/cpu_backend.cpp) and the CUDA kernels (kernels/reductions.cu, backward.cu,
 // adam.cu) both call, so the two executors cannot drift apart. A backend only decides how
 // a stage runs (loops and threads, or kernels); the expressions, their order of operations
 // and their rounding are these.
