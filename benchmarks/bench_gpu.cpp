@@ -91,7 +91,7 @@ std::unique_ptr<Fixture> gpu_fixture(benchmark::State& state, Workload w, CudaGr
   }
   const double mib_before = device_mib();
   try {
-    auto f = std::make_unique<Fixture>(w, state.range(0), kBatch, kSamples, "cuda", Path::fast, 0, graphs);
+    auto f = std::make_unique<Fixture>(w, state.range(0), kBatch, kSamples, "cuda", Path::automatic, 0, graphs);
     // The fixture ran step 0; steps 1 and 2 are the warm eager step and (graphs on) the capture.
     for (std::uint32_t k = 1; k < 3; ++k) {
       f->spec.step = k;

@@ -48,14 +48,15 @@ inline RunConfig workload_config(Workload w, long agents, int batch, int samples
   return cfg;
 }
 
-// Which CPU path a benchmark measures (Problem::shortcuts, Problem::factorise).
-enum class Path { reference = 0, lanes = 1, fast = 2 };
+// Which regret path a benchmark measures (Problem::regret_path); the benchmarks' `path`
+// argument: 0 reference, 1 generic, 2 automatic (the structured forms where they pay).
+enum class Path { reference = 0, generic = 1, automatic = 2 };
 
 inline const char* path_name(Path p) {
   switch (p) {
     case Path::reference: return "reference";
-    case Path::lanes: return "general";
-    case Path::fast: return "fast";
+    case Path::generic: return "generic";
+    case Path::automatic: return "automatic";
   }
   return "?";
 }
@@ -68,7 +69,7 @@ struct Fixture {
   StepSpec spec;
 
   Fixture(Workload w, long agents, int batch, int samples, const std::string& backend_name,
-          Path path = Path::fast, int threads = 0, CudaGraphs graphs = CudaGraphs::automatic) {
+          Path path = Path::automatic, int threads = 0, CudaGraphs graphs = CudaGraphs::automatic) {
     cfg = workload_config(w, agents, batch, samples);
     cfg.threads = threads;
     cfg.cuda_graphs = graphs;
@@ -76,8 +77,8 @@ struct Fixture {
     backend = make_backend(backend_name, threads);
     Problem p = make_problem(cfg, in);
     p.regret_path = path == Path::reference ? RegretPath::reference
-                    : path == Path::fast    ? RegretPath::automatic
-                                            : RegretPath::generic;
+                    : path == Path::automatic ? RegretPath::automatic
+                                              : RegretPath::generic;
     backend->setup(p);
     spec.beta = cfg.beta;
     spec.lr = 1e-6;

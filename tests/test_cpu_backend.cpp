@@ -53,8 +53,8 @@ RunConfig small_config() {
   return c;
 }
 
-// `shortcuts`: the fast paths of DESIGN.md 5.4 (RegretPath::automatic); false: the reference.
-std::unique_ptr<Fixture> make_fixture(const RunConfig& cfg, int threads = 1, bool shortcuts = true) {
+// `structured`: the structured paths of DESIGN.md 5.4 (RegretPath::automatic); false: the reference.
+std::unique_ptr<Fixture> make_fixture(const RunConfig& cfg, int threads = 1, bool structured = true) {
   auto f = std::make_unique<Fixture>();
   f->cfg = cfg;
   f->in.series = synthetic_series(cfg.series_hours, cfg.data_seed);
@@ -64,7 +64,7 @@ std::unique_ptr<Fixture> make_fixture(const RunConfig& cfg, int threads = 1, boo
   f->in.data = build_dataset(f->in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
                              cfg.val_fraction, cfg.scaling);
   f->problem = make_problem(cfg, f->in);
-  f->problem.regret_path = shortcuts ? RegretPath::automatic : RegretPath::reference;
+  f->problem.regret_path = structured ? RegretPath::automatic : RegretPath::reference;
   f->backend = make_backend("cpu", threads);
   f->backend->setup(f->problem);
   return f;
@@ -182,9 +182,9 @@ TEST(CpuBackend, EveryCrossAgentReductionGoesThroughTheReducer) {
   loo.estimator = Estimator::score;
   loo.antithetic = false;
   for (const RunConfig& cfg : {small_config(), loo}) {
-    for (bool shortcuts : {true, false}) {
-      auto one = make_fixture(cfg, 1, shortcuts);
-      auto two = make_fixture(cfg, 1, shortcuts);
+    for (bool structured : {true, false}) {
+      auto one = make_fixture(cfg, 1, structured);
+      auto two = make_fixture(cfg, 1, structured);
       MirroredPlaceReducer mirrored;
       two->problem.reducer = &mirrored;
       two->backend->setup(two->problem);
@@ -298,7 +298,7 @@ TEST(CpuBackend, ResultsDoNotDependOnTheThreadCount) {
 
 // One step of the backend against 5.2/5.3 written out here. Regrets are recomputed in
 // double from the backend's float samples; the backend evaluates them in float (general
-// path) or double (shortcuts), hence float tolerances. Works for the first step (no
+// path) or double (structured path), hence float tolerances. Works for the first step (no
 // smoothing yet) and later ones (Rbar and MSEbar smoothed with rho).
 void check_step_formulas(Fixture& f, const StepSpec& spec, const std::string& what) {
   const RunConfig& cfg = f.cfg;
@@ -458,7 +458,7 @@ void check_step_formulas(Fixture& f, const StepSpec& spec, const std::string& wh
 
 TEST(CpuBackend, EquitableStepMatchesTheFormulasOfDesign52) {
   for (double q : {0.0, 4.0})
-    for (bool shortcuts : {true, false})
+    for (bool structured : {true, false})
       for (bool antithetic : {true, false})
         for (Estimator est : {Estimator::automatic, Estimator::score}) {
           RunConfig cfg = small_config();
@@ -467,8 +467,8 @@ TEST(CpuBackend, EquitableStepMatchesTheFormulasOfDesign52) {
           cfg.estimator = est;
           cfg.agents = 60;
           cfg.batch = 5;
-          auto f = make_fixture(cfg, 1, shortcuts);
-          const std::string what = "q=" + std::to_string(q) + " shortcuts=" + (shortcuts ? "1" : "0") +
+          auto f = make_fixture(cfg, 1, structured);
+          const std::string what = "q=" + std::to_string(q) + " structured=" + (structured ? "1" : "0") +
                                    " antithetic=" + (antithetic ? "1" : "0") +
                                    " estimator=" + (est == Estimator::score ? "score" : "auto");
           StepSpec spec;
@@ -484,8 +484,8 @@ TEST(CpuBackend, EquitableStepMatchesTheFormulasOfDesign52) {
         }
 }
 
-TEST(CpuBackend, ShortcutsEqualTheGeneralPath) {
-  // Populations the shortcuts of DESIGN.md 5.4 handle (datacenter, EV agents over the whole
+TEST(CpuBackend, StructuredPathEqualsTheGeneralPath) {
+  // Populations the structured path of DESIGN.md 5.4 handle (datacenter, EV agents over the whole
   // horizon) mixed with ones they do not (EV agents with a window, inventory).
   for (const char* mix : {"dc=1", "ev=1", "dc=0.4,ev=0.4,inv=0.2"})
     for (int window_min : {0, 2})

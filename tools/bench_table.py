@@ -47,7 +47,7 @@ def main(paths):
             rows.append((family, b.get("label", "").split(" ")[0] or fields.get("workload", "?"),
                          int(fields.get("N", 0)), fields.get("B", "?"), fields.get("S", "?"),
                          "gpu" if family.startswith("BM_Gpu") else
-                         {"0": "reference", "1": "general"}.get(fields.get("path"), "fast"), ms,
+                         {"0": "reference", "1": "generic"}.get(fields.get("path"), "automatic"), ms,
                          b.get("items_per_second", float("nan")), b))
     print("| benchmark | workload | N | B | S | path | ms / step | evaluations / s |")
     print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |")

@@ -20,7 +20,7 @@ namespace {
 // The CPU's reading of RegretPath: every path but the reference evaluates agents in SIMD
 // sample lanes; automatic and structured also take the datacenter and EV factorisations.
 bool in_lanes(RegretPath r) { return r != RegretPath::reference; }
-bool factorised(RegretPath r) { return r == RegretPath::automatic || r == RegretPath::structured; }
+bool structured_path(RegretPath r) { return r == RegretPath::automatic || r == RegretPath::structured; }
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
@@ -68,8 +68,8 @@ void CpuBackend::setup_impl() {
   groups_ = all_groups_;
   objective_ = PowerMean{p.q};
   reducer_ = p.reducer ? p.reducer : &local_reducer_;
-  shortcuts_ = CpuShortcuts();
-  if (factorised(p.regret_path)) shortcuts_.setup(groups_, p);
+  structured_ = CpuStructured();
+  if (structured_path(p.regret_path)) structured_.setup(groups_, p);
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());
   ctx_.floor = p.floor;
@@ -439,9 +439,9 @@ lanes::Lanes CpuBackend::stage_sample(const StepSpec& spec, const StepWork& w) {
 void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
   const Problem& p = problem_;
   const auto t0 = Clock::now();
-  if (!shortcuts_.empty()) {
-    shortcuts_.prepare(w.B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
-    shortcuts_.mean_regrets(rhat_, thread_count());
+  if (!structured_.empty()) {
+    structured_.prepare(w.B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
+    structured_.mean_regrets(rhat_, thread_count());
   }
   // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar (same
   // values, same function) unless the state was replaced since.
@@ -484,7 +484,7 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   if (all) {
     for (long n = 0; n < N; ++n) weigh(n);
   } else {
-    for (long n : shortcuts_.agents()) weigh(n);
+    for (long n : structured_.agents()) weigh(n);
   }
   w.all_weights = all;
   times_.reductions += seconds_since(t0);
@@ -510,7 +510,7 @@ void CpuBackend::stage_advantages(StepWork& w) {
                                                            weight_[static_cast<size_t>(n)] / total_weight_, w.mbar);
     advantages(B, omega_, A_, G_);
   }
-  if (!shortcuts_.empty()) shortcuts_.advantages(omega_, A_.data(), G_.data(), thread_count());
+  if (!structured_.empty()) structured_.advantages(omega_, A_.data(), G_.data(), thread_count());
   reducer_->sum(A_.data(), static_cast<long>(B) * S);
   reducer_->sum(G_.data(), static_cast<long>(B) * H);
   if (!p.antithetic) {

@@ -7,7 +7,7 @@
 
 #include "chunks.hpp"
 #include "cpu_lanes.hpp"
-#include "cpu_shortcuts.hpp"
+#include "cpu_structured.hpp"
 #include "eqpm/backend.hpp"
 #include "eqpm/objective.hpp"
 
@@ -64,7 +64,7 @@ class CpuBackend final : public Backend {
   // under weights omega.
   void advantages(int B, const std::vector<double>& omega, std::vector<double>& A,
                   std::vector<double>& G);
-  // Passes 1 and 2 fused for the general-path agents (steady state, shortcuts on): returns
+  // Passes 1 and 2 fused for the general-path agents (steady state, lanes on): returns
   // false, having changed nothing the caller uses, when a provisional weight overflows.
   // X: the step's samples hour-major.
   bool fused_general(int B, const lanes::Lanes& X, double mref, std::vector<double>& rhat,
@@ -73,7 +73,7 @@ class CpuBackend final : public Backend {
   int threads_;
   FamilyGroups all_groups_;  // every agent (evaluation)
   FamilyGroups groups_;      // agents on the general path of a training step
-  CpuShortcuts shortcuts_;  // agents with a shared per-(b, s) factorisation
+  CpuStructured structured_;  // agents with a shared per-(b, s) factorisation
   PowerMean objective_;     // the objective's pieces (objective.hpp)
   LocalReducer local_reducer_;
   Reducer* reducer_ = &local_reducer_;  // Problem::reducer, or the local one

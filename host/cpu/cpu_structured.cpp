@@ -1,5 +1,5 @@
-// Shared per-(b, s) work for datacenter and whole-horizon EV agents (cpu_shortcuts.hpp).
-#include "cpu_shortcuts.hpp"
+// Shared per-(b, s) work for datacenter and whole-horizon EV agents (cpu_structured.hpp).
+#include "cpu_structured.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -25,7 +25,7 @@ EvClasses ev_classes(const std::vector<EvCharging::Params>& params) {
   return c;
 }
 
-void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
+void CpuStructured::setup(FamilyGroups& groups, const Problem& p) {
   p_ = &p;
   auto& dc = std::get<FamilyGroup<Datacenter>>(groups);
   dc_ = std::move(dc);
@@ -79,7 +79,7 @@ void CpuShortcuts::setup(FamilyGroups& groups, const Problem& p) {
   t_.resize(B);
 }
 
-double CpuShortcuts::demand_root(long i, long t) const {
+double CpuStructured::demand_root(long i, long t) const {
   const auto& prm = dc_.params[static_cast<size_t>(i)];
   RegretContext c;
   c.demand = p_->demand.data();
@@ -88,7 +88,7 @@ double CpuShortcuts::demand_root(long i, long t) const {
   return std::sqrt(static_cast<double>(prm.lambda * d));
 }
 
-void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long* t,
+void CpuStructured::prepare(int B, const float* yhat, const float* y, const long* t,
                            const lanes::Lanes& X, int threads) {
   const int S = p_->samples, H = p_->layout.output_dim();
   B_ = B;
@@ -164,7 +164,7 @@ void CpuShortcuts::prepare(int B, const float* yhat, const float* y, const long*
   }
 }
 
-void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
+void CpuStructured::mean_regrets(std::vector<double>& rhat, int threads) const {
   const int B = B_, H = H_;
   const double inv = 1.0 / (static_cast<double>(B_) * S_);
   const long n_dc = static_cast<long>(dc_.index.size());
@@ -187,7 +187,7 @@ void CpuShortcuts::mean_regrets(std::vector<double>& rhat, int threads) const {
       rhat[static_cast<size_t>(evw_.index[m])] = static_cast<double>(evw_.params[m].energy) * Csum_[c] * inv;
 }
 
-void CpuShortcuts::advantages(const std::vector<double>& omega, double* A, double* G, int threads) {
+void CpuStructured::advantages(const std::vector<double>& omega, double* A, double* G, int threads) {
   const int B = B_, S = S_, H = H_;
   const long BH = static_cast<long>(B) * H;
   // K_{b,h} = sum over datacenter agents deciding at hour h of omega_n sqrt(lambda_n d_n(t_b)).

@@ -30,7 +30,7 @@ struct EvClasses {
 };
 EvClasses ev_classes(const std::vector<EvCharging::Params>& params);
 
-class CpuShortcuts {
+class CpuStructured {
  public:
   // Moves the agents it handles out of `groups`.
   void setup(FamilyGroups& groups, const Problem& p);
