@@ -3,7 +3,7 @@
 // made of, and the kernels themselves on cache-resident data without the rest of a step.
 // Rates are per core (one thread). The peak measurements use one register of the ISA the
 // build targets (16 floats with AVX-512, 8 with AVX2): an asm operand must fit in a single
-// register. The kernels use lanes::f32x16 whatever the ISA (two AVX2 registers per vector).
+// register. The EV kernel uses vectors of one register too (lanes::kEvLanes).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -78,35 +78,42 @@ class LaneBuffer {
 // float rounding of each regret itself.
 inline constexpr long kBlock = 256;
 
-// EvCharging's regret for the 16 samples j0 .. j0 + 15, written with explicit vectors:
-// its loops over the window nest inside the lane loop, which compilers do not vectorise
-// across lanes by themselves. Every lane performs exactly the scalar code's operations
-// in the same order (families.hpp), so the results are identical, not just close.
-// The vectors travel through references, never by value: a 64-byte vector passed or
-// returned by value has a different calling convention with and without AVX-512 (GCC's
-// -Wpsabi), and with references the same code builds for x86-64-v3 (two AVX2 registers
-// per vector) and for AVX-512 machines (one), with identical lane arithmetic.
-using f32x16 = float __attribute__((vector_size(64)));
-using i32x16 = int __attribute__((vector_size(64)));
+// EvCharging's regret for kEvLanes samples j0 .. j0 + kEvLanes - 1, written with explicit
+// vectors: its loops over the window nest inside the lane loop, which compilers do not
+// vectorise across lanes by themselves. Every lane performs exactly the scalar code's
+// operations in the same order (families.hpp), so the results are identical, not just
+// close. The vectors are as wide as the machine's registers: a vector wider than the
+// target's (16 floats on a machine without AVX-512) is lowered by the compiler into scalar
+// code for the compares and selects below, 15-60x slower. They travel through references,
+// never by value, so that no vector crosses a call boundary (GCC's -Wpsabi).
+#if defined(__AVX512F__)
+inline constexpr int kEvLanes = 16;
+#elif defined(__AVX__)
+inline constexpr int kEvLanes = 8;
+#else
+inline constexpr int kEvLanes = 4;
+#endif
+using fvec = float __attribute__((vector_size(4 * kEvLanes)));
+using ivec = int __attribute__((vector_size(4 * kEvLanes)));
 
-inline void load16(f32x16& v, const float* p) { __builtin_memcpy(&v, p, sizeof v); }
+inline void load_lanes(fvec& v, const float* p) { __builtin_memcpy(&v, p, sizeof v); }
 
-inline void ev_regret16(const EvCharging::Params& prm, const Lanes& x, const RegretContext& ctx,
-                        long j0, f32x16& out) {
+inline void ev_regret_lanes(const EvCharging::Params& prm, const Lanes& x, const RegretContext& ctx,
+                            long j0, fvec& out) {
   const int a = prm.window_start, e = prm.window_end;
-  f32x16 key[kMaxHorizon], yv[kMaxHorizon];
-  const f32x16 floor = f32x16{} + ctx.floor;
+  fvec key[kMaxHorizon], yv[kMaxHorizon];
+  const fvec floor = fvec{} + ctx.floor;
   for (int h = a; h < e; ++h) {
-    f32x16 v;
-    load16(v, x.v + static_cast<long>(h) * x.n + j0);
+    fvec v;
+    load_lanes(v, x.v + static_cast<long>(h) * x.n + j0);
     key[h] = v < floor ? floor : v;
-    load16(yv[h], x.y + static_cast<long>(h) * x.n + j0);
+    load_lanes(yv[h], x.y + static_cast<long>(h) * x.n + j0);
   }
-  f32x16 chosen = f32x16{}, best = f32x16{};
-  const i32x16 one = i32x16{} + 1;
+  fvec chosen = fvec{}, best = fvec{};
+  const ivec one = ivec{} + 1;
   for (int h = a; h < e; ++h) {
     // Count the hours ranked before h (a compare and a masked add per pair).
-    i32x16 rank_v = i32x16{}, rank_y = i32x16{};
+    ivec rank_v = ivec{}, rank_y = ivec{};
     for (int j = a; j < h; ++j) {
       rank_v = key[j] <= key[h] ? rank_v + one : rank_v;
       rank_y = yv[j] <= yv[h] ? rank_y + one : rank_y;
@@ -115,8 +122,8 @@ inline void ev_regret16(const EvCharging::Params& prm, const Lanes& x, const Reg
       rank_v = key[j] < key[h] ? rank_v + one : rank_v;
       rank_y = yv[j] < yv[h] ? rank_y + one : rank_y;
     }
-    chosen += rank_v < prm.k ? yv[h] : f32x16{};
-    best += rank_y < prm.k ? yv[h] : f32x16{};
+    chosen += rank_v < prm.k ? yv[h] : fvec{};
+    best += rank_y < prm.k ? yv[h] : fvec{};
   }
   out = prm.energy * (chosen - best);
 }
@@ -127,11 +134,17 @@ double regrets(const typename F::Params prm, const Lanes x, const RegretContext 
   const long n = x.n;
   double sum = 0.0;
   if constexpr (std::is_same_v<F, EvCharging>) {
+    // Blocks of 16 samples summed in float, whatever the vector width, so that the sums
+    // are the same on every machine.
     long j0 = 0;
     for (; j0 + 16 <= n; j0 += 16) {
-      f32x16 v;
-      ev_regret16(prm, x, ctx, j0, v);
-      if (r) __builtin_memcpy(r + j0, &v, sizeof v);
+      float v[16];
+      for (int k = 0; k < 16; k += kEvLanes) {
+        fvec part;
+        ev_regret_lanes(prm, x, ctx, j0 + k, part);
+        __builtin_memcpy(v + k, &part, sizeof part);
+      }
+      if (r) __builtin_memcpy(r + j0, v, sizeof v);
       float part = 0.0f;
       for (int l = 0; l < 16; ++l) part += v[l];
       sum += static_cast<double>(part);
