@@ -539,11 +539,18 @@ std::vector<std::pair<Family, double>> parse_mix(const std::string& text) {
     const auto kv = split(part, '=');
     if (kv.size() != 2) throw ConfigError("mix: expected NAME=FRACTION items, got '" + part + "'");
     const std::string name = trim(kv[0]);
-    Family f;
-    if (name == "dc" || name == "datacenter") f = Family::datacenter;
-    else if (name == "ev" || name == "ev_charging") f = Family::ev_charging;
-    else if (name == "inv" || name == "inventory") f = Family::inventory;
-    else throw ConfigError("mix: unknown family '" + name + "' (expected dc, ev or inv)");
+    Family f{};
+    bool known = false;
+    std::string expected;
+    Families::for_each([&](auto fam) {
+      using F = decltype(fam);
+      expected += std::string(expected.empty() ? "" : ", ") + F::short_name;
+      if (!known && (name == F::short_name || name == F::name)) {
+        f = F::tag;
+        known = true;
+      }
+    });
+    if (!known) throw ConfigError("mix: unknown family '" + name + "' (expected one of " + expected + ")");
     for (const auto& [g, w] : out)
       if (g == f) throw ConfigError("mix: family '" + name + "' given twice");
     const double w = parse_double(kv[1], "mix");

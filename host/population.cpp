@@ -12,22 +12,22 @@
 namespace eqpm {
 
 const char* family_name(Family f) {
-  switch (f) {
-    case Family::datacenter: return Datacenter::name;
-    case Family::ev_charging: return EvCharging::name;
-    case Family::inventory: return Inventory::name;
-  }
-  return "?";
+  const char* name = "?";
+  Families::for_each([&](auto fam) {
+    if (decltype(fam)::tag == f) name = decltype(fam)::name;
+  });
+  return name;
 }
 
 bool parse_family(const char* text, Family* out) {
-  for (Family f : {Family::datacenter, Family::ev_charging, Family::inventory}) {
-    if (std::strcmp(text, family_name(f)) == 0) {
-      *out = f;
-      return true;
+  bool found = false;
+  Families::for_each([&](auto fam) {
+    if (!found && std::strcmp(text, decltype(fam)::name) == 0) {
+      *out = decltype(fam)::tag;
+      found = true;
     }
-  }
-  return false;
+  });
+  return found;
 }
 
 double Population::total_weight() const {

@@ -60,6 +60,7 @@ EQPM_HD_INLINE T clamp_floor(T v, float floor) {
 struct Datacenter {
   static constexpr Family tag = Family::datacenter;
   static constexpr const char* name = "datacenter";
+  static constexpr const char* short_name = "dc";  // in --mix
   static constexpr bool differentiable = true;
   struct Params {
     float lambda;
@@ -117,6 +118,7 @@ struct Datacenter {
 struct EvCharging {
   static constexpr Family tag = Family::ev_charging;
   static constexpr const char* name = "ev_charging";
+  static constexpr const char* short_name = "ev";
   static constexpr bool differentiable = false;
   struct Params {
     int k;
@@ -160,6 +162,7 @@ struct EvCharging {
 struct Inventory {
   static constexpr Family tag = Family::inventory;
   static constexpr const char* name = "inventory";
+  static constexpr const char* short_name = "inv";
   static constexpr bool differentiable = true;
   struct Params {
     float cu;
