@@ -502,7 +502,6 @@ std::vector<OptionSpec> build_registry() {
   return r;
 }
 
-
 }  // namespace
 
 const std::vector<OptionSpec>& option_registry() {

@@ -1,7 +1,7 @@
 // The optimiser step and the commit of a step's smoothing state (DESIGN.md 5.2, 9). Adam is
 // step_algebra.hpp's update, the CPU reference's, on the gradient scaled by the global-norm
-// clipping factor computed on the device. A step whose loss, gradient or regrets are not finite changes nothing: both
-// kernels read the step's finite flag.
+// clipping factor computed on the device. A step whose loss, gradient or regrets are not
+// finite changes nothing: both kernels read the step's finite flag.
 #include "stages.cuh"
 
 namespace eqpm::cuda {

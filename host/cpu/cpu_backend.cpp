@@ -478,16 +478,19 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   reducer_->max(&mx, 1);
   st.mean_regret = sum / agent_total_;
   st.max_regret = mx;
-  auto weigh = [&](long n) {
-    omega_[static_cast<size_t>(n)] = objective_.weight(rbar_new_[static_cast<size_t>(n)], wt[n] / total_weight_, w.mbar);
-  };
   if (all) {
-    for (long n = 0; n < N; ++n) weigh(n);
+    for (long n = 0; n < N; ++n) weigh(n, w.mbar);
   } else {
-    for (long n : structured_.agents()) weigh(n);
+    for (long n : structured_.agents()) weigh(n, w.mbar);
   }
   w.all_weights = all;
   times_.reductions += seconds_since(t0);
+}
+
+// omega_n from the smoothed regret and the objective's value.
+void CpuBackend::weigh(long n, double value) {
+  const size_t i = static_cast<size_t>(n);
+  omega_[i] = objective_.weight(rbar_new_[i], weight_[i] / total_weight_, value);
 }
 
 // Pass 2: X_{b,s} = sum_n omega_n r_{n,b,s} over the score-function agents and the pathwise
@@ -505,9 +508,7 @@ void CpuBackend::stage_advantages(StepWork& w) {
       G_[static_cast<size_t>(i)] = rescale * G_fused_[static_cast<size_t>(i)];
   } else {
     if (!w.all_weights)
-      for (long n = 0; n < N; ++n)
-        omega_[static_cast<size_t>(n)] = objective_.weight(rbar_new_[static_cast<size_t>(n)],
-                                                           weight_[static_cast<size_t>(n)] / total_weight_, w.mbar);
+      for (long n = 0; n < N; ++n) weigh(n, w.mbar);
     advantages(B, omega_, A_, G_);
   }
   if (!structured_.empty()) structured_.advantages(omega_, A_.data(), G_.data(), thread_count());

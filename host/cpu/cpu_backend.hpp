@@ -49,6 +49,7 @@ class CpuBackend final : public Backend {
   lanes::Lanes stage_sample(const StepSpec& spec, const StepWork& w);
   void stage_regrets(StepWork& w, const lanes::Lanes& X);
   void stage_weights(StepWork& w, StepStats& st, bool all);
+  void weigh(long n, double value);  // omega_n (stage_weights, stage_advantages)
   void stage_advantages(StepWork& w);
   void stage_gradient_mu(const StepSpec& spec, const StepWork& w);
   void stage_backward(const StepSpec& spec, const StepWork& w, StepStats& st);

@@ -4,9 +4,9 @@
 // reference backend and in the CUDA kernels. The prediction v, truth y and gradient
 // arguments are anything indexable by hour (v[h]): plain pointers in the reference and
 // the kernels, strided views in the CPU fast path, which evaluates one agent for many
-// samples at once with the samples in SIMD lanes (host/cpu/cpu_lanes.hpp). Backends iterate over the type list
-// `Families`; adding a family means writing one struct like these and appending it
-// there, never touching the training loop.
+// samples at once with the samples in SIMD lanes (host/cpu/cpu_lanes.hpp). Backends
+// iterate over the type list `Families`; adding a family means writing one struct like
+// these and appending it there, never touching the training loop.
 #pragma once
 
 #include <cmath>

@@ -33,7 +33,7 @@ class LocalReducer final : public Reducer {
 
 // An objective's value (objective.hpp) over regrets held in several places: this place's
 // largest regret and weight total, combined; then its sum of terms, combined; then the
-// finish. In one place it is objective_value's loop, bit for bit.
+// finish. With a LocalReducer it is the plain two-pass loop (power_mean uses it so).
 template <class Objective>
 double objective_value(const Objective& f, const double* R, const double* weight, long n,
                        Reducer& reducer) {
