@@ -1,6 +1,10 @@
-# Sourced by tools/setup.sh and tools/fuzz.sh: `ensure_packages WHO PACKAGE...` installs the
-# Debian packages that are not installed yet (apt-get, through sudo when not root), saying
-# which under the caller's name WHO.
+# Sourced by tools/setup.sh, tools/build-device.sh and tools/fuzz.sh: `ensure_packages WHO
+# PACKAGE...` installs the Debian packages that are not installed yet (apt-get, through sudo
+# when not root), saying which under the caller's name WHO. EQPM_BUILD_PACKAGES are what a
+# build of eqpm needs.
+EQPM_BUILD_PACKAGES=(cmake ninja-build g++ libgtest-dev libbenchmark-dev librandom123-dev
+                     libtomlplusplus-dev python3 python3-numpy python3-matplotlib)
+
 ensure_packages() {
   local who="$1"
   shift

@@ -14,6 +14,8 @@
 # glibc >= 2.35 there (Ubuntu 22.04 or newer) and a driver for CUDA 13.
 #
 #   tools/build-device.sh            # JOBS=2 by default; CUDACXX=/path/to/nvcc if not on PATH
+# The object folder build-device-obj is a complete Release build (tests and benchmarks
+# included): CI runs the test suite on it (EQPM_BUILD_DIR=build-device-obj tools/test.sh).
 #   # then, on the GPU machine, from the repository root (build-device/ carried along):
 #   tools/device-check.sh OUTDIR
 set -euo pipefail
@@ -22,6 +24,8 @@ obj=build-device-obj
 out=build-device
 jobs="${JOBS:-2}"
 nvcc="${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}"
+. tools/apt-packages.sh
+ensure_packages build-device "${EQPM_BUILD_PACKAGES[@]}"
 
 cmake -S . -B "$obj" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DEQPM_WERROR=ON -DEQPM_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" -DEQPM_MARCH=x86-64-v3

@@ -9,10 +9,8 @@ cd "$(dirname "$0")/.."
 build_dir="${1:-build}"
 shift || true
 
-packages=(cmake ninja-build g++ libgtest-dev libbenchmark-dev librandom123-dev
-          libtomlplusplus-dev python3 python3-numpy python3-matplotlib)
 . tools/apt-packages.sh
-ensure_packages setup "${packages[@]}"
+ensure_packages setup "${EQPM_BUILD_PACKAGES[@]}"
 
 # nvcc is often installed outside PATH.
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ] && [ "${EQPM_NO_CUDA:-0}" != 1 ]; then
