@@ -4,8 +4,10 @@
 # the normal build (tools/test.sh) to keep CI short.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# -O1 with line tables only: what the sanitizers need (their reports name file and line),
+# and it compiles in less than half the time of -O2 -g.
 EQPM_NO_CUDA=1 EQPM_BUILD_TYPE=RelWithDebInfo tools/setup.sh build-asan \
-  -DEQPM_SANITIZE=ON -DEQPM_BENCHMARKS=OFF
+  -DEQPM_SANITIZE=ON -DEQPM_BENCHMARKS=OFF "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
 cd build-asan
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
