@@ -7,13 +7,19 @@
 
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/objective.hpp"
+#include "eqpm/objectives.hpp"
 #include "eqpm/rng.hpp"
 
 namespace eqpm {
 
 BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
                        const std::vector<double>& weights, double q, int replicates) {
+  return choose_beta(candidates, weights, *power_objective(q), {}, replicates);
+}
+
+BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
+                       const std::vector<double>& weights, const Objective& f,
+                       const std::vector<int>& groups, int replicates) {
   if (candidates.empty()) throw Error("choose_beta: no candidates");
   BetaChoice c;
   const long n = static_cast<long>(weights.size());
@@ -23,10 +29,8 @@ BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
       throw Error("choose_beta: candidate beta " + format_double(k.beta) + " has " +
                   std::to_string(k.val_regret.size()) + " regrets for " + std::to_string(n) +
                   " agents");
-    c.val_mq.push_back(power_mean(k.val_regret.data(), weights.data(), n, q));
-    c.test_mq.push_back(k.test_regret.empty()
-                            ? NAN
-                            : power_mean(k.test_regret.data(), weights.data(), n, q));
+    c.val_mq.push_back(objective_of(f, k.val_regret, weights, groups));
+    c.test_mq.push_back(k.test_regret.empty() ? NAN : objective_of(f, k.test_regret, weights, groups));
   }
   // The lowest validation M_q; ties to the larger beta.
   auto better = [&](size_t i, size_t j) {
@@ -68,7 +72,7 @@ BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
         for (size_t a = 0; a < r.size(); ++a) r[a] += wd * v[a];
       }
       for (double& x : r) x /= static_cast<double>(rows);
-      mq[static_cast<size_t>(b)][i] = power_mean(r.data(), weights.data(), n, q);
+      mq[static_cast<size_t>(b)][i] = objective_of(f, r, weights, groups);
     }
   }
   for (size_t i = 0; i < K; ++i) {
@@ -128,7 +132,8 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
     }
     cands.push_back(beta_candidate(b, outcomes.back()));
   }
-  const BetaChoice ch = choose_beta(cands, in.population.weights(), cfg.q);
+  const BetaChoice ch = choose_beta(cands, in.population.weights(), *run_objective(cfg),
+                                    in.population.groups());
   RunConfig shipped = cfg;
   shipped.beta_auto = false;
   shipped.beta = cands[ch.index].beta;
@@ -144,8 +149,8 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
     write_file_atomic((std::filesystem::path(cfg.out) / "beta_auto.csv").string(), csv);
   }
   if (!cfg.quiet)
-    std::fprintf(stderr, "[beta auto] q=%s: validation M_q picks beta %s\n",
-                 format_double(cfg.q).c_str(), format_double(shipped.beta).c_str());
+    std::fprintf(stderr, "[beta auto] %s: the validation objective picks beta %s\n",
+                 objective_spec(cfg).c_str(), format_double(shipped.beta).c_str());
   if (chosen_beta) *chosen_beta = shipped.beta;
   if (candidates) *candidates = std::move(outcomes);
   return o;

@@ -374,6 +374,26 @@ std::vector<OptionSpec> build_registry() {
   // objective
   r.push_back(float_option("q", "fairness exponent (0: mean regret)", &RunConfig::q, 0, 1000));
   {
+    OptionSpec o = string_option("objective",
+                                 "fairness objective: power:q (the default, as --q), tilt:t, "
+                                 "maxmin:tau, cvar:alpha, group-power:q or tilt-groups:t_in,t_out "
+                                 "(groups: population.csv's group column, else the families)",
+                                 &RunConfig::objective);
+    o.set = [](RunConfig& c, const std::string& v) {
+      const std::string text = trim(v);
+      if (text.empty()) {
+        c.objective.clear();
+        return;
+      }
+      const auto f = make_objective(text, "");
+      c.objective = f->spec();
+      if (const FlatObjective* flat = f->flat();
+          flat && flat->kind == FlatObjective::Kind::power && c.objective.rfind("power:", 0) == 0)
+        c.q = flat->a;
+    };
+    r.push_back(o);
+  }
+  {
     // A number in [0, 1], or "auto": one model per beta_grid value, kept by validation M_q.
     OptionSpec o = float_option("beta", "accuracy weight (1: plain MSE), or auto: the beta of "
                                         "beta_grid with the lowest validation M_q",
@@ -654,6 +674,12 @@ std::string config_to_toml(const RunConfig& cfg) {
 // The one JSON string escaper (config.hpp): every writer of JSON text uses it, the
 // safetensors headers included. The short escapes where JSON has them, \u00XX for the
 // other control characters and DEL.
+std::shared_ptr<const Objective> run_objective(const RunConfig& cfg) {
+  return cfg.objective.empty() ? power_objective(cfg.q) : make_objective(cfg.objective, "objective");
+}
+
+std::string objective_spec(const RunConfig& cfg) { return run_objective(cfg)->spec(); }
+
 std::string json_escape(const std::string& s) {
   static const char* const hex = "0123456789abcdef";
   std::string o;

@@ -42,6 +42,21 @@ std::vector<double> Population::weights() const {
   return w;
 }
 
+std::vector<int> Population::groups() const {
+  if (!group_names.empty()) return agent_group;
+  std::vector<int> g(agents.size());
+  for (size_t n = 0; n < g.size(); ++n) g[n] = static_cast<int>(agents[n].family);
+  return g;
+}
+
+int Population::group_count() const {
+  return group_names.empty() ? kFamilyCount : static_cast<int>(group_names.size());
+}
+
+std::string Population::group_name(int g) const {
+  return group_names.empty() ? family_name(static_cast<Family>(g)) : group_names[static_cast<size_t>(g)];
+}
+
 long Population::count(Family f) const {
   return static_cast<long>(std::count_if(agents.begin(), agents.end(),
                                          [f](const Agent& a) { return a.family == f; }));

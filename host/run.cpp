@@ -125,6 +125,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.floor = static_cast<float>(cfg.floor);
   p.estimator = cfg.estimator;
   p.q = cfg.q;
+  p.objective = run_objective(cfg);
   p.rho = cfg.rho;
   p.seed = cfg.seed;
   p.max_batch = cfg.batch;
@@ -259,10 +260,12 @@ std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Da
 namespace {
 
 // A stats object (stats_to_json) with the weighted statistics appended: weighted_mean =
-// sum w_n R_n / sum w_n and power_mean = M_q at the run's q with the agents' weights (the
-// quantity the run minimises). The other statistics count every agent once.
+// sum w_n R_n / sum w_n, power_mean = M_q at the run's q with the agents' weights, and
+// objective_value = the run's objective F (the quantity it minimises; M_q for power:q). The
+// other statistics count every agent once.
 std::string with_weighted(std::string obj, const std::vector<double>& R, const Population& p,
-                          double q) {
+                          const RunConfig& cfg) {
+  const double q = cfg.q;
   std::vector<double> w(p.agents.size());
   double sw = 0, swr = 0;
   for (size_t n = 0; n < w.size() && n < R.size(); ++n) {
@@ -273,7 +276,8 @@ std::string with_weighted(std::string obj, const std::vector<double>& R, const P
   if (obj.empty() || obj.back() != '}' || R.size() != w.size()) return obj;
   obj.pop_back();
   obj += ", \"weighted_mean\": " + json_number(sw > 0 ? swr / sw : 0.0) + ", \"power_mean\": " +
-         json_number(power_mean(R.data(), w.data(), static_cast<long>(w.size()), q)) + "}";
+         json_number(power_mean(R.data(), w.data(), static_cast<long>(w.size()), q)) +
+         ", \"objective_value\": " + json_number(objective_of(*run_objective(cfg), R, w, p.groups())) + "}";
   return obj;
 }
 
@@ -314,10 +318,11 @@ std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOut
        json_number(o.train.seconds > 0 ? o.train.steps / o.train.seconds : 0) + "},\n";
   s += "  \"metric\": \"" + std::string(o.metric == EvalMetric::paper_mean ? "paper-mean" : "per-hour") +
        "\",\n";
-  s += "  \"test\": " + with_weighted(stats_to_json(test), o.test.regret, in.population, cfg.q) +
+  s += "  \"objective\": \"" + json_escape(objective_spec(cfg)) + "\",\n";
+  s += "  \"test\": " + with_weighted(stats_to_json(test), o.test.regret, in.population, cfg) +
        ",\n";
   s += "  \"train_split\": " +
-       with_weighted(stats_to_json(train), o.train_split.regret, in.population, cfg.q) + ",\n";
+       with_weighted(stats_to_json(train), o.train_split.regret, in.population, cfg) + ",\n";
   // Each input path as given (on the command line, or in a configuration file relative to
   // its folder) and as resolved to an absolute path.
   s += "  \"resolved_paths\": {";

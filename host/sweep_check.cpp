@@ -4,23 +4,35 @@
 #include <cmath>
 #include <cstdio>
 
-#include "eqpm/objective.hpp"
+#include "eqpm/objectives.hpp"
 #include "eqpm/run.hpp"
 
 namespace eqpm {
 
+namespace {
+
+bool power_only(const std::vector<SweepModel>& models) {
+  for (const auto& m : models)
+    if (m.trained_at_q && m.objective && m.objective->spec().rfind("power:", 0) != 0) return false;
+  return true;
+}
+
+}  // namespace
+
 std::vector<ObjectiveCheckRow> objective_check(const std::vector<SweepModel>& models,
-                                               const std::vector<double>& weights, double tol) {
+                                               const std::vector<double>& weights, double tol,
+                                               const std::vector<int>& groups) {
   std::vector<ObjectiveCheckRow> rows;
   for (const SweepModel& own : models) {
     if (!own.trained_at_q) continue;
+    const std::shared_ptr<const Objective> f = own.objective ? own.objective : power_objective(own.q);
     ObjectiveCheckRow r;
     r.q = own.q;
+    r.measure = f->spec();
     r.own = own.name;
     double best = INFINITY, own_m = NAN;
     for (const SweepModel& m : models) {
-      const double v = power_mean(m.regret.data(), weights.empty() ? nullptr : weights.data(),
-                                  static_cast<long>(m.regret.size()), own.q);
+      const double v = objective_of(*f, m.regret, weights, groups);
       r.power_means.push_back(v);
       if (v < best) {
         best = v;
@@ -41,11 +53,12 @@ std::vector<ObjectiveCheckRow> objective_check(const std::vector<SweepModel>& mo
 
 std::string objective_check_csv(const std::vector<SweepModel>& models,
                                 const std::vector<ObjectiveCheckRow>& rows) {
-  std::string s = "measure_q";
+  const bool power = power_only(models);
+  std::string s = power ? "measure_q" : "measure";
   for (const auto& m : models) s += "," + m.name;
   s += ",lowest,own_excess,beaten_by,pass\n";
   for (const auto& r : rows) {
-    s += format_double(r.q);
+    s += power ? format_double(r.q) : r.measure;
     for (double v : r.power_means) s += "," + format_double(v);
     std::string beaten;
     for (const auto& b : r.beaten_by) beaten += (beaten.empty() ? "" : ";") + b;
@@ -59,7 +72,9 @@ std::string objective_check_table(const std::vector<SweepModel>& models,
                                   const std::vector<ObjectiveCheckRow>& rows, double tol) {
   char buf[128];
   std::string s;
-  std::snprintf(buf, sizeof buf, "%-8s", "M_q");
+  const bool power = power_only(models);
+  const int width = power ? 8 : 20;
+  std::snprintf(buf, sizeof buf, "%-*s", width, power ? "M_q" : "objective");
   s += buf;
   for (const auto& m : models) {
     std::snprintf(buf, sizeof buf, " %11s", m.name.c_str());
@@ -67,7 +82,8 @@ std::string objective_check_table(const std::vector<SweepModel>& models,
   }
   s += "   own model vs lowest\n";
   for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "q=%-6s", format_double(r.q).c_str());
+    const std::string label = power ? "q=" + format_double(r.q) : r.measure;
+    std::snprintf(buf, sizeof buf, "%-*s", width, label.c_str());
     s += buf;
     for (double v : r.power_means) {
       std::snprintf(buf, sizeof buf, " %11.5g", v);

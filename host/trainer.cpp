@@ -91,7 +91,9 @@ EpochMetrics Trainer::evaluate_epoch(int epoch, long step) {
   EpochMetrics m;
   m.epoch = epoch;
   m.step = step;
-  m.power_mean = power_mean(e.regret.data(), w.data(), static_cast<long>(w.size()), backend_.problem().q);
+  const Problem& p = backend_.problem();
+  m.power_mean = p.objective ? objective_of(*p.objective, e.regret, w, population_.groups())
+                             : power_mean(e.regret.data(), w.data(), static_cast<long>(w.size()), p.q);
   m.mean = s.mean;
   m.var = s.var;
   m.max = s.max;

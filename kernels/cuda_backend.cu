@@ -118,6 +118,9 @@ class CudaBackend final : public Backend {
                    std::vector<long>& perm, std::vector<double>& w_raw,
                    std::vector<double>& w_over_W);
   void enqueue_step(int B, bool equitable, cudaEvent_t* events);
+  // An objective without a flat form (objectives.hpp): Rhat and Rbar go to the host, which
+  // evaluates it and its weights with the CPU's code, and the values and omega come back.
+  void host_objective(StepScalars* scalars);
   GraphEntry& graph_entry(int B, bool equitable);
   // Captures the step of entry's shape into entry.exec. A failure throws under
   // CudaGraphs::on; under automatic it is counted, warned about, and returns false (every
@@ -148,6 +151,15 @@ class CudaBackend final : public Backend {
   DeviceBuffer<double> w_raw_, w_over_W_;
   std::vector<FamilyPlan> plans_;
   int slabs_x_ = 0, slabs_g_ = 0;
+
+  // the objective: flat_ on the device, or objective_ on the host (host_objective)
+  std::shared_ptr<const Objective> objective_;
+  FlatObjective flat_;
+  bool on_host_ = false;
+  std::vector<int> host_group_;                                  // device order
+  std::vector<double> host_w_, host_rhat_, host_rbar_, host_omega_;  // device order
+  double host_values_[2] = {0.0, 0.0};                           // F(Rhat), F(Rbar)
+  AgentSet host_agents_;
 
   // model, optimiser and smoothing state
   long P_ = 0;
@@ -359,6 +371,26 @@ void CudaBackend::setup_impl() {
   w_raw_ = upload_vector(w_raw, stream_);
   w_over_W_ = upload_vector(w_over_W, stream_);
 
+  objective_ = p.objective ? p.objective : power_objective(p.q);
+  on_host_ = objective_->flat() == nullptr;
+  if (!on_host_) flat_ = *objective_->flat();
+  if (on_host_) {
+    if (p.cuda_graphs == CudaGraphs::on)
+      throw ConfigError("--cuda-graphs on: objective " + objective_->spec() +
+                        " is evaluated on the host within each step, which a CUDA graph cannot "
+                        "hold; use --cuda-graphs auto or off");
+    use_graphs_ = false;
+    const std::vector<int> groups = pop.groups();
+    host_group_.resize(static_cast<size_t>(N_));
+    for (size_t i = 0; i < host_group_.size(); ++i) host_group_[i] = groups[static_cast<size_t>(perm_[i])];
+    host_w_ = w_raw;
+    host_rhat_.assign(static_cast<size_t>(N_), 0.0);
+    host_rbar_.assign(static_cast<size_t>(N_), 0.0);
+    host_omega_.assign(static_cast<size_t>(N_), 0.0);
+    host_agents_ = AgentSet{host_w_.data(), host_group_.data(), perm_.data(), N_,
+                            pop.group_count(), wsum_};
+  }
+
   // Model and optimiser state, initialised exactly as on the CPU.
   P_ = L.parameter_count;
   const std::vector<float> theta = init_mlp_parameters(L, p.seed);
@@ -465,10 +497,15 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
     launch_agent_stats(N_, rhat_.data(), rbar_.data(), p.rho, state_.data(), rbar_new_.data(),
                        reduce_.data(), stream_);
     launch_finalize_agent_stats(reduce_.data(), reduction_blocks(N_), sc, stream_);
-    launch_power_sums(N_, rhat_.data(), rbar_new_.data(), w_raw_.data(), p.q, sc, reduce_.data(),
-                      stream_);
-    launch_finalize_power_means(reduce_.data(), reduction_blocks(N_), wsum_, p.q, sc, stream_);
-    launch_agent_weights(N_, rbar_new_.data(), w_over_W_.data(), p.q, sc, omega_.data(), stream_);
+    if (on_host_) {
+      host_objective(sc);
+    } else {
+      launch_power_sums(N_, rhat_.data(), rbar_new_.data(), w_raw_.data(), flat_, sc,
+                        reduce_.data(), stream_);
+      launch_finalize_power_means(reduce_.data(), reduction_blocks(N_), wsum_, flat_, sc, stream_);
+      launch_agent_weights(N_, rbar_new_.data(), w_over_W_.data(), flat_, sc, omega_.data(),
+                           stream_);
+    }
     // Pass 2: X = sum omega r (score agents), G = sum omega dr / (B S) (pathwise agents).
     for (FamilyPlan& f : plans_) {
       if (f.n == 0) continue;
@@ -509,6 +546,20 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
               stream_);
   launch_commit(N_, eq, sc, rbar_new_.data(), rbar_.data(), state_.data(), stream_);
   mark(6);
+}
+
+void CudaBackend::host_objective(StepScalars* sc) {
+  const size_t bytes = static_cast<size_t>(N_) * sizeof(double);
+  EQPM_CUDA_CHECK(cudaMemcpyAsync(host_rhat_.data(), rhat_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  EQPM_CUDA_CHECK(cudaMemcpyAsync(host_rbar_.data(), rbar_new_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  sync();
+  LocalReducer here;
+  host_values_[0] = objective_->evaluate(host_rhat_.data(), host_agents_, here, nullptr);
+  host_values_[1] = objective_->evaluate(host_rbar_.data(), host_agents_, here, host_omega_.data());
+  // From pageable memory: each copy has read its source when the call returns.
+  EQPM_CUDA_CHECK(cudaMemcpyAsync(&sc->mhat, &host_values_[0], sizeof(double), cudaMemcpyHostToDevice, stream_));
+  EQPM_CUDA_CHECK(cudaMemcpyAsync(&sc->mbar, &host_values_[1], sizeof(double), cudaMemcpyHostToDevice, stream_));
+  EQPM_CUDA_CHECK(cudaMemcpyAsync(omega_.data(), host_omega_.data(), bytes, cudaMemcpyHostToDevice, stream_));
 }
 
 StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {

@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(kBlock)
 __global__ void __launch_bounds__(kBlock)
     power_sums_kernel(long N, const double* __restrict__ rhat,
                       const double* __restrict__ rbar_new, const double* __restrict__ w,
-                      PowerMean f, const StepScalars* __restrict__ scalars,
+                      FlatObjective f, const StepScalars* __restrict__ scalars,
                       double* __restrict__ partials) {
   __shared__ typename BlockSum::TempStorage tmp;
   const double mh = scalars->rmax_hat, mb = scalars->rmax_bar;
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kBlock)
 
 __global__ void __launch_bounds__(kBlock)
     finalize_power_means_kernel(const double* __restrict__ partials, int blocks, double wsum,
-                                PowerMean f, StepScalars* __restrict__ scalars) {
+                                FlatObjective f, StepScalars* __restrict__ scalars) {
   __shared__ typename BlockSum::TempStorage tmp;
   double ah = 0.0, ab = 0.0;
   for (int b = static_cast<int>(threadIdx.x); b < blocks; b += kBlock) {
@@ -146,7 +146,7 @@ __global__ void __launch_bounds__(kBlock)
 }
 
 __global__ void agent_weights_kernel(long N, const double* __restrict__ rbar_new,
-                                     const double* __restrict__ w_over_W, PowerMean f,
+                                     const double* __restrict__ w_over_W, FlatObjective f,
                                      const StepScalars* __restrict__ scalars,
                                      double* __restrict__ omega) {
   const double mbar = scalars->mbar;
@@ -285,28 +285,28 @@ void launch_finalize_agent_stats(const double* partials, int blocks, StepScalars
 }
 
 void launch_power_sums(long N, const double* rhat, const double* rbar_new, const double* w,
-                       double q, const StepScalars* scalars, double* partials,
+                       FlatObjective f, const StepScalars* scalars, double* partials,
                        cudaStream_t stream) {
-  if (N < 1 || !rhat || !rbar_new || !w || !scalars || !partials || !(q >= 0))
+  if (N < 1 || !rhat || !rbar_new || !w || !scalars || !partials || !(f.a >= 0))
     throw Error("launch_power_sums: bad arguments");
   power_sums_kernel<<<reduction_blocks(N), kBlock, 0, stream>>>(N, rhat, rbar_new, w,
-                                                                PowerMean{q}, scalars, partials);
+                                                                f, scalars, partials);
   EQPM_CUDA_CHECK_LAUNCH("power_sums_kernel", reduction_blocks(N), kBlock, 0);
 }
 
-void launch_finalize_power_means(const double* partials, int blocks, double wsum, double q,
+void launch_finalize_power_means(const double* partials, int blocks, double wsum, FlatObjective f,
                                  StepScalars* scalars, cudaStream_t stream) {
   if (!partials || !scalars || blocks < 1) throw Error("launch_finalize_power_means: bad arguments");
-  finalize_power_means_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, wsum, PowerMean{q},
+  finalize_power_means_kernel<<<1, kBlock, 0, stream>>>(partials, blocks, wsum, f,
                                                         scalars);
   EQPM_CUDA_CHECK_LAUNCH("finalize_power_means_kernel", 1, kBlock, 0);
 }
 
-void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, double q,
+void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, FlatObjective f,
                           const StepScalars* scalars, double* omega, cudaStream_t stream) {
   if (N < 1 || !rbar_new || !w_over_W || !scalars || !omega)
     throw Error("launch_agent_weights: bad arguments");
-  agent_weights_kernel<<<grid_for(N), kBlock, 0, stream>>>(N, rbar_new, w_over_W, PowerMean{q},
+  agent_weights_kernel<<<grid_for(N), kBlock, 0, stream>>>(N, rbar_new, w_over_W, f,
                                                            scalars, omega);
   EQPM_CUDA_CHECK_LAUNCH("agent_weights_kernel", grid_for(N), kBlock, 0);
 }

@@ -15,6 +15,7 @@
 #include "launch_config.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/mlp.hpp"
+#include "eqpm/objective.hpp"
 #include "eqpm/step_algebra.hpp"
 
 namespace eqpm::cuda {
@@ -157,14 +158,15 @@ void launch_agent_stats(long N, const double* rhat, const double* rbar, double r
                         cudaStream_t stream);
 void launch_finalize_agent_stats(const double* partials, int blocks, StepScalars* scalars,
                                  cudaStream_t stream);
-// Power means M_q of Rhat and Rbar (weights w, sum wsum), scaled by their maxima.
+// A flat objective (power mean or tilt, objective.hpp) of Rhat and Rbar (weights w, sum wsum),
+// with their maxima factored out.
 void launch_power_sums(long N, const double* rhat, const double* rbar_new, const double* w,
-                       double q, const StepScalars* scalars, double* partials,
+                       FlatObjective f, const StepScalars* scalars, double* partials,
                        cudaStream_t stream);
-void launch_finalize_power_means(const double* partials, int blocks, double wsum, double q,
+void launch_finalize_power_means(const double* partials, int blocks, double wsum, FlatObjective f,
                                  StepScalars* scalars, cudaStream_t stream);
-// omega_i = agent_weight(Rbar_i, w_i / W, Mbar, q).
-void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, double q,
+// omega_i = f.weight(Rbar_i, w_i / W, Mbar).
+void launch_agent_weights(long N, const double* rbar_new, const double* w_over_W, FlatObjective f,
                           const StepScalars* scalars, double* omega, cudaStream_t stream);
 // Wc[c][j] = sum over the agents of class c (the range seg[c] .. seg[c+1]) of omega * coef_j,
 // each class cut into `splits` fixed slices whose partials Wpart (classes x J x splits) are

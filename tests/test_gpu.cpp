@@ -61,6 +61,7 @@ struct Case {
   std::vector<int> hidden{16, 8};
   Activation activation = Activation::tanh;
   std::string path = "auto";  // the GPU backend's Problem::regret_path (regret_path_of)
+  std::string objective = "";  // RunConfig::objective; empty: power:q
 };
 
 RunConfig config_of(const Case& c) {
@@ -82,6 +83,7 @@ RunConfig config_of(const Case& c) {
   cfg.sigma = 0.05;
   cfg.batch = c.batch;
   cfg.q = c.q;
+  if (!c.objective.empty()) set_option(cfg, "objective", c.objective, "test");
   cfg.rho = 0.9;
   cfg.beta = 0.3;
   cfg.seed = 42;
@@ -107,7 +109,9 @@ std::unique_ptr<Pair> make_pair(const Case& c) {
   f->in.data = build_dataset(f->in.series, f->cfg.lookback, f->cfg.horizon,
                              f->cfg.train_fraction, f->cfg.val_fraction, f->cfg.scaling);
   f->problem = make_problem(f->cfg, f->in);
-  f->problem.cuda_graphs = CudaGraphs::on;  // a failed capture fails the test, never hides
+  // A failed capture fails the test, never hides; objectives without a flat form are
+  // evaluated on the host within the step, which no graph can hold.
+  f->problem.cuda_graphs = f->problem.objective->flat() ? CudaGraphs::on : CudaGraphs::off;
   Problem reference = f->problem;
   reference.regret_path = RegretPath::reference;  // the plain general path is the spec
   f->cpu = make_backend("cpu");
@@ -209,6 +213,13 @@ std::vector<Case> step_cases() {
   // The longest horizon: class_regrets_kernel runs smaller blocks (launch_config.hpp).
   add(Case{.name = "mixed_H64", .agents = 601, .batch = 7, .samples = 4, .horizon = 64,
            .ev_window_min = 8});
+  // The objectives of DESIGN.md 5.5: tilts on the device, the others on the host.
+  add(Case{.name = "mixed_tilt", .agents = 1001, .objective = "tilt:2"});
+  add(Case{.name = "mixed_maxmin", .agents = 500, .antithetic = false, .objective = "maxmin:0.05"});
+  add(Case{.name = "mixed_cvar", .agents = 1001, .objective = "cvar:0.1"});
+  add(Case{.name = "mixed_group_power", .agents = 700, .objective = "group-power:4"});
+  add(Case{.name = "mixed_tilt_groups", .agents = 700, .antithetic = false,
+           .objective = "tilt-groups:1,10"});
   std::vector<Case> out;
   for (const Case& c : base)
     for (const char* path : {"generic", "structured"}) {

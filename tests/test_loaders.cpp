@@ -773,6 +773,43 @@ TEST(PopulationCsv, RoundTripIsByteIdentical) {
   EXPECT_EQ(second.str(), first.str());
 }
 
+// The optional group column: labels in order of first appearance, written back (quoted
+// where needed) only when present; without it every agent's group is its family.
+TEST(PopulationCsv, GroupColumn) {
+  TempDir tmp;
+  const Population plain = mixed_population();
+  EXPECT_EQ(plain.groups(), (std::vector<int>{0, 1, 2, 0}));
+  EXPECT_EQ(plain.group_count(), 3);
+  EXPECT_EQ(plain.group_name(1), "ev_charging");
+  const std::string text = std::string("group,") + kPopHeader;
+  const Population p = read_population_csv(
+      tmp.write("pop.csv", text.substr(0, text.size() - 1) + "\n"
+                           "north,0,ev_charging,,,,,,3,0,12,1.5,,\n"
+                           "\"south, coast\",1,inventory,2,,,,0,,,,,1,2\n"
+                           "north,2,inventory,,,,,0,,,,,1,2\n"),
+      12);
+  EXPECT_EQ(p.group_names, (std::vector<std::string>{"north", "south, coast"}));
+  EXPECT_EQ(p.groups(), (std::vector<int>{0, 1, 0}));
+  EXPECT_EQ(p.group_count(), 2);
+  std::ostringstream out;
+  write_population_csv(p, out);
+  const Population back = read_population_csv(tmp.write("back.csv", out.str()), 12);
+  EXPECT_EQ(back.group_names, p.group_names);
+  EXPECT_EQ(back.groups(), p.groups());
+  EXPECT_NE(out.str().find(",\"south, coast\"\n"), std::string::npos) << out.str();
+  // Every agent needs a group once the column is there.
+  try {
+    read_population_csv(tmp.write("bad.csv", text.substr(0, text.size() - 1) + "\n"
+                                             ",0,ev_charging,,,,,,3,0,12,1.5,,\n"),
+                        12);
+    ADD_FAILURE() << "an empty group was accepted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.line(), 2);
+    EXPECT_EQ(e.column(), 1);
+    EXPECT_NE(std::string(e.what()).find("missing group"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PopulationCsv, LenientButExactWhereItMatters) {
   TempDir tmp;
   // Empty weight means 1; integers written as floats (pandas) are accepted; CRLF too.

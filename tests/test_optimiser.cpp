@@ -273,7 +273,7 @@ TEST(OptimiserSlow, SweepCheckExitsNonZeroWhenAModelIsBeaten) {
       << test::read_file(tmp.file("old.log"));
   const std::string check = test::read_file(tmp.file("old") + "/mq_check.csv");
   EXPECT_NE(check.find(",q=4,false\n"), std::string::npos) << check;
-  EXPECT_NE(test::read_file(tmp.file("old") + "/sweep.csv").find(",q=4\n"), std::string::npos);
+  EXPECT_NE(test::read_file(tmp.file("old") + "/sweep.csv").find(",q=4,power:19\n"), std::string::npos);
   EXPECT_EQ(run("", "new"), 0) << test::read_file(tmp.file("new.log"));
 }
 

@@ -192,12 +192,41 @@ TEST(OutputFolder, SweepWritesOneFolderPerRun) {
     EXPECT_TRUE(std::filesystem::exists(out + "/" + d + "/summary.json")) << d;
   const std::string csv = test::read_file(out + "/sweep.csv");
   // DESIGN.md 8.1's columns, then the objective check's margin and the models beating it.
-  EXPECT_EQ(csv.rfind("run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by\n", 0), 0u);
+  EXPECT_EQ(csv.rfind("run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by,objective\n", 0), 0u);
   const std::string check = test::read_file(out + "/mq_check.csv");
   EXPECT_EQ(check.rfind("measure_q,plain,q=0,q=4,lowest,own_excess,beaten_by,pass\n", 0), 0u) << check;
   EXPECT_NE(csv.find("\nplain,"), std::string::npos);
   EXPECT_NE(csv.find("\nq=0,0,"), std::string::npos);
   EXPECT_NE(csv.find("\nq=4,4,"), std::string::npos);
+  EXPECT_NE(csv.find(",power:4\n"), std::string::npos) << csv;
+}
+
+// A sweep over objectives of several kinds (DESIGN.md 5.5): one folder per objective, its
+// spec in sweep.csv and summary.json, and the check measures each model by its own objective.
+TEST(OutputFolder, SweepOverObjectives) {
+  test::TempDir tmp;
+  const std::string out = tmp.file("sweep");
+  const std::string cmd = std::string(EQPM_BINARY) +
+                          " sweep --objective cvar:0.2,tilt:2,group-power:2 --beta 0.3"
+                          " --agents 40 --series-hours 1500 --epochs 2 --warm-start-epochs 1"
+                          " --hidden 8 --quiet --threads 1 --out " + out + " > " + tmp.file("log") + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(tmp.file("log"));
+  for (const char* d : {"plain", "cvar=0.2", "tilt=2", "group-power=2"})
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + d + "/summary.json")) << d;
+  EXPECT_NE(test::read_file(out + "/cvar=0.2/summary.json").find("\"objective\": \"cvar:0.2\""),
+            std::string::npos);
+  const std::string csv = test::read_file(out + "/sweep.csv");
+  EXPECT_NE(csv.find("\ncvar=0.2,,0.3,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",group-power:2\n"), std::string::npos) << csv;
+  const std::string check = test::read_file(out + "/mq_check.csv");
+  EXPECT_EQ(check.rfind("measure,plain,cvar=0.2,tilt=2,group-power=2,lowest,", 0), 0u) << check;
+  EXPECT_NE(check.find("\ncvar:0.2,"), std::string::npos) << check;
+  EXPECT_NE(check.find("\ngroup-power:2,"), std::string::npos) << check;
+  // --q and --objective together are ambiguous.
+  const std::string both = std::string(EQPM_BINARY) + " sweep --q 0 --objective cvar:0.1 --out " +
+                           tmp.file("x") + " > " + tmp.file("log2") + " 2>&1";
+  EXPECT_NE(std::system(both.c_str()), 0);
+  EXPECT_NE(test::read_file(tmp.file("log2")).find("--objective"), std::string::npos);
 }
 
 // An existing output folder is never overwritten without --overwrite.

@@ -11,7 +11,9 @@
 # checkpoint.safetensors and model.safetensors (tensor names, dtypes, shapes and bytes; the
 # metadata names the output folder and holds timings, so it is left out), agents.csv,
 # metrics.csv without its seconds column, and each sweep's sweep.csv, mq_check.csv and
-# beta_auto.csv. Exit status 1 on the first sweep with a difference, listing the files.
+# beta_auto.csv (a table may have gained columns at its end since the capture: they are
+# listed, and every column of the capture must be identical). Exit status 1 on the first
+# sweep with a difference, listing the files.
 # Environment: EQPM_BIN (default build/eqpm, built if needed), EQPM_THREADS (default 2;
 # results do not depend on it).
 set -euo pipefail
@@ -76,7 +78,7 @@ def metrics(path):
     return [",".join(c for i, c in enumerate(l.split(",")) if i != col) for l in lines]
 
 
-differ, compared = [], 0
+differ, compared, added = [], 0, set()
 for root, _, files in os.walk(ref_root):
     for name in files:
         ref = os.path.join(root, name)
@@ -88,6 +90,15 @@ for root, _, files in os.walk(ref_root):
             same = os.path.exists(new) and metrics(ref) == metrics(new)
         elif name in ("agents.csv", "sweep.csv", "mq_check.csv", "beta_auto.csv"):
             same = os.path.exists(new) and open(ref, "rb").read() == open(new, "rb").read()
+            if not same and os.path.exists(new):
+                # Columns appended since the capture are allowed (and listed); every
+                # column the capture has must hold the same text.
+                r, n = open(ref).read().splitlines(), open(new).read().splitlines()
+                k = len(r[0].split(",")) if r else 0
+                if (len(r) == len(n) and n and n[0].split(",")[:k] == r[0].split(",") and
+                        all(a == ",".join(b.split(",")[:k]) for a, b in zip(r[1:], n[1:]))):
+                    same = True
+                    added.add(",".join(n[0].split(",")[k:]))
         else:
             continue
         compared += 1
@@ -102,7 +113,8 @@ if differ:
     for d in sorted(differ)[:40]:
         print("  " + d, file=sys.stderr)
     sys.exit(1)
-print(f"compare-outputs: {os.path.basename(ref_root)}: {compared} files identical")
+print(f"compare-outputs: {os.path.basename(ref_root)}: {compared} files identical" +
+      (f" (new columns: {'; '.join(sorted(added))})" if added else ""))
 PY
   then
     exit 1

@@ -46,8 +46,8 @@ const char* kUsage =
     "commands:\n"
     "  train     train one model and write the output folder (--out DIR)\n"
     "            --resume DIR continues from DIR/checkpoint.safetensors\n"
-    "  sweep     train at each q of --q LIST plus the plain (beta = 1) baseline;\n"
-    "            writes DIR/q=<v>/, DIR/plain/ and DIR/sweep.csv (--out DIR)\n"
+    "  sweep     train at each q of --q LIST (or each --objective of a LIST) plus the plain\n"
+    "            (beta = 1) baseline; writes DIR/q=<v>/, DIR/plain/ and DIR/sweep.csv\n"
     "  backtest  rolling-origin evaluation: refit every --refit period from --from to --to,\n"
     "            test on the next; writes DIR/backtest.csv, DIR/<run>/fold-<k>/ (--out DIR)\n"
     "  eval      evaluate --model FILE.safetensors on a series and population\n"
@@ -76,13 +76,18 @@ const CommandHelp kCommands[] = {
      "                         such as --out, --threads, --backend, --quiet may be given)\n",
      true},
     {"sweep", "eqpm sweep --q LIST --out DIR [--config FILE] [--KEY VALUE ...]\n"
-              "Trains the plain (beta = 1) baseline and one model per q; writes DIR/plain/,\n"
-              "DIR/q=<v>/ (each resumable with eqpm train --resume), DIR/sweep.csv. With --beta\n"
+              "       eqpm sweep --objective LIST --out DIR [...]\n"
+              "Trains the plain (beta = 1) baseline and one model per q (or per objective: a\n"
+              "folder cvar=0.1 for cvar:0.1); writes DIR/plain/, DIR/q=<v>/ (each resumable with\n"
+              "eqpm train --resume), DIR/sweep.csv. With --beta\n"
               "auto (the default) each q run trains the grid's other betas into DIR/q=<v>/beta=<b>/,\n"
               "plain serving as its beta = 1 candidate, and ships the validation slice's choice.\n",
      "  --q LIST               q values, e.g. 0,1,4,19 (TOML: q = [0, 1, 4, 19])\n"
+     "  --objective LIST       objectives instead of q values: cvar:0.5,0.2,0.05 or a mix of\n"
+     "                         kinds, power:0,4,tilt:2,cvar:0.1 (a bare number continues the\n"
+     "                         kind before it; tilt-groups takes its numbers in pairs)\n"
      "  --check                exit 1 when a model is not the best of the sweep at its own\n"
-     "                         training-split M_q (mq_check.csv names the models beating it)\n"
+     "                         training-split objective (mq_check.csv names the models beating it)\n"
      "  --check-tol X          margin over the lowest M_q that fails the check [0.01]\n",
      true},
     {"backtest",
@@ -194,6 +199,7 @@ struct CommandLine {
   std::string resume;
   std::string model;
   std::string q_list;
+  std::string objective_list;  // sweep: --objective LIST (objectives.hpp's split_objectives)
   bool check = false;        // sweep: exit 1 when a model fails the objective check
   double check_tol = 0.01;   // sweep: margin over the lowest M_q that fails it
   std::vector<std::string> given;  // registry keys set by flags, in order
@@ -289,6 +295,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     else if ((key == "from" || key == "to") && (cl.command == "predict" || cl.command == "backtest"))
       (key == "from" ? cl.from : cl.to) = value;
     else if (key == "q" && (cl.command == "sweep" || cl.command == "backtest")) cl.q_list = value;
+    else if (key == "objective" && cl.command == "sweep") cl.objective_list = value;
     else if (key == "refit" && cl.command == "backtest") cl.refit = value;
     else if (key == "window" && cl.command == "backtest") {
       RunConfig tmp;
@@ -342,7 +349,27 @@ std::vector<double> parse_q_list(const std::string& text) {
   return qs;
 }
 
-std::string run_name(double q) { return "q=" + format_double(q); }
+// A sweep run's folder: q=4 for power:4 (as --q names them), else the spec with '=' for
+// ':' (cvar=0.1, tilt-groups=1,10).
+std::string run_name(const std::string& spec) {
+  if (spec.rfind("power:", 0) == 0) return "q=" + spec.substr(6);
+  std::string name = spec;
+  name[name.find(':')] = '=';
+  return name;
+}
+
+// The sweep's objectives: --objective LIST, else power:q for each q of --q (0,1,4,19).
+std::vector<std::string> sweep_objectives(const CommandLine& cl) {
+  if (!cl.objective_list.empty()) {
+    if (!cl.q_list.empty())
+      throw ConfigError("--q and --objective: give one of them (--objective power:0,4 is --q 0,4)");
+    return split_objectives(cl.objective_list);
+  }
+  std::vector<std::string> specs;
+  for (double q : parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list))
+    specs.push_back(power_objective(q)->spec());
+  return specs;
+}
 
 void print_stats_line(const char* name, const RegretStats& s) {
   std::printf("  %-8s mean %-10.4g var %-10.4g p95-p5 %-10.4g max %-10.4g jain %.4f  mse %.4g\n",
@@ -532,7 +559,10 @@ void remove_stale_entries(const std::string& dir, const char* what,
 void remove_earlier_sweep(const std::string& dir) {
   remove_stale_entries(dir, "sweep", [](const std::filesystem::directory_entry& e) {
     const std::string name = e.path().filename().string();
-    return (e.is_directory() && (name == "plain" || name.rfind("q=", 0) == 0)) ||
+    bool run_folder = name == "plain";
+    for (const char* kind : {"q=", "tilt=", "maxmin=", "cvar=", "group-power=", "tilt-groups="})
+      run_folder = run_folder || name.rfind(kind, 0) == 0;
+    return (e.is_directory() && run_folder) ||
            (e.is_regular_file() && (e.path().extension() == ".png" || name == "sweep.csv" ||
                                     name == "mq_check.csv" || name == "mq_check_val.csv" ||
                                     name == "backtest.csv" || name == "beta_auto.csv"));
@@ -613,8 +643,8 @@ int cmd_train(CommandLine& cl) {
   guard.keep();
   if (o.interrupted_at >= 0) return report_interrupted(o);
   if (cfg.beta_auto)
-    std::printf("beta auto: validation M_%s picked beta %s (%s/beta_auto.csv)\n",
-                format_double(cfg.q).c_str(), format_double(chosen).c_str(), cfg.out.c_str());
+    std::printf("beta auto: the validation %s picked beta %s (%s/beta_auto.csv)\n",
+                objective_spec(cfg).c_str(), format_double(chosen).c_str(), cfg.out.c_str());
   if (cfg.profile) print_stage_profile(o);
   std::printf("trained %ld steps in %.1f s (%s backend, %ld agents)\n", o.train.steps,
               o.train.seconds, o.backend.c_str(), in.population.size());
@@ -640,7 +670,7 @@ int cmd_sweep(CommandLine& cl) {
     return 0;
   }
   if (base.out.empty()) throw ConfigError("--out: an output folder is required");
-  const std::vector<double> qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
+  const std::vector<std::string> specs = sweep_objectives(cl);
   validate(base);
   OutputFolderGuard guard(base.out);
   ensure_output_dir(base.out, base.overwrite);
@@ -651,6 +681,7 @@ int cmd_sweep(CommandLine& cl) {
     double q;
     double beta;
     RunOutcome outcome;
+    std::string objective;  // its spec; empty for plain
   };
   std::vector<Entry> runs;
   // With --beta auto, the M_q check is of the optimiser: it compares the models trained at
@@ -668,7 +699,7 @@ int cmd_sweep(CommandLine& cl) {
       return false;
     }
     if (cfg.profile) print_stage_profile(o);
-    runs.push_back({name, cfg.q, cfg.beta, std::move(o)});
+    runs.push_back({name, cfg.q, cfg.beta, std::move(o), name == "plain" ? "" : objective_spec(cfg)});
     return true;
   };
   auto stopped = [&] {
@@ -680,18 +711,21 @@ int cmd_sweep(CommandLine& cl) {
     plain.beta_auto = false;
     plain.beta = 1.0;
     plain.q = 0.0;
+    plain.objective.clear();
     if (!run_one("plain", plain)) return stopped();
   }
-  for (double q : qs) {
+  for (const std::string& spec : specs) {
     RunConfig cfg = base;
-    cfg.q = q;
+    set_option(cfg, "objective", spec, "--objective");
+    const std::string name = run_name(spec);
+    const double q = cfg.q;
     if (!base.beta_auto) {
-      if (!run_one(run_name(q), cfg)) return stopped();
+      if (!run_one(name, cfg)) return stopped();
       continue;
     }
     // One model per beta of the grid, the plain run as its beta = 1; the run's folder
     // gets the one validation M_q prefers (beta_auto.csv says which).
-    cfg.out = (std::filesystem::path(base.out) / run_name(q)).string();
+    cfg.out = (std::filesystem::path(base.out) / name).string();
     std::filesystem::create_directories(cfg.out);
     double chosen = 1;
     std::vector<RunOutcome> cands;
@@ -701,11 +735,11 @@ int cmd_sweep(CommandLine& cl) {
       report_interrupted(o);
       return stopped();
     }
-    runs.push_back({run_name(q), q, chosen, std::move(o)});
+    runs.push_back({name, q, chosen, std::move(o), spec});
     const size_t lo = static_cast<size_t>(
         std::min_element(base.beta_grid.begin(), base.beta_grid.end()) - base.beta_grid.begin());
     if (fixed_beta.empty()) fixed_beta.push_back(runs.front());
-    fixed_beta.push_back({run_name(q), q, base.beta_grid[lo], std::move(cands[lo])});
+    fixed_beta.push_back({name, q, base.beta_grid[lo], std::move(cands[lo]), spec});
   }
   guard.keep();
   // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
@@ -716,14 +750,15 @@ int cmd_sweep(CommandLine& cl) {
     std::vector<SweepModel> models;
     for (const auto& r : checked)
       models.push_back({r.name, r.name != "plain", r.q,
-                        validation ? r.outcome.validation.regret : r.outcome.train_split.regret});
-    auto rows = objective_check(models, weights, cl.check_tol);
+                        validation ? r.outcome.validation.regret : r.outcome.train_split.regret,
+                        r.objective.empty() ? nullptr : make_objective(r.objective)});
+    auto rows = objective_check(models, weights, cl.check_tol, in.population.groups());
     return std::make_pair(models, rows);
   };
   const auto [train_models, train_check] = check_split(false);
 
   // sweep.csv (DESIGN.md 8.1, with the check's margin on the training split) and the tables.
-  std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by\n";
+  std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by,objective\n";
   for (const auto& r : runs) {
     const RegretStats& s = r.outcome.test_stats;
     std::string margin, beaten;
@@ -732,10 +767,11 @@ int cmd_sweep(CommandLine& cl) {
         margin = format_double(row.margin);
         for (const auto& b : row.beaten_by) beaten += (beaten.empty() ? "" : ";") + b;
       }
-    csv += r.name + "," + (r.name == "plain" ? std::string() : format_double(r.q)) + "," +
+    const bool power = r.objective.rfind("power:", 0) == 0;
+    csv += r.name + "," + (power ? format_double(r.q) : std::string()) + "," +
            format_double(r.beta) + "," + format_double(s.mean) + "," + format_double(s.var) + "," +
            format_double(s.p95 - s.p5) + "," + format_double(s.max) + "," + format_double(s.jain) +
-           "," + format_double(s.mse) + "," + margin + "," + beaten + "\n";
+           "," + format_double(s.mse) + "," + margin + "," + beaten + "," + r.objective + "\n";
   }
   write_file_atomic((std::filesystem::path(base.out) / "sweep.csv").string(), csv);
 
@@ -752,6 +788,8 @@ int cmd_sweep(CommandLine& cl) {
     }
   }
   bool all_pass = true;
+  const bool power_sweep = std::all_of(specs.begin(), specs.end(),
+                                       [](const std::string& f) { return f.rfind("power:", 0) == 0; });
   for (const bool validation : {false, true}) {
     if (validation && base.select != Select::val) continue;
     const auto [models, rows] = validation ? check_split(true) : std::make_pair(train_models, train_check);
@@ -760,7 +798,8 @@ int cmd_sweep(CommandLine& cl) {
       std::printf("\n(beta: the one the validation slice chose; the check below is of the "
                   "optimiser, on the models trained at beta %s and plain)",
                   format_double(checked.back().beta).c_str());
-    std::printf("\n%s power mean M_q of each model (rows: q of the measure):\n%s",
+    std::printf(power_sweep ? "\n%s power mean M_q of each model (rows: q of the measure):\n%s"
+                            : "\n%s objective of each model (rows: the objective measured):\n%s",
                 validation ? "validation-slice" : "training-split",
                 objective_check_table(models, rows, cl.check_tol).c_str());
     write_file_atomic((std::filesystem::path(base.out) /

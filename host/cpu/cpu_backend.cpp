@@ -66,7 +66,8 @@ void CpuBackend::setup_impl() {
   const Problem& p = problem_;
   all_groups_ = group_population(*p.population);
   groups_ = all_groups_;
-  objective_ = PowerMean{p.q};
+  objective_ = p.objective ? p.objective : power_objective(p.q);
+  flat_ = objective_->flat();
   reducer_ = p.reducer ? p.reducer : &local_reducer_;
   structured_ = CpuStructured();
   if (structured_path(p.regret_path)) structured_.setup(groups_, p);
@@ -109,6 +110,9 @@ void CpuBackend::setup_impl() {
   agent_total_ = totals[1];
   weight_.resize(N);
   for (size_t n = 0; n < N; ++n) weight_[n] = p.population->agents[n].weight;
+  group_ = p.population->groups();
+  agent_set_ = AgentSet{weight_.data(), group_.data(), nullptr, static_cast<long>(N),
+                        p.population->group_count(), total_weight_};
   A_fused_.resize(B * S);
   G_fused_.resize(B * H);
   scratch_.resize(static_cast<size_t>(thread_count()) * B * S);
@@ -314,7 +318,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
         const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
         rhat[static_cast<size_t>(n)] = rh;
         const double rb = step::smooth(rbar_old[static_cast<size_t>(n)], rh, rho, true);
-        const double u = objective_.weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref);
+        const double u = flat_->weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref);
         if (!std::isfinite(u)) {
           family_finite = false;
           continue;
@@ -447,9 +451,12 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
   // values, same function) unless the state was replaced since.
   const bool started = !state_.rbar.empty();
   const long N = p.population->size();
-  w.mref = !started || !in_lanes(p.regret_path) ? 0.0
+  // The fused pass weighs with the previous value: only the power mean's weights stay in
+  // range that way (a tilt's e^{t (R - Tprev)} may overflow), so only it is fused.
+  const bool fusable = flat_ && flat_->kind == FlatObjective::Kind::power;
+  w.mref = !started || !in_lanes(p.regret_path) || !fusable ? 0.0
            : rbar_mean_valid_                   ? rbar_mean_
-                                                : objective_value(objective_, state_.rbar.data(), weight_.data(), N, *reducer_);
+                                                : objective_value(*flat_, state_.rbar.data(), weight_.data(), N, *reducer_);
   w.fused = w.mref > 0 && std::isfinite(w.mref) && fused_general(w.B, X, w.mref, rhat_, A_fused_, G_fused_);
   if (!w.fused) mean_regrets(w.B, rhat_);
   times_.regrets += seconds_since(t0);
@@ -466,8 +473,14 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   for (long n = 0; n < N; ++n)
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
-  w.mbar = objective_value(objective_, rbar_new_.data(), wt, N, *reducer_);
-  st.power_mean = objective_value(objective_, rhat_.data(), wt, N, *reducer_);
+  if (flat_) {
+    w.mbar = objective_value(*flat_, rbar_new_.data(), wt, N, *reducer_);
+    st.power_mean = objective_value(*flat_, rhat_.data(), wt, N, *reducer_);
+  } else {
+    // Every agent's weight comes with the value (objectives.hpp).
+    w.mbar = objective_->evaluate(rbar_new_.data(), agent_set_, *reducer_, omega_.data());
+    st.power_mean = objective_->evaluate(rhat_.data(), agent_set_, *reducer_, nullptr);
+  }
   st.smoothed_power_mean = w.mbar;
   double sum = 0.0, mx = 0.0;
   for (long n = 0; n < N; ++n) {
@@ -478,19 +491,23 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   reducer_->max(&mx, 1);
   st.mean_regret = sum / agent_total_;
   st.max_regret = mx;
-  if (all) {
-    for (long n = 0; n < N; ++n) weigh(n, w.mbar);
+  if (!flat_) {
+    w.all_weights = true;
   } else {
-    for (long n : structured_.agents()) weigh(n, w.mbar);
+    if (all) {
+      for (long n = 0; n < N; ++n) weigh(n, w.mbar);
+    } else {
+      for (long n : structured_.agents()) weigh(n, w.mbar);
+    }
+    w.all_weights = all;
   }
-  w.all_weights = all;
   times_.reductions += seconds_since(t0);
 }
 
 // omega_n from the smoothed regret and the objective's value.
 void CpuBackend::weigh(long n, double value) {
   const size_t i = static_cast<size_t>(n);
-  omega_[i] = objective_.weight(rbar_new_[i], weight_[i] / total_weight_, value);
+  omega_[i] = flat_->weight(rbar_new_[i], weight_[i] / total_weight_, value);
 }
 
 // Pass 2: X_{b,s} = sum_n omega_n r_{n,b,s} over the score-function agents and the pathwise
@@ -500,7 +517,7 @@ void CpuBackend::stage_advantages(StepWork& w) {
   const int B = w.B, S = w.S, H = w.H;
   const long N = p.population->size();
   const auto t0 = Clock::now();
-  const double rescale = w.fused ? objective_.rescale(w.mref, w.mbar) : 1.0;
+  const double rescale = w.fused ? flat_->rescale(w.mref, w.mbar) : 1.0;
   if (w.fused && std::isfinite(rescale)) {
     for (long i = 0; i < static_cast<long>(B) * S; ++i)
       A_[static_cast<size_t>(i)] = rescale * A_fused_[static_cast<size_t>(i)];

@@ -9,7 +9,7 @@
 #include "cpu_lanes.hpp"
 #include "cpu_structured.hpp"
 #include "eqpm/backend.hpp"
-#include "eqpm/objective.hpp"
+#include "eqpm/objectives.hpp"
 
 namespace eqpm {
 
@@ -75,7 +75,10 @@ class CpuBackend final : public Backend {
   FamilyGroups all_groups_;  // every agent (evaluation)
   FamilyGroups groups_;      // agents on the general path of a training step
   CpuStructured structured_;  // agents with a shared per-(b, s) factorisation
-  PowerMean objective_;     // the objective's pieces (objective.hpp)
+  std::shared_ptr<const Objective> objective_;  // Problem::objective, or power:q
+  const FlatObjective* flat_ = nullptr;  // its flat form (fused pass, per-agent weights), or null
+  AgentSet agent_set_;                   // this place's agents for objective_ (population order)
+  std::vector<int> group_;               // each agent's group
   LocalReducer local_reducer_;
   Reducer* reducer_ = &local_reducer_;  // Problem::reducer, or the local one
   RegretContext ctx_;

@@ -421,6 +421,10 @@ bool applies(Family f, int col) {
   return false;
 }
 
+// The optional column of each agent's group (objectives.hpp's grouped objectives, the
+// reports); written only when the population has groups.
+const char* const kGroupHeader = "group";
+
 std::string header_text() {
   std::string s;
   for (int i = 0; i < kPopColumns; ++i) s += (i ? "," : "") + std::string(kPopHeader[i]);
@@ -449,14 +453,19 @@ Population read_population_csv(const std::string& path, int horizon) {
   // Columns may come in any order; col[c] is the header index of column c, or -1.
   int col[kPopColumns];
   std::fill(std::begin(col), std::end(col), -1);
+  int group_col = -1;
   const auto& head = csv.header();
   for (size_t i = 0; i < head.size(); ++i) {
+    if (head[i].text == kGroupHeader) {
+      group_col = static_cast<int>(i);
+      continue;
+    }
     int c = 0;
     while (c < kPopColumns && head[i].text != kPopHeader[c]) ++c;
     if (c == kPopColumns)
       throw InputError(path, 1, head[i].column,
                        "unknown column " + quote_cell(head[i].text) + "; the columns are " +
-                           header_text() + " (in any order)");
+                           header_text() + " and optionally " + kGroupHeader + " (in any order)");
     col[c] = static_cast<int>(i);
   }
   for (int c : {kAgent, kFamily})
@@ -466,6 +475,7 @@ Population read_population_csv(const std::string& path, int horizon) {
                            header_text() + " (in any order)");
 
   Population pop;
+  std::unordered_map<std::string, int> group_ids;  // label -> index into pop.group_names
   CsvRow row;
   // Ids are labels: any unique non-empty text. While every id so far is its row index
   // written plainly (as write_population_csv writes them), no set of ids is kept.
@@ -557,6 +567,15 @@ Population read_population_csv(const std::string& path, int horizon) {
                        "agent " + (id.text == std::to_string(n) ? id.text : quote_cell(id.text)) +
                            ": " + why);
     }
+    if (group_col >= 0) {
+      const CsvCell& g = row.cells[static_cast<size_t>(group_col)];
+      if (g.text.empty())
+        throw InputError(path, g.line, g.column,
+                         "missing group; with a group column every agent needs one");
+      const auto [it, added] = group_ids.emplace(g.text, static_cast<int>(pop.group_names.size()));
+      if (added) pop.group_names.push_back(g.text);
+      pop.agent_group.push_back(it->second);
+    }
     pop.agents.push_back(a);
   }
   csv.require_data();
@@ -564,7 +583,8 @@ Population read_population_csv(const std::string& path, int horizon) {
 }
 
 void write_population_csv(const Population& population, std::ostream& out) {
-  out << header_text() << '\n';
+  const bool groups = !population.group_names.empty();
+  out << header_text() << (groups ? std::string(",") + kGroupHeader : std::string()) << '\n';
   std::string line;
   for (long n = 0; n < population.size(); ++n) {
     const Agent& a = population.agents[static_cast<size_t>(n)];
@@ -595,6 +615,18 @@ void write_population_csv(const Population& population, std::ostream& out) {
     for (int c = 0; c < kPopColumns; ++c) {
       if (c) line.push_back(',');
       line += cells[c];
+    }
+    if (groups) {
+      // Quoted (quotes doubled) when the label holds a comma, quote or line break.
+      const std::string& g = population.group_names[static_cast<size_t>(population.agent_group[static_cast<size_t>(n)])];
+      line.push_back(',');
+      if (g.find_first_of(",\"\r\n") == std::string::npos) {
+        line += g;
+      } else {
+        line.push_back('"');
+        for (char ch : g) line += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+        line.push_back('"');
+      }
     }
     line.push_back('\n');
     out << line;

@@ -11,6 +11,7 @@
 
 #include "eqpm/data.hpp"
 #include "eqpm/mlp.hpp"
+#include "eqpm/objectives.hpp"
 #include "eqpm/population.hpp"
 #include "eqpm/reducer.hpp"
 #include "eqpm/settings.hpp"
@@ -29,6 +30,8 @@ struct Problem {
   float floor = 1e-3f;
   Estimator estimator = Estimator::automatic;
   double q = 0.0;
+  // The objective F of DESIGN.md 5.5 (objectives.hpp); null: power:q.
+  std::shared_ptr<const Objective> objective;
   double rho = 0.99;
   std::uint64_t seed = 42;
   int max_batch = 64;          // largest B a step will be given
@@ -58,8 +61,8 @@ struct StepSpec {
 
 struct StepStats {
   double loss = 0.0;           // (1 - beta) Mhat / Mbar + beta MSE / MSEbar
-  double power_mean = 0.0;     // M_q of this minibatch's Rhat
-  double smoothed_power_mean = 0.0;  // Mbar
+  double power_mean = 0.0;     // the objective (M_q by default) of this minibatch's Rhat
+  double smoothed_power_mean = 0.0;  // Mbar: the objective of Rbar
   double mean_regret = 0.0;    // mean over agents of Rhat
   double max_regret = 0.0;
   double mse = 0.0;            // minibatch MSE of mu (normalised units)

@@ -4,6 +4,8 @@
 // slice says is worse at its own objective than plain.
 #pragma once
 
+#include "eqpm/objectives.hpp"
+
 #include <string>
 #include <vector>
 
@@ -41,6 +43,10 @@ struct BetaChoice {
 // of another length than `weights`.
 BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
                        const std::vector<double>& weights, double q, int replicates = 200);
+// The same for any objective (objectives.hpp) of agents in `groups` (empty: one group).
+BetaChoice choose_beta(const std::vector<BetaCandidate>& candidates,
+                       const std::vector<double>& weights, const Objective& f,
+                       const std::vector<int>& groups, int replicates = 200);
 
 // The candidate of a run trained at `beta`: its validation (whole and by day) and test regrets.
 BetaCandidate beta_candidate(double beta, const RunOutcome& o);

@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "eqpm/families.hpp"
 #include "eqpm/mlp.hpp"
+#include "eqpm/objectives.hpp"
 #include "eqpm/settings.hpp"
 
 namespace eqpm {
@@ -94,6 +96,9 @@ struct RunConfig {
 
   // --- objective and estimator
   double q = 0.0;
+  // The fairness objective (objectives.hpp, DESIGN.md 5.5) as written: "cvar:0.1", ... ;
+  // empty: power:q. Setting power:q sets q too.
+  std::string objective;
   double beta = 0.1;            // see README: 0.3 left the q = 0 model short of its M_0 optimum
   // beta = "auto": train one model per beta of beta_grid (1 is the plain model) and keep
   // the one with the lowest validation M_q (beta_select.hpp); beta is then unused.
@@ -180,5 +185,10 @@ std::string config_to_json(const RunConfig& cfg);
 std::string config_to_toml(const RunConfig& cfg);
 // A JSON string's content: quotes, backslashes and control characters escaped.
 std::string json_escape(const std::string& s);
+
+// The run's objective: `objective`, or power:q when it is empty.
+std::shared_ptr<const Objective> run_objective(const RunConfig& cfg);
+// Its spec ("power:4", "cvar:0.1").
+std::string objective_spec(const RunConfig& cfg);
 
 }  // namespace eqpm

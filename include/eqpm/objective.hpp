@@ -46,6 +46,52 @@ struct PowerMean {
   }
 };
 
+// The tilted risk T_t = (1/t) log((1/W) sum_n w_n e^{t R_n}) (TERM, DESIGN.md 5.5) with its
+// largest regret factored out: every term w e^{t (R - Rmax)} is at most w, and the weight
+// omega_n = (w_n / W) e^{t (R_n - T_t)} is at most W / w_n because T_t >= Rmax + log(w_n/W)/t.
+// t -> 0 is the mean, t -> infinity the largest regret; t > 0.
+struct Tilt {
+  double t = 1.0;
+  EQPM_HD_INLINE double term(double R, double w, double rmax) const {
+    return fp::mul(w, fp::exp(fp::mul(t, fp::sub(R, rmax))));
+  }
+  EQPM_HD_INLINE double finish(double rmax, double terms, double wsum) const {
+    if (!(rmax > 0.0) || !(wsum > 0.0)) return 0.0;
+    return fp::add(rmax, fp::div(fp::log(fp::div(terms, wsum)), t));
+  }
+  EQPM_HD_INLINE double weight(double R, double w_over_W, double value) const {
+    return fp::mul(w_over_W, fp::exp(fp::mul(t, fp::sub(R, value))));
+  }
+};
+
+// The objectives whose value is one max and one sum of per-agent terms and whose weight is a
+// function of the agent's own regret and the value: the device kernels and the CPU's fused
+// pass run these. A plain struct (no virtual calls) so that it travels to the GPU by value.
+struct FlatObjective {
+  enum class Kind : int { power, tilt };
+  Kind kind = Kind::power;
+  double a = 0.0;  // q of the power mean, t of the tilt
+
+  static FlatObjective power(double q) { return {Kind::power, q}; }
+  static FlatObjective tilt(double t) { return {Kind::tilt, t}; }
+  EQPM_HD_INLINE double term(double R, double w, double rmax) const {
+    return kind == Kind::power ? PowerMean{a}.term(R, w, rmax) : Tilt{a}.term(R, w, rmax);
+  }
+  EQPM_HD_INLINE double finish(double rmax, double terms, double wsum) const {
+    return kind == Kind::power ? PowerMean{a}.finish(rmax, terms, wsum)
+                               : Tilt{a}.finish(rmax, terms, wsum);
+  }
+  EQPM_HD_INLINE double weight(double R, double w_over_W, double value) const {
+    return kind == Kind::power ? PowerMean{a}.weight(R, w_over_W, value)
+                               : Tilt{a}.weight(R, w_over_W, value);
+  }
+  // The CPU's fused pass runs the power mean only (a tilt's provisional weights
+  // e^{t (R - Tprev)} may overflow).
+  double rescale(double provisional, double value) const {
+    return PowerMean{a}.rescale(provisional, value);
+  }
+};
+
 // M_q of n regrets held here (reducer.hpp's objective_value in one place). `weight` may be
 // null (all ones). Returns 0 when every R is 0.
 inline double power_mean(const double* R, const double* weight, long n, double q) {

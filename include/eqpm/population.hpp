@@ -14,10 +14,20 @@ struct RunConfig;
 
 struct Population {
   std::vector<Agent> agents;
+  // The labels of population.csv's optional `group` column, indexed by agent_group; empty:
+  // every agent's group is its family.
+  std::vector<std::string> group_names;
+  std::vector<int> agent_group;         // per agent when group_names is not empty
+
   long size() const { return static_cast<long>(agents.size()); }
   double total_weight() const;
   std::vector<double> weights() const;  // w_n, population order
   long count(Family f) const;
+  // Each agent's group (population order) for the grouped objectives and the reports: the
+  // `group` column's, else the family's (Family's value).
+  std::vector<int> groups() const;
+  int group_count() const;
+  std::string group_name(int g) const;
 };
 
 // The generated population of the configuration (agents, mix, pop_seed, ranges and the

@@ -29,6 +29,8 @@ EQPM_HD_INLINE float mul(float a, float b) { return __fmul_rn(a, b); }
 EQPM_HD_INLINE float div(float a, float b) { return __fdiv_rn(a, b); }
 EQPM_HD_INLINE float sqrt(float a) { return __fsqrt_rn(a); }
 EQPM_HD_INLINE double pow(double a, double b) { return ::pow(a, b); }
+EQPM_HD_INLINE double exp(double a) { return ::exp(a); }
+EQPM_HD_INLINE double log(double a) { return ::log(a); }
 EQPM_HD_INLINE bool finite(double a) { return isfinite(a); }
 #else
 EQPM_HD_INLINE double add(double a, double b) { return a + b; }
@@ -41,6 +43,8 @@ EQPM_HD_INLINE float mul(float a, float b) { return a * b; }
 EQPM_HD_INLINE float div(float a, float b) { return a / b; }
 EQPM_HD_INLINE float sqrt(float a) { return std::sqrt(a); }
 EQPM_HD_INLINE double pow(double a, double b) { return std::pow(a, b); }
+EQPM_HD_INLINE double exp(double a) { return std::exp(a); }
+EQPM_HD_INLINE double log(double a) { return std::log(a); }
 EQPM_HD_INLINE bool finite(double a) { return std::isfinite(a); }
 #endif
 }  // namespace fp
