@@ -17,8 +17,17 @@ namespace {
 double weight_at(const AgentSet& a, long i) { return a.weight ? a.weight[i] : 1.0; }
 int group_at(const AgentSet& a, long i) { return a.group ? a.group[i] : 0; }
 
-// The shortest text that reads back as v ("4", "0.1", "10", "1e-07").
-std::string number_text(double v) { return format_number(v); }
+// "a,b,,c" -> {"a", "b", "", "c"}: the numbers of a spec and the items of a sweep's list.
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    parts.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
 
 class Flat final : public Objective {
  public:
@@ -127,18 +136,13 @@ class CVaR final : public Objective {
 // The numbers after the colon.
 std::vector<double> numbers(const std::string& flag, const std::string& spec, const std::string& text) {
   std::vector<double> out;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = text.find(',', start);
-    const std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+  for (const std::string& part : split_commas(text)) {
     char* end = nullptr;
     errno = 0;
     const double v = part.empty() ? NAN : std::strtod(part.c_str(), &end);
     if (part.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
       bad(flag, spec, "'" + part + "' is not a number");
     out.push_back(v);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
   }
   return out;
 }
@@ -167,7 +171,7 @@ double evaluate_flat(const FlatObjective& f, const double* R, const AgentSet& a,
 }
 
 std::shared_ptr<const Objective> power_objective(double q) {
-  return std::make_shared<Flat>(FlatObjective::power(q), "power:" + number_text(q));
+  return std::make_shared<Flat>(FlatObjective::power(q), "power:" + format_number(q));
 }
 
 std::shared_ptr<const Objective> make_objective(const std::string& spec, const std::string& flag) {
@@ -182,10 +186,10 @@ std::shared_ptr<const Objective> make_objective(const std::string& spec, const s
                         (kind->arity > 1 ? "s" : "") + ", got " + std::to_string(v.size()));
   const auto positive = [&](double x, const char* what, double most) {
     if (!(x > 0.0) || x > most)
-      bad(flag, spec, std::string(what) + " must lie in (0, " + number_text(most) + "]");
+      bad(flag, spec, std::string(what) + " must lie in (0, " + format_number(most) + "]");
   };
-  std::string canonical = name + ":" + number_text(v[0]);
-  if (kind->arity == 2) canonical += "," + number_text(v[1]);
+  std::string canonical = name + ":" + format_number(v[0]);
+  if (kind->arity == 2) canonical += "," + format_number(v[1]);
   if (name == "power" || name == "group-power") {
     if (!(v[0] >= 0.0) || v[0] > 1000.0) bad(flag, spec, "q must lie in [0, 1000]");
     if (name == "power") return std::make_shared<Flat>(FlatObjective::power(v[0]), canonical);
@@ -210,14 +214,7 @@ std::shared_ptr<const Objective> make_objective(const std::string& spec, const s
 }
 
 std::vector<std::string> split_objectives(const std::string& list, const std::string& flag) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = list.find(',', start);
-    parts.push_back(list.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  const std::vector<std::string> parts = split_commas(list);
   std::vector<std::string> out;
   const Kind* kind = nullptr;
   std::string name;

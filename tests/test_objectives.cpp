@@ -227,13 +227,7 @@ RunInputs small_inputs(RunConfig& cfg) {
   cfg.batch = 8;
   cfg.samples = 6;
   cfg.rho = 0.5;
-  RunInputs in;
-  in.series = synthetic_series(cfg.series_hours, cfg.data_seed);
-  in.demand = synthetic_demand_profile();
-  in.population = generate_population(cfg);
-  in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, cfg.train_fraction,
-                          cfg.val_fraction, cfg.scaling);
-  return in;
+  return load_inputs(cfg);
 }
 
 // Every objective through the CPU's fast paths (lanes, structured families, the fused pass

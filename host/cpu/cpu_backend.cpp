@@ -491,16 +491,14 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   reducer_->max(&mx, 1);
   st.mean_regret = sum / agent_total_;
   st.max_regret = mx;
-  if (!flat_) {
-    w.all_weights = true;
-  } else {
-    if (all) {
-      for (long n = 0; n < N; ++n) weigh(n, w.mbar);
-    } else {
-      for (long n : structured_.agents()) weigh(n, w.mbar);
-    }
-    w.all_weights = all;
+  // A flat objective weighs here (all agents, or only the factorised ones); any other has
+  // weighed every agent with its value above.
+  if (flat_ && all) {
+    for (long n = 0; n < N; ++n) weigh(n, w.mbar);
+  } else if (flat_) {
+    for (long n : structured_.agents()) weigh(n, w.mbar);
   }
+  w.all_weights = all || !flat_;
   times_.reductions += seconds_since(t0);
 }
 
