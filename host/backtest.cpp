@@ -99,6 +99,7 @@ RunInputs fold_inputs(const RunInputs& base, const RunConfig& fold_cfg) {
   in.demand = base.demand;
   in.data = build_dataset(in.series, fold_cfg.lookback, fold_cfg.horizon, split_spec(fold_cfg),
                           fold_cfg.scaling);
+  apply_regret_scale(fold_cfg, in);  // relative regrets: units from this fold's training rows
   return in;
 }
 

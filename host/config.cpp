@@ -393,6 +393,12 @@ std::vector<OptionSpec> build_registry() {
     };
     r.push_back(o);
   }
+  r.push_back(enum_option<RegretScale>(
+      "regret_scale",
+      "absolute: regrets in cost units; relative: each agent's regret divided by its regret "
+      "under the 24-hour persistence forecast on the training split",
+      &RunConfig::regret_scale,
+      {{"absolute", RegretScale::absolute}, {"relative", RegretScale::relative}}));
   {
     // A number in [0, 1], or "auto": one model per beta_grid value, kept by validation M_q.
     OptionSpec o = float_option("beta", "accuracy weight (1: plain MSE), or auto: the beta of "

@@ -17,6 +17,7 @@
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/paper_metric.hpp"
+#include "eqpm/regret_scale.hpp"
 
 namespace eqpm {
 
@@ -101,7 +102,17 @@ RunInputs load_inputs(const RunConfig& cfg) {
   validate_population(in.population, cfg.horizon,
                       cfg.population.empty() ? std::string("population") : cfg.population);
   in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, input_split(cfg, in), cfg.scaling);
+  apply_regret_scale(cfg, in);
   return in;
+}
+
+void apply_regret_scale(const RunConfig& cfg, RunInputs& in) {
+  in.regret_unit.clear();
+  in.relative_population = Population{};
+  if (cfg.regret_scale != RegretScale::relative) return;
+  in.regret_unit = persistence_regrets(in.population, in.demand, static_cast<float>(cfg.floor),
+                                       in.data, cfg.series.empty() ? "synthetic series" : cfg.series);
+  in.relative_population = rescale_regrets(in.population, in.regret_unit);
 }
 
 SplitSpec input_split(const RunConfig& cfg, const RunInputs& in) {
@@ -116,7 +127,7 @@ SplitSpec input_split(const RunConfig& cfg, const RunInputs& in) {
 Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   Problem p;
   p.data = &in.data;
-  p.population = &in.population;
+  p.population = &in.scored_population();
   p.demand = in.demand;
   p.layout = make_mlp_layout(in.data.input_dim(), cfg.hidden, cfg.horizon, cfg.activation);
   p.samples = cfg.samples;
@@ -219,15 +230,18 @@ void ProgressLog::finish() {
 
 // ------------------------------------------------------------------ output files
 std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train,
-                       const EvalResult* validation) {
+                       const EvalResult* validation, const std::vector<double>& regret_unit) {
   const bool val = validation && validation->regret.size() == static_cast<size_t>(p.size());
-  std::string s = val ? "agent,family,regret,train_regret,val_regret\n"
-                      : "agent,family,regret,train_regret\n";
+  const bool unit = regret_unit.size() == static_cast<size_t>(p.size());
+  std::string s = "agent,family,regret,train_regret";
+  s += val ? ",val_regret" : "";
+  s += unit ? ",naive_regret\n" : "\n";
   for (long n = 0; n < p.size(); ++n) {
     s += std::to_string(n) + "," + family_name(p.agents[static_cast<size_t>(n)].family) + "," +
          format_double(test.regret[static_cast<size_t>(n)]) + "," +
          format_double(train.regret[static_cast<size_t>(n)]);
     if (val) s += "," + format_double(validation->regret[static_cast<size_t>(n)]);
+    if (unit) s += "," + format_double(regret_unit[static_cast<size_t>(n)]);
     s += "\n";
   }
   return s;
@@ -373,7 +387,7 @@ void evaluate_splits(Backend& backend, const Trainer& trainer, RunOutcome& o,
     // Same forecasts, each agent scored on the split's mean forecast (MSE and MAE stay
     // those of the per-hour forecasts).
     auto paper = [&](const std::vector<long>& rows, EvalResult& e) {
-      e.regret = paper_mean_regrets(in.population, in.demand, static_cast<float>(cfg.floor),
+      e.regret = paper_mean_regrets(in.scored_population(), in.demand, static_cast<float>(cfg.floor),
                                     in.data, rows, backend.predict(rows));
     };
     paper(trainer.test_rows(), o.test);
@@ -398,7 +412,7 @@ void write_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& 
   write_text(dir, "population.csv", pop.str());
   write_demand_profile_csv(in.demand, dem);
   write_text(dir, "demand_profile.csv", dem.str());
-  write_text(dir, "agents.csv", agents_csv(in.population, o.test, o.train_split, &o.validation));
+  write_text(dir, "agents.csv", agents_csv(in.population, o.test, o.train_split, &o.validation, in.regret_unit));
   write_text(dir, "summary.json", summary_json(cfg, in, o));
 }
 
@@ -577,7 +591,7 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
   evaluate_splits(*backend, trainer, o, cfg, in);
   if (!cfg.out.empty()) {
     write_text(cfg.out, "agents.csv",
-               agents_csv(in.population, o.test, o.train_split, &o.validation));
+               agents_csv(in.population, o.test, o.train_split, &o.validation, in.regret_unit));
     write_text(cfg.out, "summary.json", summary_json(cfg, in, o));
   }
   return o;

@@ -16,6 +16,7 @@
 #include "eqpm/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/objectives.hpp"
+#include "eqpm/regret_scale.hpp"
 #include "eqpm/rng.hpp"
 #include "eqpm/run.hpp"
 
@@ -316,6 +317,80 @@ TEST(Objectives, AToyObjectiveTrainsOnEveryBackendWithoutChangingThem) {
   if (traces.size() == 2) {
     for (size_t n = 0; n < traces[0].omega.size(); ++n)
       EXPECT_NEAR(traces[1].omega[n], traces[0].omega[n], 1e-5 * std::fabs(traces[0].omega[n]) + 1e-12);
+  }
+}
+
+
+// --regret-scale relative (regret_scale.hpp): the naive forecast scores exactly 1 for every
+// agent, each agent's unit is its persistence regret (checked by hand for the newsvendor),
+// and any model's relative regret is its absolute regret over the unit, on every family.
+TEST(RelativeRegret, NaiveForecastScoresOneAndModelsScoreTheirRatio) {
+  RunConfig cfg;
+  cfg.regret_scale = RegretScale::relative;
+  const RunInputs in = small_inputs(cfg);
+  const Dataset& d = in.data;
+  ASSERT_EQ(in.regret_unit.size(), static_cast<size_t>(in.population.size()));
+  for (Family f : {Family::datacenter, Family::ev_charging, Family::inventory})
+    ASSERT_GT(in.population.count(f), 0);
+
+  // By hand: an inventory agent's mean newsvendor regret of y_{t+h-24} on the training rows.
+  const auto inv = std::find_if(in.population.agents.begin(), in.population.agents.end(),
+                                [](const Agent& a) { return a.family == Family::inventory; });
+  double sum = 0.0;
+  long count = 0;
+  for (long r = d.train_begin; r < d.train_end(); ++r) {
+    const long before = r - 24;  // rows are hourly and gap-free on the synthetic series
+    if (before < 0) continue;
+    ASSERT_EQ(d.t[static_cast<size_t>(before)], d.t[static_cast<size_t>(r)] - 24);
+    const double a = std::max<double>(d.y_row(before)[inv->hour], cfg.floor);
+    const double y = d.y_row(r)[inv->hour];
+    sum += a < y ? float(inv->cu) * (y - a) : float(inv->co) * (a - y);
+    ++count;
+  }
+  const size_t n_inv = static_cast<size_t>(inv - in.population.agents.begin());
+  EXPECT_NEAR(in.regret_unit[n_inv], sum / static_cast<double>(count), 1e-9 * sum / count);
+
+  const std::vector<double> naive = persistence_regrets(
+      in.relative_population, in.demand, static_cast<float>(cfg.floor), d, "test");
+  const double largest = *std::max_element(in.regret_unit.begin(), in.regret_unit.end());
+  for (size_t n = 0; n < naive.size(); ++n)
+    if (in.regret_unit[n] > 1e-3 * largest) {
+      EXPECT_NEAR(naive[n], 1.0, 1e-5) << "agent " << n;
+    }
+
+  // A model's regrets: relative times the unit is absolute, agent by agent.
+  RunConfig abs_cfg = cfg;
+  abs_cfg.regret_scale = RegretScale::absolute;
+  RunInputs abs_in = in;
+  apply_regret_scale(abs_cfg, abs_in);
+  ASSERT_TRUE(abs_in.regret_unit.empty());
+  std::vector<long> rows;
+  for (long r = d.test_begin; r < d.test_end; ++r) rows.push_back(r);
+  auto regrets = [&](const RunConfig& c, const RunInputs& i) {
+    auto backend = make_backend("cpu", 1);
+    backend->setup(make_problem(c, i));
+    return backend->evaluate(rows).regret;
+  };
+  const std::vector<double> rel = regrets(cfg, in), abs = regrets(abs_cfg, abs_in);
+  for (size_t n = 0; n < rel.size(); ++n)
+    EXPECT_NEAR(rel[n] * in.regret_unit[n], abs[n], 1e-5 * abs[n] + 1e-12) << "agent " << n;
+}
+
+TEST(RelativeRegret, NeedsADayOfTrainingRows) {
+  RunConfig cfg;
+  cfg.regret_scale = RegretScale::relative;
+  cfg.series_hours = 40;
+  cfg.lookback = 12;
+  cfg.horizon = 4;
+  cfg.agents = 10;
+  cfg.dc_hour = {0, 3};
+  cfg.inv_hour = {0, 3};
+  cfg.ev_k = {1, 3};
+  try {
+    load_inputs(cfg);
+    ADD_FAILURE() << "a training split shorter than a day was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("24 hours earlier"), std::string::npos) << e.what();
   }
 }
 

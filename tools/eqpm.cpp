@@ -919,7 +919,10 @@ int cmd_eval(CommandLine& cl) {
     const double os[2] = {std::strtod(off->second.c_str(), nullptr),
                           std::strtod(sc->second.c_str(), nullptr)};
     if (os[0] != in.data.offset || os[1] != in.data.scale)
+    {
       in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, input_split(cfg, in), cfg.scaling, os);
+      apply_regret_scale(cfg, in);
+    }
     scaling_note = "the model's (offset " + off->second + ", scale " + sc->second + ")";
   }
   if (!cfg.quiet)

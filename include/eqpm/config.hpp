@@ -99,6 +99,7 @@ struct RunConfig {
   // The fairness objective (objectives.hpp, DESIGN.md 5.5) as written: "cvar:0.1", ... ;
   // empty: power:q. Setting power:q sets q too.
   std::string objective;
+  RegretScale regret_scale = RegretScale::absolute;
   double beta = 0.1;            // see README: 0.3 left the q = 0 model short of its M_0 optimum
   // beta = "auto": train one model per beta of beta_grid (1 is the plain model) and keep
   // the one with the lowest validation M_q (beta_select.hpp); beta is then unused.

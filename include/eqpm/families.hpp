@@ -71,6 +71,9 @@ struct Datacenter {
   static Params params(const Agent& a) {
     return {float(a.lambda), float(a.scale), a.phase, a.hour};
   }
+  // Rescales the agent's costs so that its regret is multiplied by f > 0 (the regret goes
+  // as sqrt(lambda), and lambda enters nothing else that the regret depends on).
+  static void scale_regret(Agent& a, double f) { a.lambda *= f * f; }
 
   template <class T>
   EQPM_HD_INLINE static T demand(const Params& p, const RegretContext& c, long t) {
@@ -129,6 +132,7 @@ struct EvCharging {
   static Params params(const Agent& a) {
     return {a.k, a.window_start, a.window_end, float(a.energy)};
   }
+  static void scale_regret(Agent& a, double f) { a.energy *= f; }
 
   // Sum of truth[h] over the k hours of [a, b) with the lowest key[h] (ties: lower h).
   // O(width^2) rank counting: no branches, no sorting, no scratch memory, so it runs the
@@ -170,6 +174,11 @@ struct Inventory {
     int hour;
   };
   static Params params(const Agent& a) { return {float(a.cu), float(a.co), a.hour}; }
+  // Both costs by f: the same critical quantile, so the same decisions, regret times f.
+  static void scale_regret(Agent& a, double f) {
+    a.cu *= f;
+    a.co *= f;
+  }
 
   template <class T, class V, class Y>
   EQPM_HD_INLINE static T regret(const Params& p, V v, Y y,

@@ -27,6 +27,15 @@ struct RunInputs {
   Population population;
   std::vector<float> demand;
   std::vector<std::string> notes;  // what loading did (filled gaps, skipped sessions, ...)
+  // --regret-scale relative (regret_scale.hpp): each agent's persistence-forecast regret on
+  // the training split, and `population` with its costs divided by it. Empty otherwise.
+  std::vector<double> regret_unit;
+  Population relative_population;
+
+  // The population whose regrets are trained on and reported.
+  const Population& scored_population() const {
+    return regret_unit.empty() ? population : relative_population;
+  }
 };
 
 // Loads or generates the series, demand profile and population of `cfg` and builds the
@@ -35,6 +44,11 @@ RunInputs load_inputs(const RunConfig& cfg);
 
 // The split of `cfg` on `in`: split_spec(cfg), and with a test file and no date keys, the
 // test split from the test file's first hour (training targets end before it).
+// Sets regret_unit and relative_population from `population` and `data` when `cfg` asks
+// for relative regrets, clears them otherwise. load_inputs calls it; call it again after
+// rebuilding `data`.
+void apply_regret_scale(const RunConfig& cfg, RunInputs& in);
+
 SplitSpec input_split(const RunConfig& cfg, const RunInputs& in);
 
 Problem make_problem(const RunConfig& cfg, const RunInputs& in);
@@ -102,10 +116,12 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
                           EvalMetric metric = EvalMetric::per_hour);
 
 // Text of the output files (exposed for tests).
-// agents.csv: agent,family,regret,train_regret[,val_regret] (the last column when
-// `validation` holds one regret per agent).
+// agents.csv: agent,family,regret,train_regret[,val_regret][,naive_regret]: val_regret when
+// `validation` holds one regret per agent, naive_regret (the unit of a relative regret,
+// RunInputs::regret_unit) when `regret_unit` does.
 std::string agents_csv(const Population& p, const EvalResult& test, const EvalResult& train_split,
-                       const EvalResult* validation = nullptr);
+                       const EvalResult* validation = nullptr,
+                       const std::vector<double>& regret_unit = {});
 std::string metrics_csv(const std::vector<EpochMetrics>& epochs);
 std::string summary_json(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o);
 

@@ -26,4 +26,8 @@ enum class CudaGraphs : int { automatic = 0, on = 1, off = 2 };
 //   on CUDA the same as generic).
 enum class RegretPath : int { automatic = 0, reference = 1, generic = 2, structured = 3 };
 
+// The units the objective sees (DESIGN.md 5.5): each agent's regret as it is, or divided by
+// its regret under the 24-hour persistence forecast on the training split (a skill score).
+enum class RegretScale : int { absolute = 0, relative = 1 };
+
 }  // namespace eqpm
