@@ -3,7 +3,7 @@
 # when not root), saying which under the caller's name WHO. EQPM_BUILD_PACKAGES are what a
 # build of eqpm needs.
 EQPM_BUILD_PACKAGES=(cmake ninja-build g++ libgtest-dev libbenchmark-dev librandom123-dev
-                     libtomlplusplus-dev python3 python3-numpy python3-matplotlib)
+                     libtomlplusplus-dev zlib1g-dev python3 python3-numpy python3-matplotlib)
 
 ensure_packages() {
   local who="$1"

@@ -31,6 +31,7 @@
 #include "eqpm/io.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/predict.hpp"
+#include "eqpm/report.hpp"
 #include "eqpm/run.hpp"
 #include "eqpm/sweep_check.hpp"
 
@@ -53,6 +54,8 @@ const char* kUsage =
     "  eval      evaluate --model FILE.safetensors on a series and population\n"
     "  predict   forecasts of --model FILE.safetensors on a series (--out FILE.csv)\n"
     "  generate  write the configured population as CSV (--out FILE, or stdout)\n"
+    "  report    DIR/report.md and plots of a sweep's (or run's) trade-offs, with bootstrap\n"
+    "            intervals over test days\n"
     "  info      version, build, CUDA devices, OpenMP threads\n";
 
 // Flags of one command beyond the configuration keys.
@@ -130,6 +133,16 @@ const CommandHelp kCommands[] = {
     {"generate", "eqpm generate [--out FILE.csv] [--KEY VALUE ...]\n"
                  "Writes the population a run with these settings trains on (population.csv).\n",
      "", true},
+    {"report", "eqpm report DIR [--bootstrap B] [--threads N] [--quiet]\n"
+               "Re-evaluates every model of a sweep folder (or one run's folder) on its test split,\n"
+               "day by day, and writes DIR/report.md with the models' regret figures and their\n"
+               "95% bootstrap intervals over test days, the change against the plain model overall\n"
+               "and per group (who gains, who pays), the Pareto-efficient models, and the plots\n"
+               "pareto.png, pareto_mse.png, lorenz.png and gains.png. The runs' inputs are read\n"
+               "from where their configuration names them.\n",
+     "  --bootstrap B          resamples of the test days for the intervals (0: none) [1000]\n"
+     "  --threads N, --quiet\n",
+     false},
     {"info", "eqpm info\nPrints the version, build, CUDA devices and OpenMP threads.\n", "", false},
 };
 
@@ -170,7 +183,7 @@ void print_help(const std::string& command) {
 
 // The known flag closest to `key` (dashes), or "" when none is close.
 std::string closest_flag(const std::string& key) {
-  std::vector<std::string> names = {"config", "resume", "model", "q",    "from",
+  std::vector<std::string> names = {"config", "resume", "model", "q",    "from", "bootstrap",
                                     "to",     "print-config", "help", "version",
                                     "check", "check-tol", "metric", "refit", "window",
                                     "warm-start-folds"};
@@ -208,6 +221,8 @@ struct CommandLine {
   std::string refit = "month";     // backtest
   int window_days = 0;             // backtest
   bool warm_start_folds = true;    // backtest
+  std::string report_dir;          // report: the folder
+  int bootstrap = 1000;            // report: resamples
   bool print_config = false;
   bool help = false;
   bool version = false;
@@ -243,7 +258,12 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.help = true;
       continue;
     }
-    if (arg.rfind("--", 0) != 0) throw ConfigError("unexpected argument '" + arg + "'");
+    if (arg.rfind("--", 0) != 0) {
+      if (cl.command != "report" || !cl.report_dir.empty())
+        throw ConfigError("unexpected argument '" + arg + "'");
+      cl.report_dir = arg;
+      continue;
+    }
     std::string key = arg.substr(2), value;
     bool has_value = false;
     if (const auto eq = key.find('='); eq != std::string::npos) {
@@ -297,6 +317,13 @@ CommandLine parse_command_line(int argc, char** argv) {
     else if (key == "q" && (cl.command == "sweep" || cl.command == "backtest")) cl.q_list = value;
     else if (key == "objective" && cl.command == "sweep") cl.objective_list = value;
     else if (key == "refit" && cl.command == "backtest") cl.refit = value;
+    else if (key == "bootstrap" && cl.command == "report") {
+      char* end = nullptr;
+      const long b = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || end != value.c_str() + value.size() || b < 0 || b > 100000)
+        throw ConfigError("--bootstrap: expected an integer in [0, 100000], got '" + value + "'");
+      cl.bootstrap = static_cast<int>(b);
+    }
     else if (key == "window" && cl.command == "backtest") {
       RunConfig tmp;
       set_option(tmp, "epochs", value, "--window");  // a positive integer
@@ -945,6 +972,20 @@ int cmd_eval(CommandLine& cl) {
   return 0;
 }
 
+int cmd_report(const CommandLine& cl) {
+  for (const std::string& key : cl.given)
+    if (key != "threads" && key != "quiet")
+      throw ConfigError("--" + key + ": not used by report (see eqpm report --help)");
+  if (cl.report_dir.empty())
+    throw ConfigError("report: expected a folder, e.g. eqpm report runs/sweep (see eqpm report --help)");
+  ReportOptions opt;
+  opt.bootstrap = cl.bootstrap;
+  opt.threads = cl.cfg.threads;
+  opt.quiet = cl.cfg.quiet;
+  for (const std::string& path : write_report(cl.report_dir, opt)) std::printf("wrote %s\n", path.c_str());
+  return 0;
+}
+
 int cmd_backtest(CommandLine& cl) {
   RunConfig base = cl.cfg;
   for (const char* key : {"train_from", "train_until", "test_from", "test_until"})
@@ -1073,6 +1114,7 @@ int run_command(int argc, char** argv) {
     if (cl.command == "generate") return cmd_generate(cl);
     if (cl.command == "predict") return cmd_predict(cl);
     if (cl.command == "info") return cmd_info();
+    if (cl.command == "report") return cmd_report(cl);
     std::fprintf(stderr, "eqpm: unknown command '%s'\n%s", cl.command.c_str(), kUsage);
     return 2;
   } catch (const eqpm::Error& e) {
