@@ -1,6 +1,8 @@
 // The objective check of a sweep (sweep_check.hpp).
 #include "eqpm/sweep_check.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdio>
 
@@ -73,11 +75,15 @@ std::string objective_check_table(const std::vector<SweepModel>& models,
   char buf[128];
   std::string s;
   const bool power = power_only(models);
-  const int width = power ? 8 : 20;
+  // Columns as wide as the longest name ("group-power=4"), at least 11.
+  int col = 11, width = power ? 8 : 9;
+  for (const auto& m : models) col = std::max(col, static_cast<int>(m.name.size()));
+  for (const auto& r : rows)
+    width = std::max(width, static_cast<int>((power ? "q=" + format_double(r.q) : r.measure).size()));
   std::snprintf(buf, sizeof buf, "%-*s", width, power ? "M_q" : "objective");
   s += buf;
   for (const auto& m : models) {
-    std::snprintf(buf, sizeof buf, " %11s", m.name.c_str());
+    std::snprintf(buf, sizeof buf, " %*s", col, m.name.c_str());
     s += buf;
   }
   s += "   own model vs lowest\n";
@@ -86,7 +92,7 @@ std::string objective_check_table(const std::vector<SweepModel>& models,
     std::snprintf(buf, sizeof buf, "%-*s", width, label.c_str());
     s += buf;
     for (double v : r.power_means) {
-      std::snprintf(buf, sizeof buf, " %11.5g", v);
+      std::snprintf(buf, sizeof buf, " %*.5g", col, v);
       s += buf;
     }
     if (r.lowest == r.own) {

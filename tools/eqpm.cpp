@@ -804,12 +804,14 @@ int cmd_sweep(CommandLine& cl) {
 
   std::printf("\nper-agent regret, %ld agents (%s), %s\n", in.population.size(),
               base.mix.c_str(), in.series.source.c_str());
+  int name_width = 8;  // as wide as the longest run name ("group-power=4")
+  for (const auto& r : runs) name_width = std::max(name_width, static_cast<int>(r.name.size()));
   for (const char* split : {"test", "train"}) {
-    std::printf("\n%s split:\n%-8s %5s %11s %11s %11s %11s %11s %8s %11s\n", split, "run", "beta",
-                "mean", "var", "p5", "p95-p5", "max", "jain", "mse");
+    std::printf("\n%s split:\n%-*s %5s %11s %11s %11s %11s %11s %8s %11s\n", split, name_width, "run",
+                "beta", "mean", "var", "p5", "p95-p5", "max", "jain", "mse");
     for (const auto& r : runs) {
       const RegretStats& s = std::string(split) == "test" ? r.outcome.test_stats : r.outcome.train_stats;
-      std::printf("%-8s %5s %11.5g %11.5g %11.5g %11.5g %11.5g %8.4f %11.5g\n", r.name.c_str(),
+      std::printf("%-*s %5s %11.5g %11.5g %11.5g %11.5g %11.5g %8.4f %11.5g\n", name_width, r.name.c_str(),
                   format_double(r.beta).c_str(), s.mean, s.var, s.p5, s.p95 - s.p5, s.max, s.jain,
                   s.mse);
     }
@@ -995,6 +997,10 @@ int cmd_backtest(CommandLine& cl) {
       throw ConfigError(flag + ": backtest sets each fold's split itself (use --from, --to and "
                         "--window)");
     }
+  if (!base.objective.empty() && base.objective.rfind("power:", 0) != 0)
+    throw ConfigError("--objective " + base.objective +
+                      ": backtest compares power means (--q LIST); run eqpm sweep --objective on "
+                      "a date split (--test-from) for other objectives");
   if (cl.print_config) {
     validate(base);
     std::printf("%s", printable_config(base).c_str());
