@@ -450,6 +450,11 @@ std::vector<OptionSpec> build_registry() {
                                      {{"score", Estimator::score},
                                       {"pathwise", Estimator::pathwise},
                                       {"auto", Estimator::automatic}}));
+  r.push_back(enum_option<EvGradient>(
+      "ev_gradient",
+      "EV agents' gradient: score (the score function) or conditional (each hour's noise "
+      "integrated out; lower variance; CPU backend only)",
+      &RunConfig::ev_gradient, {{"score", EvGradient::score}, {"conditional", EvGradient::conditional}}));
   r.push_back(float_option("sigma", "policy noise (normalised units)", &RunConfig::sigma, 0, 1e3,
                            true, false));
   r.push_back(float_option("sigma_decay",

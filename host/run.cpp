@@ -135,6 +135,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.sigma = static_cast<float>(cfg.sigma);
   p.floor = static_cast<float>(cfg.floor);
   p.estimator = cfg.estimator;
+  p.ev_gradient = cfg.ev_gradient;
   p.q = cfg.q;
   p.objective = run_objective(cfg);
   p.rho = cfg.rho;

@@ -324,6 +324,9 @@ void CudaBackend::setup_impl() {
   const int H = L.output_dim(), S = p.samples, maxB = p.max_batch, in = L.input_dim();
   if (H > kMaxHorizon) throw Error("CUDA backend: horizon above " + std::to_string(kMaxHorizon));
   if (maxB < 1) throw Error("CUDA backend: max_batch must be at least 1");
+  if (p.ev_gradient == EvGradient::conditional && p.population->count(Family::ev_charging) > 0)
+    throw ConfigError("--ev-gradient conditional: the CUDA backend does not have it yet; use "
+                      "--backend cpu, or --ev-gradient score");
 
   EQPM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   for (auto& e : events_) EQPM_CUDA_CHECK(cudaEventCreate(&e));

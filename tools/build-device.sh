@@ -45,7 +45,7 @@ for b in "$out"/eqpm*; do
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|libcublas*) ;;
-    libgomp.so*|libbenchmark.so*|libgtest*.so*) cp -L "$lib" "$out/lib/" ;;
+    libgomp.so*|libbenchmark.so*|libgtest*.so*|libz.so*) cp -L "$lib" "$out/lib/" ;;
   esac
 done
 tools/source-digest.sh >"$out/SOURCES.sha256"

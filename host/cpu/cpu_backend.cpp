@@ -71,6 +71,9 @@ void CpuBackend::setup_impl() {
   reducer_ = p.reducer ? p.reducer : &local_reducer_;
   structured_ = CpuStructured();
   if (structured_path(p.regret_path)) structured_.setup(groups_, p);
+  ev_conditional_ = EvConditional();
+  if (p.ev_gradient == EvGradient::conditional)
+    ev_conditional_.setup(*p.population, p.max_batch, p.layout.output_dim());
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());
   ctx_.floor = p.floor;
@@ -95,6 +98,7 @@ void CpuBackend::setup_impl() {
   rhat_.resize(N);
   rbar_new_.resize(N);
   omega_.resize(N);
+  omega_score_.resize(N);
   A_.resize(B * S);
   G_.resize(B * H);
   g_.resize(B * H);
@@ -299,6 +303,8 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
     const int slot = family_slot++;
     if (n_agents == 0) return;
     const bool pathwise = uses_pathwise<F>(p.estimator);
+    // EV agents under the conditional gradient: regrets here, gradient in ev_conditional_.
+    const bool regrets_only = F::tag == Family::ev_charging && !ev_conditional_.empty();
     const long n_chunks = fast_chunk_count(n_agents);
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
@@ -317,6 +323,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
         const long n = g.index[static_cast<size_t>(i)];
         const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
         rhat[static_cast<size_t>(n)] = rh;
+        if (regrets_only) continue;
         const double rb = step::smooth(rbar_old[static_cast<size_t>(n)], rh, rho, true);
         const double u = flat_->weight(rb, weight_[static_cast<size_t>(n)] / total_weight_, mref);
         if (!std::isfinite(u)) {
@@ -521,12 +528,22 @@ void CpuBackend::stage_advantages(StepWork& w) {
       A_[static_cast<size_t>(i)] = rescale * A_fused_[static_cast<size_t>(i)];
     for (long i = 0; i < static_cast<long>(B) * H; ++i)
       G_[static_cast<size_t>(i)] = rescale * G_fused_[static_cast<size_t>(i)];
-  } else {
-    if (!w.all_weights)
-      for (long n = 0; n < N; ++n) weigh(n, w.mbar);
-    advantages(B, omega_, A_, G_);
+  } else if (!w.all_weights) {
+    for (long n = 0; n < N; ++n) weigh(n, w.mbar);
   }
-  if (!structured_.empty()) structured_.advantages(omega_, A_.data(), G_.data(), thread_count());
+  // EV agents under the conditional gradient enter G through ev_conditional_ alone.
+  const std::vector<double>* score_omega = &omega_;
+  if (!ev_conditional_.empty()) {
+    if (!w.all_weights && w.fused)  // the fused pass leaves their weights unset
+      for (long n : ev_conditional_.agents()) weigh(n, w.mbar);
+    omega_score_ = omega_;
+    for (long n : ev_conditional_.agents()) omega_score_[static_cast<size_t>(n)] = 0.0;
+    score_omega = &omega_score_;
+  }
+  if (!(w.fused && std::isfinite(rescale))) advantages(B, *score_omega, A_, G_);
+  if (!structured_.empty()) structured_.advantages(*score_omega, A_.data(), G_.data(), thread_count());
+  ev_conditional_.add(B, S, H, yhat_.data(), mu_.data(), ybatch_.data(), ctx_, w.sigma, omega_,
+                      G_.data(), thread_count());
   reducer_->sum(A_.data(), static_cast<long>(B) * S);
   reducer_->sum(G_.data(), static_cast<long>(B) * H);
   if (!p.antithetic) {

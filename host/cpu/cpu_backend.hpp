@@ -8,6 +8,7 @@
 #include "chunks.hpp"
 #include "cpu_lanes.hpp"
 #include "cpu_structured.hpp"
+#include "ev_conditional.hpp"
 #include "eqpm/backend.hpp"
 #include "eqpm/objectives.hpp"
 
@@ -75,6 +76,8 @@ class CpuBackend final : public Backend {
   FamilyGroups all_groups_;  // every agent (evaluation)
   FamilyGroups groups_;      // agents on the general path of a training step
   CpuStructured structured_;  // agents with a shared per-(b, s) factorisation
+  EvConditional ev_conditional_;  // EV agents under --ev-gradient conditional (else empty)
+  std::vector<double> omega_score_;  // omega with those agents at 0: the score-function sums'
   std::shared_ptr<const Objective> objective_;  // Problem::objective, or power:q
   const FlatObjective* flat_ = nullptr;  // its flat form (fused pass, per-agent weights), or null
   AgentSet agent_set_;                   // this place's agents for objective_ (population order)

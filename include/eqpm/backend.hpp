@@ -29,6 +29,7 @@ struct Problem {
   float sigma = 0.05f;
   float floor = 1e-3f;
   Estimator estimator = Estimator::automatic;
+  EvGradient ev_gradient = EvGradient::score;  // how EV agents learn (settings.hpp)
   double q = 0.0;
   // The objective F of DESIGN.md 5.5 (objectives.hpp); null: power:q.
   std::shared_ptr<const Objective> objective;
