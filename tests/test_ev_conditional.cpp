@@ -1,6 +1,6 @@
-// The EV agents' conditional Monte Carlo gradient (DESIGN.md 5.3b, --ev-gradient
-// conditional): unbiased for the same smoothed-regret gradient the score function
-// estimates, with far lower variance; the CPU's class-shared fast path equals the
+// The EV agents' conditional Monte Carlo gradient (--ev-gradient conditional; an extension
+// of DESIGN.md 5.3, README "How it trains"): unbiased for the same smoothed-regret gradient the
+// score function estimates, with far lower variance; the CPU's class-shared fast path equals the
 // reference; configuration rules.
 #include <gtest/gtest.h>
 
@@ -25,8 +25,7 @@ struct Moments {
 // The conditional estimator and the score function (with the exact mean regret as its
 // baseline, which keeps it unbiased) over `draws` samples of eps.
 void estimate(const EvCharging::Params& p, const std::vector<float>& mu,
-              const std::vector<float>& y, float sigma, long draws, Moments* cond,
-              Moments* score) {
+              const std::vector<float>& y, float sigma, long draws, Moments* cond, Moments* score) {
   const int H = static_cast<int>(mu.size());
   RegretContext ctx;
   std::mt19937_64 rng(7);
@@ -36,7 +35,8 @@ void estimate(const EvCharging::Params& p, const std::vector<float>& mu,
   double base = 0;
   for (long d = 0; d < draws; ++d) {
     std::vector<float> vf(static_cast<size_t>(H));
-    for (int h = 0; h < H; ++h) vf[static_cast<size_t>(h)] = mu[static_cast<size_t>(h)] + sigma * float(normal(rng));
+    for (int h = 0; h < H; ++h)
+      vf[static_cast<size_t>(h)] = mu[static_cast<size_t>(h)] + sigma * float(normal(rng));
     base += EvCharging::regret<double>(p, vf.data(), y.data(), ctx, 0);
   }
   base /= static_cast<double>(draws);
@@ -50,7 +50,8 @@ void estimate(const EvCharging::Params& p, const std::vector<float>& mu,
     std::vector<float> vf(static_cast<size_t>(H));
     for (int h = 0; h < H; ++h) {
       eps[static_cast<size_t>(h)] = static_cast<float>(normal(rng));
-      vf[static_cast<size_t>(h)] = mu[static_cast<size_t>(h)] + sigma * float(eps[static_cast<size_t>(h)]);
+      vf[static_cast<size_t>(h)] =
+          mu[static_cast<size_t>(h)] + sigma * float(eps[static_cast<size_t>(h)]);
     }
     double g[kMaxHorizon] = {};
     EvCharging::add_dregret_conditional<double>(p, vf.data(), mu.data(), y.data(), ctx,
@@ -92,20 +93,21 @@ TEST(EvConditional, UnbiasedForTheScoreFunctionsGradientWithLowerVariance) {
     var_s += score.var[h];
     norm += std::fabs(cond.mean[h]);
   }
-  EXPECT_GT(norm, 0.5);  // the gradient is not trivially zero here
+  EXPECT_GT(norm, 0.5);          // the gradient is not trivially zero here
   EXPECT_EQ(cond.mean[0], 0.0);  // outside the window
   EXPECT_EQ(cond.mean[7], 0.0);
   EXPECT_LT(var_c, var_s / 4) << "conditional " << var_c << ", score function " << var_s;
 }
 
 TEST(EvConditional, NothingToDecideGivesNoGradient) {
-  const std::vector<float> mu = {1.0f, 0.9f, 1.1f}, y = {1.0f, 1.2f, 0.8f}, v = {1.01f, 0.95f, 1.2f};
+  const std::vector<float> mu = {1.0f, 0.9f, 1.1f}, y = {1.0f, 1.2f, 0.8f},
+                           v = {1.01f, 0.95f, 1.2f};
   RegretContext ctx;
   double g[kMaxHorizon] = {};
-  EvCharging::add_dregret_conditional<double>(EvCharging::Params{3, 0, 3, 1.0f}, v.data(), mu.data(),
-                                              y.data(), ctx, 0.05, 1.0, g);
-  EvCharging::add_dregret_conditional<double>(EvCharging::Params{1, 0, 3, 1.0f}, v.data(), mu.data(),
-                                              y.data(), ctx, 0.0, 1.0, g);
+  EvCharging::add_dregret_conditional<double>(EvCharging::Params{3, 0, 3, 1.0f}, v.data(),
+                                              mu.data(), y.data(), ctx, 0.05, 1.0, g);
+  EvCharging::add_dregret_conditional<double>(EvCharging::Params{1, 0, 3, 1.0f}, v.data(),
+                                              mu.data(), y.data(), ctx, 0.0, 1.0, g);
   for (int h = 0; h < 3; ++h) EXPECT_EQ(g[h], 0.0);
 }
 

@@ -2,7 +2,6 @@
 // figures that agree with the runs' own outputs; intervals that contain their estimates;
 // clear errors for folders that are not runs.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 #include <zlib.h>
 
@@ -43,7 +42,8 @@ std::string png_pixels(const std::string& png, int* width, int* height) {
     const std::string type = png.substr(at + 4, 4);
     const std::string body = png.substr(at + 4, 4 + len);
     const std::uint32_t crc = be32(png, at + 8 + len);
-    EXPECT_EQ(crc, crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())))
+    EXPECT_EQ(
+        crc, crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())))
         << type;
     if (type == "IHDR") {
       *width = static_cast<int>(be32(png, at + 8));
@@ -57,9 +57,10 @@ std::string png_pixels(const std::string& png, int* width, int* height) {
   EXPECT_EQ(at, png.size());
   uLongf size = static_cast<uLongf>(*height) * (1 + 3 * static_cast<uLongf>(*width));
   std::string raw(size, '\0');
-  EXPECT_EQ(uncompress(reinterpret_cast<Bytef*>(raw.data()), &size,
-                       reinterpret_cast<const Bytef*>(idat.data()), static_cast<uLong>(idat.size())),
-            Z_OK);
+  EXPECT_EQ(
+      uncompress(reinterpret_cast<Bytef*>(raw.data()), &size,
+                 reinterpret_cast<const Bytef*>(idat.data()), static_cast<uLong>(idat.size())),
+      Z_OK);
   EXPECT_EQ(size, raw.size());
   return raw;
 }
@@ -158,7 +159,9 @@ TEST(Report, SweepReportAgreesWithTheRunsAndItsIntervalsHoldTheEstimates) {
   test::TempDir tmp;
   const std::string dir = tmp.file("sweep");
   ASSERT_EQ(run("sweep --q 0,4 --agents 120 --series-hours 2400 --epochs 3 --hidden 16 "
-                "--beta 0.1 --threads 1 --quiet --out " + dir, tmp.file("log")),
+                "--beta 0.1 --threads 1 --quiet --out " +
+                    dir,
+                tmp.file("log")),
             0)
       << test::read_file(tmp.file("log"));
   ASSERT_EQ(run("report " + dir + " --bootstrap 200 --threads 1 --quiet", tmp.file("log2")), 0)

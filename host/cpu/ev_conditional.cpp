@@ -11,7 +11,8 @@ namespace eqpm {
 void EvConditional::setup(const Population& population, int max_batch, int horizon) {
   *this = EvConditional();
   for (long n = 0; n < population.size(); ++n)
-    if (population.agents[static_cast<size_t>(n)].family == Family::ev_charging) agents_.push_back(n);
+    if (population.agents[static_cast<size_t>(n)].family == Family::ev_charging)
+      agents_.push_back(n);
   members_ = agents_;
   auto cls = [&](long n) {
     const Agent& a = population.agents[static_cast<size_t>(n)];
@@ -79,10 +80,9 @@ void EvConditional::add(int B, int S, int H, const float* yhat, const float* mu,
           int m = 0;
           for (int i = 0; i < H; ++i)
             if (order[i] >= p.window_start && order[i] < p.window_end) window[m++] = order[i];
-          EvCharging::add_dregret_conditional_sorted<double>(p, window, key_.data() + j * H,
-                                                             mu + static_cast<long>(b) * H,
-                                                             y + static_cast<long>(b) * H, ctx,
-                                                             double(sigma), 1.0, g);
+          EvCharging::add_dregret_conditional_sorted<double>(
+              p, window, key_.data() + j * H, mu + static_cast<long>(b) * H,
+              y + static_cast<long>(b) * H, ctx, double(sigma), 1.0, g);
         }
         for (int h = p.window_start; h < p.window_end; ++h) Gc[b * H + h] += weight * inv_bs * g[h];
       }

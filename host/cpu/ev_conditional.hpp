@@ -1,9 +1,10 @@
-// The conditional Monte Carlo gradient of the EV-charging agents (DESIGN.md 5.3b,
-// --ev-gradient conditional) on the CPU. An agent's gradient is its energy times a value
-// that depends only on its class (k, window), so each class's gradient is computed once per
-// sample (EvCharging::add_dregret_conditional with unit energy) and enters G with the
-// class's weight sum_n omega_n e_n. Classes are split into fixed chunks whose partial sums
-// are added in chunk order, so the result does not depend on the thread count.
+// The conditional Monte Carlo gradient of the EV-charging agents (--ev-gradient
+// conditional; an extension of DESIGN.md 5.3, README "How it trains") on the CPU. An
+// agent's gradient is its energy times a value that depends only on its class (k, window),
+// so each class's gradient is computed once per sample (EvCharging::
+// add_dregret_conditional_sorted with unit energy) and enters G with the class's weight
+// sum_n omega_n e_n. Classes are split into fixed chunks whose partial sums are added in
+// chunk order, so the result does not depend on the thread count.
 #pragma once
 
 #include <vector>

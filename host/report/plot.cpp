@@ -120,8 +120,8 @@ void chunk(std::string& out, const char* type, const std::string& data) {
   put_u32(out, static_cast<std::uint32_t>(data.size()));
   const std::string body = std::string(type, 4) + data;
   out += body;
-  put_u32(out, static_cast<std::uint32_t>(
-                   crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  put_u32(out, static_cast<std::uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(body.data()),
+                                                static_cast<uInt>(body.size()))));
 }
 
 std::string Canvas::png() const {
@@ -130,13 +130,14 @@ std::string Canvas::png() const {
   for (int y = 0; y < h_; ++y) {
     raw += '\0';  // filter: none
     for (int x = 0; x < 3 * w_; ++x)
-      raw += static_cast<char>(
-          static_cast<unsigned char>(std::lround(std::clamp(px_[static_cast<size_t>(y) * w_ * 3 + x], 0.0, 255.0))));
+      raw += static_cast<char>(static_cast<unsigned char>(
+          std::lround(std::clamp(px_[static_cast<size_t>(y) * w_ * 3 + x], 0.0, 255.0))));
   }
   uLongf size = compressBound(static_cast<uLong>(raw.size()));
   std::string z(size, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
-                static_cast<uLong>(raw.size()), 9) != Z_OK)
+  if (compress2(reinterpret_cast<Bytef*>(z.data()), &size,
+                reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()),
+                9) != Z_OK)
     throw Error("render_png: zlib compression failed");
   z.resize(size);
   std::string out = "\x89PNG\r\n\x1a\n";
@@ -284,8 +285,8 @@ std::string render_png(const Plot& plot) {
       if (!ok(i)) continue;
       if (s.markers) c.dot(X(s.x[i]), Y(s.y[i]), 4, col);
       if (i < s.point_labels.size() && !s.point_labels[i].empty())
-        c.text(static_cast<int>(X(s.x[i])) + 6, static_cast<int>(Y(s.y[i])) - kFontHeight, s.point_labels[i],
-               col);
+        c.text(static_cast<int>(X(s.x[i])) + 6, static_cast<int>(Y(s.y[i])) - kFontHeight,
+               s.point_labels[i], col);
     }
   }
 

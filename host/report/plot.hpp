@@ -11,14 +11,14 @@
 namespace eqpm::report {
 
 struct PlotSeries {
-  std::string label;              // legend entry (none when empty)
+  std::string label;  // legend entry (none when empty)
   std::vector<double> x, y;
-  bool lines = true;              // joined in the given order
-  bool markers = false;           // a dot at each point
+  bool lines = true;                      // joined in the given order
+  bool markers = false;                   // a dot at each point
   std::vector<std::string> point_labels;  // text beside each point (optional)
   // Error bars (optional; all four the size of x when given).
   std::vector<double> x_lo, x_hi, y_lo, y_hi;
-  int color = -1;                 // palette index; -1: the series' own index
+  int color = -1;  // palette index; -1: the series' own index
   bool dashed = false;
 };
 

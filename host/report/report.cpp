@@ -43,7 +43,7 @@ struct Shared {
   int group_count = 0;
   std::vector<std::string> group_names;
   std::vector<long> group_size;
-  std::vector<double> day_rows;  // forecasts per test day
+  std::vector<double> day_rows;              // forecasts per test day
   std::int64_t first_day = 0, last_day = 0;  // UTC seconds of midnight
   long rows = 0;
   std::string regret_scale = "absolute";
@@ -63,8 +63,9 @@ std::vector<std::pair<std::string, fs::path>> find_runs(const fs::path& dir) {
       const fs::path run = dir / cell.text;
       if (cell.text.empty() || cell.text.find('/') != std::string::npos ||
           !fs::exists(run / "model.safetensors"))
-        throw InputError(sweep.string(), cell.line, cell.column,
-                         "run " + quote_cell(cell.text) + ": no " + (run / "model.safetensors").string());
+        throw InputError(
+            sweep.string(), cell.line, cell.column,
+            "run " + quote_cell(cell.text) + ": no " + (run / "model.safetensors").string());
       runs.emplace_back(cell.text, run);
     }
     csv.require_data();
@@ -113,9 +114,9 @@ ModelDays evaluate_run(const std::string& name, const fs::path& run, const Repor
   backend->setup(make_problem(cfg, in));
   BackendState st = backend->state();
   if (st.params.size() != m.params.size())
-    throw InputError(model_path, 0, 0, "the model has " + std::to_string(m.params.size()) +
-                                           " parameters, its configuration " +
-                                           std::to_string(st.params.size()));
+    throw InputError(model_path, 0, 0,
+                     "the model has " + std::to_string(m.params.size()) +
+                         " parameters, its configuration " + std::to_string(st.params.size()));
   st.params = m.params;
   backend->set_state(st);
   Trainer trainer(cfg, in.data, in.population, *backend);
@@ -154,7 +155,8 @@ ModelDays evaluate_run(const std::string& name, const fs::path& run, const Repor
     shared.group_count = in.population.group_count();
     shared.group_size.assign(static_cast<size_t>(shared.group_count), 0);
     for (int g : shared.groups) ++shared.group_size[static_cast<size_t>(g)];
-    for (int g = 0; g < shared.group_count; ++g) shared.group_names.push_back(in.population.group_name(g));
+    for (int g = 0; g < shared.group_count; ++g)
+      shared.group_names.push_back(in.population.group_name(g));
     shared.day_rows = day_rows;
     shared.first_day = day_start.front();
     shared.last_day = day_start.back();
@@ -176,20 +178,24 @@ ModelDays evaluate_run(const std::string& name, const fs::path& run, const Repor
     CsvRow row;
     std::vector<double> saved;
     while (csv.next(&row))
-      saved.push_back(parse_number_cell(row.cells[static_cast<size_t>(col)], agents.string(), "regret"));
+      saved.push_back(
+          parse_number_cell(row.cells[static_cast<size_t>(col)], agents.string(), "regret"));
     double worst = 0;
     if (saved.size() == static_cast<size_t>(in.population.size())) {
       for (size_t n = 0; n < saved.size(); ++n) {
         double sum = 0;
         for (size_t d = 0; d < days.size(); ++d) sum += day_rows[d] * md.day_regret[d][n];
         const double pooled = sum / static_cast<double>(shared.rows);
-        worst = std::max(worst, std::fabs(pooled - saved[n]) / std::max(1e-12, std::fabs(saved[n])));
+        worst =
+            std::max(worst, std::fabs(pooled - saved[n]) / std::max(1e-12, std::fabs(saved[n])));
       }
     }
     if (saved.size() != static_cast<size_t>(in.population.size()) || worst > 1e-5) {
       char buf[160];
-      std::snprintf(buf, sizeof buf, "%s: its saved test regrets differ from the re-evaluation "
-                    "(by up to %.2g relative); have its inputs changed?", agents.string().c_str(), worst);
+      std::snprintf(buf, sizeof buf,
+                    "%s: its saved test regrets differ from the re-evaluation "
+                    "(by up to %.2g relative); have its inputs changed?",
+                    agents.string().c_str(), worst);
       md.agents_csv_note = buf;
     }
   }
@@ -201,7 +207,18 @@ ModelDays evaluate_run(const std::string& name, const fs::path& run, const Repor
 // every resample's): fixed fields, then per group the mean regret, its change against
 // plain (%) and the share of its agents better off.
 enum Field : int {
-  kMean, kWorst, kMax, kGini, kMse, kOwn, kDMean, kDWorst, kBetter, kMedianChange, kP10, kP90,
+  kMean,
+  kWorst,
+  kMax,
+  kGini,
+  kMse,
+  kOwn,
+  kDMean,
+  kDWorst,
+  kBetter,
+  kMedianChange,
+  kP10,
+  kP90,
   kFields
 };
 size_t group_mean(int g) { return kFields + 3 * static_cast<size_t>(g); }
@@ -235,10 +252,14 @@ std::vector<double> figures(const std::vector<double>& R, double mse, const Obje
     gsum[static_cast<size_t>(s.groups[n])] += s.weights[n] * R[n];
     gw[static_cast<size_t>(s.groups[n])] += s.weights[n];
   }
-  for (int g = 0; g < G; ++g) f[group_mean(g)] = gw[static_cast<size_t>(g)] > 0 ? gsum[static_cast<size_t>(g)] / gw[static_cast<size_t>(g)] : NAN;
+  for (int g = 0; g < G; ++g)
+    f[group_mean(g)] = gw[static_cast<size_t>(g)] > 0
+                           ? gsum[static_cast<size_t>(g)] / gw[static_cast<size_t>(g)]
+                           : NAN;
   if (!plain) return f;
   const std::vector<double>& P = *plain;
-  const double pm = objective_of(mean, P, s.weights, s.groups), pw = objective_of(worst, P, s.weights, s.groups);
+  const double pm = objective_of(mean, P, s.weights, s.groups),
+               pw = objective_of(worst, P, s.weights, s.groups);
   f[kDMean] = 100.0 * (f[kMean] / pm - 1.0);
   f[kDWorst] = 100.0 * (f[kWorst] / pw - 1.0);
   std::vector<double> change;
@@ -262,7 +283,8 @@ std::vector<double> figures(const std::vector<double>& R, double mse, const Obje
   for (int g = 0; g < G; ++g) {
     const size_t k = static_cast<size_t>(g);
     if (gp[k] > 0) f[group_change(g)] = 100.0 * (gsum[k] / gp[k] - 1.0);
-    if (s.group_size[k] > 0) f[group_better(g)] = 100.0 * gbetter[k] / static_cast<double>(s.group_size[k]);
+    if (s.group_size[k] > 0)
+      f[group_better(g)] = 100.0 * gbetter[k] / static_cast<double>(s.group_size[k]);
   }
   return f;
 }
@@ -324,7 +346,8 @@ std::string day_text(std::int64_t s) { return utc_text(s).substr(0, 10); }
 
 std::vector<std::string> write_report(const std::string& dir_text, const ReportOptions& opt) {
   if (opt.bootstrap < 0 || opt.bootstrap > 100000)
-    throw ConfigError("--bootstrap: expected 0 to 100000 resamples, got " + std::to_string(opt.bootstrap));
+    throw ConfigError("--bootstrap: expected 0 to 100000 resamples, got " +
+                      std::to_string(opt.bootstrap));
   const fs::path dir(dir_text);
   const auto runs = find_runs(dir);
   Shared shared;
@@ -352,8 +375,9 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
     for (size_t i = 0; i < M; ++i) pool(models[i], shared, k, R[i], mse[i]);
     std::vector<std::vector<double>> f(M);
     for (size_t i = 0; i < M; ++i)
-      f[i] = figures(R[i], mse[i], *own[i], *mean, *worst, shared,
-                     plain >= 0 && static_cast<int>(i) != plain ? &R[static_cast<size_t>(plain)] : nullptr);
+      f[i] = figures(
+          R[i], mse[i], *own[i], *mean, *worst, shared,
+          plain >= 0 && static_cast<int>(i) != plain ? &R[static_cast<size_t>(plain)] : nullptr);
     if (regrets) *regrets = std::move(R);
     return f;
   };
@@ -532,8 +556,8 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
   md += "Folder `" + dir_text + "`: " + std::to_string(M) + " model" + (M == 1 ? "" : "s") + ", " +
         std::to_string(shared.population.size()) + " agents (" + fam + "), series " +
         shared.series + ".\n\n";
-  md += "Test split: " + day_text(shared.first_day) + " to " + day_text(shared.last_day) + " UTC, " +
-        std::to_string(D) + " days, " + std::to_string(shared.rows) +
+  md += "Test split: " + day_text(shared.first_day) + " to " + day_text(shared.last_day) +
+        " UTC, " + std::to_string(D) + " days, " + std::to_string(shared.rows) +
         " forecasts. Each agent's regret is its mean per-hour regret over them, in " +
         (shared.regret_scale == "relative"
              ? "relative units (divided by its regret under the 24-hour persistence forecast)"
@@ -552,38 +576,46 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
   for (const ModelDays& m : models)
     if (!m.agents_csv_note.empty()) md += "> Note: " + m.agents_csv_note + "\n\n";
 
-  md += "## Models\n\n| model | objective | beta | own objective | mean regret | worst 10% | max | "
-        "Gini | MSE |\n|---|---|---|---|---|---|---|---|---|\n";
+  md +=
+      "## Models\n\n| model | objective | beta | own objective | mean regret | worst 10% | max | "
+      "Gini | MSE |\n|---|---|---|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < M; ++i) {
     const auto& f = point[i];
-    md += "| " + models[i].name + " | " + (static_cast<int>(i) == plain ? "mse" : models[i].objective) +
-          " | " + models[i].beta + " | " +
-          (static_cast<int>(i) == plain ? "–" : with_ci(f[kOwn], ci[i][kOwn], num)) + " | " +
-          with_ci(f[kMean], ci[i][kMean], num) + " | " + with_ci(f[kWorst], ci[i][kWorst], num) +
-          " | " + with_ci(f[kMax], ci[i][kMax], num) + " | " + with_ci(f[kGini], ci[i][kGini], num) +
-          " | " + with_ci(f[kMse], ci[i][kMse], num) + " |\n";
+    md += "| " + models[i].name + " | " +
+          (static_cast<int>(i) == plain ? "mse" : models[i].objective) + " | " + models[i].beta +
+          " | " + (static_cast<int>(i) == plain ? "–" : with_ci(f[kOwn], ci[i][kOwn], num)) +
+          " | " + with_ci(f[kMean], ci[i][kMean], num) + " | " +
+          with_ci(f[kWorst], ci[i][kWorst], num) + " | " + with_ci(f[kMax], ci[i][kMax], num) +
+          " | " + with_ci(f[kGini], ci[i][kGini], num) + " | " +
+          with_ci(f[kMse], ci[i][kMse], num) + " |\n";
   }
   md += "\nPareto-efficient on mean and worst-decile regret: " + efficient(kMean, kWorst) +
         ". On mean regret and MSE: " + efficient(kMean, kMse) + ".\n\n";
-  md += "![mean against worst-decile regret](pareto.png)\n\n![MSE against mean regret](pareto_mse.png)\n\n";
+  md +=
+      "![mean against worst-decile regret](pareto.png)\n\n![MSE against mean "
+      "regret](pareto_mse.png)\n\n";
 
   if (plain >= 0 && M > 1) {
-    md += "## Against plain\n\nChanges in the test split's figures against the plain model "
-          "(`" + models[static_cast<size_t>(plain)].name +
-          "`, trained on MSE alone). Negative is better. An interval that excludes 0 is a "
-          "change the test days support.\n\n"
-          "| model | mean regret | worst 10% | agents better off | median agent | 10th / 90th "
-          "percentile agent |\n|---|---|---|---|---|---|\n";
+    md +=
+        "## Against plain\n\nChanges in the test split's figures against the plain model "
+        "(`" +
+        models[static_cast<size_t>(plain)].name +
+        "`, trained on MSE alone). Negative is better. An interval that excludes 0 is a "
+        "change the test days support.\n\n"
+        "| model | mean regret | worst 10% | agents better off | median agent | 10th / 90th "
+        "percentile agent |\n|---|---|---|---|---|---|\n";
     for (size_t i = 0; i < M; ++i) {
       if (static_cast<int>(i) == plain) continue;
       const auto& f = point[i];
       md += "| " + models[i].name + " | " + with_ci(f[kDMean], ci[i][kDMean], pct) + " | " +
-            with_ci(f[kDWorst], ci[i][kDWorst], pct) + " | " + with_ci(f[kBetter], ci[i][kBetter], share) +
-            " | " + with_ci(f[kMedianChange], ci[i][kMedianChange], pct) + " | " + pct(f[kP10]) +
-            " / " + pct(f[kP90]) + " |\n";
+            with_ci(f[kDWorst], ci[i][kDWorst], pct) + " | " +
+            with_ci(f[kBetter], ci[i][kBetter], share) + " | " +
+            with_ci(f[kMedianChange], ci[i][kMedianChange], pct) + " | " + pct(f[kP10]) + " / " +
+            pct(f[kP90]) + " |\n";
     }
-    md += "\n### Who gains, who pays\n\nBy group: the change in the group's mean regret against "
-          "plain, and the share of its agents better off.\n\n| group | agents | plain mean regret |";
+    md +=
+        "\n### Who gains, who pays\n\nBy group: the change in the group's mean regret against "
+        "plain, and the share of its agents better off.\n\n| group | agents | plain mean regret |";
     std::string rule = "|---|---|---|";
     for (size_t i = 0; i < M; ++i)
       if (static_cast<int>(i) != plain) {
@@ -596,7 +628,8 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
       md += "| " + shared.group_names[static_cast<size_t>(g)] + " | " +
             std::to_string(shared.group_size[static_cast<size_t>(g)]) + " | " +
             with_ci(point[static_cast<size_t>(plain)][group_mean(g)],
-                    ci[static_cast<size_t>(plain)][group_mean(g)], num) + " |";
+                    ci[static_cast<size_t>(plain)][group_mean(g)], num) +
+            " |";
       for (size_t i = 0; i < M; ++i)
         if (static_cast<int>(i) != plain)
           md += " " + with_ci(point[i][group_change(g)], ci[i][group_change(g)], pct) + ", " +
@@ -617,12 +650,14 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
     if (shared.group_size[static_cast<size_t>(g)] == 0) continue;
     md += "| " + shared.group_names[static_cast<size_t>(g)] + " | " +
           std::to_string(shared.group_size[static_cast<size_t>(g)]) + " |";
-    for (size_t i = 0; i < M; ++i) md += " " + with_ci(point[i][group_mean(g)], ci[i][group_mean(g)], num) + " |";
+    for (size_t i = 0; i < M; ++i)
+      md += " " + with_ci(point[i][group_mean(g)], ci[i][group_mean(g)], num) + " |";
     md += "\n";
   }
-  md += "\n## Inequality\n\nThe Lorenz curve of each model's per-agent test regret: the closer "
-        "to the diagonal, the more evenly the regret is shared (Gini in the legend and in the "
-        "models table).\n\n![Lorenz curves](lorenz.png)\n";
+  md +=
+      "\n## Inequality\n\nThe Lorenz curve of each model's per-agent test regret: the closer "
+      "to the diagonal, the more evenly the regret is shared (Gini in the legend and in the "
+      "models table).\n\n![Lorenz curves](lorenz.png)\n";
   const std::string path = (dir / "report.md").string();
   write_file_atomic(path, md);
   written.insert(written.begin(), path);

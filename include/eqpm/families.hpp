@@ -161,15 +161,15 @@ struct EvCharging {
     return T(p.energy) * (chosen - best);
   }
 
-  // The conditional Monte Carlo gradient of the smoothed regret E[r(mu + sigma eps)]
-  // (DESIGN.md 5.3b), added times `weight` into grad[h]: an unbiased estimate from one
-  // sample v = mu + sigma eps of the hours' keys. Hour h's own noise is integrated out
-  // exactly: given the other hours' keys, h is charged when mu_h + sigma eps_h is below
-  // the k-th lowest of them (key `thr`, truth y_thr); charging h instead of that hour
-  // changes the cost by y_h - y_thr, which happens with probability Phi((thr - mu_h) /
-  // sigma), so d/dmu_h E[r | others] = -energy phi(z) / sigma (y_h - y_thr) with
-  // z = (thr - mu_h) / sigma. Its variance is about H times lower than the score
-  // function's, whose eps multiplies every hour's rank flips at once. Terms with z^2 > 60
+  // The conditional Monte Carlo gradient of the smoothed regret E[r(mu + sigma eps)] (an
+  // extension of DESIGN.md 5.3; README, "How it trains"), added times `weight` into
+  // grad[h]: an unbiased estimate from one sample v = mu + sigma eps of the hours' keys.
+  // Hour h's own noise is integrated out exactly: given the other hours' keys, h is
+  // charged when mu_h + sigma eps_h is below the k-th lowest of them (key `thr`, truth
+  // y_thr); charging h instead of that hour changes the cost by y_h - y_thr, which happens
+  // with probability Phi((thr - mu_h) / sigma), so d/dmu_h E[r | others] = -energy phi(z)
+  // / sigma (y_h - y_thr) with z = (thr - mu_h) / sigma. Its variance is far lower than
+  // the score function's, whose eps multiplies every hour's rank flips at once. Terms with z^2 > 60
   // (phi below 1e-13 of its peak) are skipped.
   template <class T, class V, class M, class Y, class G>
   EQPM_HD_INLINE static void add_dregret_conditional(const Params& p, V v, M mu, Y y,

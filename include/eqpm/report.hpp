@@ -18,9 +18,9 @@
 namespace eqpm {
 
 struct ReportOptions {
-  int bootstrap = 1000;     // resamples of the test days (0: no intervals)
-  std::uint64_t seed = 1;   // of the resampling
-  int threads = 0;          // evaluation threads (0: all)
+  int bootstrap = 1000;    // resamples of the test days (0: no intervals)
+  std::uint64_t seed = 1;  // of the resampling
+  int threads = 0;         // evaluation threads (0: all)
   bool quiet = false;
 };
 

@@ -30,10 +30,11 @@ enum class RegretPath : int { automatic = 0, reference = 1, generic = 2, structu
 // its regret under the 24-hour persistence forecast on the training split (a skill score).
 enum class RegretScale : int { absolute = 0, relative = 1 };
 
-// How EV-charging agents, whose decisions have no derivative, learn (DESIGN.md 5.3b): the
-// score function of 5.2, or the conditional Monte Carlo gradient of the same smoothed
-// regret (EvCharging::add_dregret_conditional), which integrates each hour's own noise out
-// analytically and has far lower variance. CPU backend only, for now.
+// How EV-charging agents, whose decisions have no derivative, learn (an extension of
+// DESIGN.md 5.3; README, "How it trains"): the score function of 5.2, or the conditional
+// Monte Carlo gradient of the same smoothed regret (EvCharging::add_dregret_conditional),
+// which integrates each hour's own noise out analytically and has far lower variance. CPU
+// backend only, for now.
 enum class EvGradient : int { score = 0, conditional = 1 };
 
 }  // namespace eqpm
