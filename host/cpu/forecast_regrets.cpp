@@ -8,8 +8,8 @@
 
 #include "chunks.hpp"
 #include "cpu_lanes.hpp"
-#include "cpu_structured.hpp"
 #include "eqpm/error.hpp"
+#include "eqpm/mlp.hpp"
 #include "eqpm/reducer.hpp"
 #include "eqpm/rng.hpp"
 #include "eqpm/step_algebra.hpp"
@@ -92,20 +92,51 @@ std::vector<double> forecast_regrets(const Population& population, const std::ve
   return regret;
 }
 
-GradientEstimate estimate_gradient(const Population& population, const std::vector<float>& demand,
-                                   const GradientSettings& settings, const float* mu,
-                                   const float* target, const long* t, int B, int H,
-                                   std::uint32_t step, double beta, const std::vector<double>& rbar,
-                                   double msebar) {
-  const long N = population.size();
-  const int S = settings.samples;
-  if (B < 1 || H < 1 || H > kMaxHorizon || S < 2 || S > kMaxSamples)
-    throw Error("estimate_gradient: shapes out of range");
+ForecastEstimator::ForecastEstimator(Population population, std::vector<float> demand,
+                                     GradientSettings settings)
+    : population_(std::move(population)), settings_(std::move(settings)) {
+  const int S = settings_.samples;
+  if (S < 2 || S > kMaxSamples || (settings_.antithetic && S % 2))
+    throw ConfigError("--samples: expected an" + std::string(settings_.antithetic ? " even" : "") +
+                      " integer in [2, " + std::to_string(kMaxSamples) + "], got '" + std::to_string(S) + "'");
+  if (!settings_.objective) settings_.objective = power_objective(0.0);
+  problem_.population = &population_;
+  problem_.demand = std::move(demand);
+  problem_.samples = S;
+  problem_.antithetic = settings_.antithetic;
+  problem_.sigma = settings_.sigma;
+  problem_.floor = settings_.floor;
+  problem_.estimator = settings_.estimator;
+  problem_.rho = settings_.rho;
+  problem_.seed = settings_.seed;
+  ctx_ = regret_context(population_, problem_.demand, settings_.floor);
+  weight_ = population_.weights();
+  group_ = population_.groups();
+}
+
+void ForecastEstimator::setup(int B, int H) {
+  if (B <= ready_B_ && H == ready_H_) return;
+  problem_.max_batch = std::max(B, ready_B_);
+  problem_.layout = make_mlp_layout(1, {}, H, Activation::relu);  // the structured path reads H
+  groups_ = group_population(population_);
+  structured_ = std::make_unique<CpuStructured>();
+  structured_->setup(groups_, problem_);
+  ready_B_ = problem_.max_batch;
+  ready_H_ = H;
+}
+
+GradientEstimate ForecastEstimator::estimate(const float* mu, const float* target, const long* t, int B,
+                                             int H, std::uint32_t step, double beta,
+                                             const std::vector<double>& rbar, double msebar) {
+  const long N = population_.size();
+  const int S = settings_.samples;
+  if (B < 1 || H < 1 || H > kMaxHorizon) throw Error("estimate: shapes out of range");
   if (!rbar.empty() && static_cast<long>(rbar.size()) != N)
-    throw Error("estimate_gradient: the smoothed regrets hold " + std::to_string(rbar.size()) +
+    throw Error("estimate: the smoothed regrets hold " + std::to_string(rbar.size()) +
                 " agents, the population " + std::to_string(N));
-  const RegretContext ctx = regret_context(population, demand, settings.floor);
-  const int nt = thread_count(settings.threads);
+  setup(B, H);
+  const RegretContext ctx = ctx_;
+  const int nt = thread_count(settings_.threads);
   const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
   const double inv_bs = 1.0 / static_cast<double>(BS);
 
@@ -114,22 +145,26 @@ GradientEstimate estimate_gradient(const Population& population, const std::vect
   for (int b = 0; b < B; ++b)
     for (int s = 0; s < S; ++s) {
       const long off = (static_cast<long>(b) * S + s) * H;
-      perturbation(settings.seed, step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
-                   settings.antithetic, eps.data() + off);
+      perturbation(settings_.seed, step, static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(s), H,
+                   settings_.antithetic, eps.data() + off);
       for (int h = 0; h < H; ++h)
         yhat[static_cast<size_t>(off + h)] =
-            mu[static_cast<long>(b) * H + h] + settings.sigma * eps[static_cast<size_t>(off + h)];
+            mu[static_cast<long>(b) * H + h] + settings_.sigma * eps[static_cast<size_t>(off + h)];
     }
   lanes::LaneBuffer buffer;
   const lanes::Lanes X = buffer.fill(yhat.data(), target, t, B, S, H);
-  const FamilyGroups groups = group_population(population);
 
   GradientEstimate e;
   e.rhat.assign(static_cast<size_t>(N), 0.0);
   // Pass 1: Rhat_n, the mean regret over the B S samples.
+  std::vector<long> times(t, t + B);
+  if (!structured_->empty()) {
+    structured_->prepare(B, yhat.data(), target, times.data(), X, nt);
+    structured_->mean_regrets(e.rhat, nt);
+  }
   Families::for_each([&](auto fam) {
     using F = decltype(fam);
-    const auto& g = std::get<FamilyGroup<F>>(groups);
+    const auto& g = std::get<FamilyGroup<F>>(groups_);
     const long n_agents = static_cast<long>(g.index.size());
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 16)
     for (long i = 0; i < n_agents; ++i)
@@ -142,32 +177,29 @@ GradientEstimate estimate_gradient(const Population& population, const std::vect
   e.rbar.resize(static_cast<size_t>(N));
   for (long n = 0; n < N; ++n)
     e.rbar[static_cast<size_t>(n)] = step::smooth(started ? rbar[static_cast<size_t>(n)] : 0.0,
-                                                  e.rhat[static_cast<size_t>(n)], settings.rho, started);
-  const std::vector<double> weight = population.weights();
-  const std::vector<int> group = population.groups();
-  const AgentSet agents{weight.data(), group.data(), nullptr, N, population.group_count(),
-                        population.total_weight()};
+                                                  e.rhat[static_cast<size_t>(n)], settings_.rho, started);
+  const AgentSet agents{weight_.data(), group_.data(), nullptr, N, population_.group_count(),
+                        population_.total_weight()};
   LocalReducer here;
-  const std::shared_ptr<const Objective> objective =
-      settings.objective ? settings.objective : power_objective(0.0);
   e.omega.assign(static_cast<size_t>(N), 0.0);
-  e.objective = objective->evaluate(e.rhat.data(), agents, here, nullptr);
-  e.smoothed = objective->evaluate(e.rbar.data(), agents, here, e.omega.data());
+  e.objective = settings_.objective->evaluate(e.rhat.data(), agents, here, nullptr);
+  e.smoothed = settings_.objective->evaluate(e.rbar.data(), agents, here, e.omega.data());
 
   // Pass 2: X_{b,s} = sum_n omega_n r_{n,b,s} (score-function agents) and the pathwise sums
   // G_{b,h}, per fixed chunk of agents, the chunks added in order (deterministic).
   std::vector<double> A(static_cast<size_t>(BS), 0.0), G(static_cast<size_t>(BH), 0.0);
   Families::for_each([&](auto fam) {
     using F = decltype(fam);
-    const auto& g = std::get<FamilyGroup<F>>(groups);
+    const auto& g = std::get<FamilyGroup<F>>(groups_);
     const long n_agents = static_cast<long>(g.index.size());
     if (n_agents == 0) return;
-    const bool pathwise = uses_pathwise<F>(settings.estimator);
+    const bool pathwise = uses_pathwise<F>(settings_.estimator);
     const long n_chunks = chunks::count(n_agents);
-    std::vector<double> partial(static_cast<size_t>(n_chunks * (pathwise ? BS * H : BS)), 0.0);
+    const long width = pathwise ? BS * H : BS;
+    std::vector<double> partial(static_cast<size_t>(n_chunks * width), 0.0);
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (long c = 0; c < n_chunks; ++c) {
-      double* acc = partial.data() + c * (pathwise ? BS * H : BS);
+      double* acc = partial.data() + c * width;
       std::vector<float> r(pathwise ? 0 : static_cast<size_t>(BS));
       const long i_end = chunks::begin(n_agents, c + 1, n_chunks);
       for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
@@ -185,7 +217,7 @@ GradientEstimate estimate_gradient(const Population& population, const std::vect
       }
     }
     for (long c = 0; c < n_chunks; ++c) {
-      const double* acc = partial.data() + c * (pathwise ? BS * H : BS);
+      const double* acc = partial.data() + c * width;
       if (!pathwise) {
         for (long j = 0; j < BS; ++j) A[static_cast<size_t>(j)] += acc[j];
         continue;
@@ -199,7 +231,8 @@ GradientEstimate estimate_gradient(const Population& population, const std::vect
         }
     }
   });
-  if (!settings.antithetic)
+  if (!structured_->empty()) structured_->advantages(e.omega, A.data(), G.data(), nt);
+  if (!settings_.antithetic)
     for (int b = 0; b < B; ++b) {
       double* row = A.data() + static_cast<long>(b) * S;
       double x[kMaxSamples];
@@ -217,12 +250,12 @@ GradientEstimate estimate_gradient(const Population& population, const std::vect
     mse += d * d;
   }
   e.mse = mse / static_cast<double>(BH);
-  e.msebar = step::smooth(msebar, e.mse, settings.rho, msebar > 0);
+  e.msebar = step::smooth(msebar, e.mse, settings_.rho, msebar > 0);
 
   // g = d value / d mu: with beta = 0 the regret term unnormalised (the estimate of dF/dmu),
   // else the training step's combination (DESIGN.md 5.1).
   step::GradCoefficients c =
-      step::grad_coefficients(true, beta, e.smoothed, e.msebar, B, S, H, settings.sigma);
+      step::grad_coefficients(true, beta, e.smoothed, e.msebar, B, S, H, settings_.sigma);
   if (beta == 0.0) c.regret = 1.0;
   e.grad.resize(static_cast<size_t>(BH));
   for (int b = 0; b < B; ++b)

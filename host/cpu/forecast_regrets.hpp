@@ -10,6 +10,8 @@
 #include <memory>
 #include <vector>
 
+#include "cpu_structured.hpp"
+#include "eqpm/backend.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/objectives.hpp"
 #include "eqpm/population.hpp"
@@ -51,14 +53,38 @@ struct GradientEstimate {
 
 // The estimator of DESIGN.md 5.2 (score function) and 5.3 (pathwise, per family as
 // `estimator` says) at predictions mu, with the perturbations of (seed, step, b, s) that a
-// backend step of the same number draws. `rbar` and `msebar` are the smoothing state
-// before the step (empty / 0: not started). With beta = 0 the gradient is the estimate of
-// dF/dmu itself, sum_n omega_n dR_n/dmu with omega_n = dF/dR_n at Rbar; with beta > 0 it is
-// DESIGN.md 5.1's combined loss, exactly as a training step forms g (step::grad_mu).
-GradientEstimate estimate_gradient(const Population& population, const std::vector<float>& demand,
-                                   const GradientSettings& settings, const float* mu,
-                                   const float* target, const long* t, int B, int H,
-                                   std::uint32_t step, double beta, const std::vector<double>& rbar,
-                                   double msebar);
+// backend step of the same number draws. Set up once per population and settings: the
+// agents are grouped once, and those with shared per-sample work (datacenter, EV) go to the
+// CPU backend's structured path (cpu_structured.hpp), as in a training step.
+class ForecastEstimator {
+ public:
+  ForecastEstimator(Population population, std::vector<float> demand, GradientSettings settings);
+  ForecastEstimator(const ForecastEstimator&) = delete;
+  ForecastEstimator& operator=(const ForecastEstimator&) = delete;
+
+  const Population& population() const { return population_; }
+  const GradientSettings& settings() const { return settings_; }
+
+  // One estimate for B rows of H hours. `rbar` and `msebar` are the smoothing state before
+  // the step (empty / 0: not started). With beta = 0 the gradient is the estimate of dF/dmu
+  // itself, sum_n omega_n dR_n/dmu with omega_n = dF/dR_n at Rbar; with beta > 0 it is
+  // DESIGN.md 5.1's combined loss, exactly as a training step forms g (step::grad_mu).
+  GradientEstimate estimate(const float* mu, const float* target, const long* t, int B, int H,
+                            std::uint32_t step, double beta, const std::vector<double>& rbar,
+                            double msebar);
+
+ private:
+  void setup(int B, int H);  // (re)groups the agents for batches of up to B rows of H hours
+
+  Population population_;
+  GradientSettings settings_;
+  Problem problem_;            // what the structured path reads (demand, S, H, floor, ...)
+  RegretContext ctx_;
+  FamilyGroups groups_;        // agents on the general path
+  std::unique_ptr<CpuStructured> structured_;
+  std::vector<double> weight_;
+  std::vector<int> group_;
+  int ready_B_ = 0, ready_H_ = 0;
+};
 
 }  // namespace eqpm

@@ -119,7 +119,9 @@ class EquitableLoss(torch.nn.Module):
             demand = _float_array("demand_profile", demand_profile, 1)
             if demand.size == 0 or np.any(demand <= 0):
                 raise ValueError("demand_profile: expected positive values")
-        self._demand = np.ascontiguousarray(demand, dtype=np.float32)
+        self._estimator = _core.Estimator(
+            pop._core, np.ascontiguousarray(demand, dtype=np.float32), self.objective, self.sigma,
+            self.samples, self.antithetic, self.floor, self.estimator, self.rho, self.seed, self.threads)
         self.register_buffer("rbar", torch.zeros(len(pop), dtype=torch.float64))
         self.register_buffer("msebar", torch.zeros((), dtype=torch.float64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
@@ -155,13 +157,9 @@ class EquitableLoss(torch.nn.Module):
         else:
             raise TypeError(f"start_hour: expected an int or a (B,) integer tensor, got {type(start_hour).__name__}")
         steps = int(self.steps)
-        est = _core.gradient(
-            self.population._core, self._demand, self.objective, self.sigma, self.samples,
-            self.antithetic, self.floor, self.estimator, self.rho, self.seed, self.threads,
+        est = self._estimator.estimate(
             mu, y, t, steps, self.beta,
-            self.rbar.detach().cpu().numpy() if steps > 0 else np.zeros(0),
-            float(self.msebar),
-        )
+            self.rbar.detach().cpu().numpy() if steps > 0 else np.zeros(0), float(self.msebar))
         if torch.is_grad_enabled() and pred.requires_grad:
             with torch.no_grad():
                 self.rbar.copy_(torch.from_numpy(est["rbar"]))

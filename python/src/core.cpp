@@ -521,32 +521,7 @@ Estimator parse_estimator(const std::string& s) {
   throw ConfigError("--estimator: expected score|pathwise|auto, got '" + s + "'");
 }
 
-nb::dict gradient(const PyPopulation& pop, const In1<float>& demand, const std::string& objective,
-                  float sigma, int samples, bool antithetic, float floor, const std::string& estimator,
-                  double rho, std::uint64_t seed, int threads, const In2<float>& mu, const In2<float>& target,
-                  const In1<std::int64_t>& t, std::uint32_t step, double beta, const In1<double>& rbar,
-                  double msebar) {
-  GradientSettings g;
-  g.objective = make_objective(objective, "objective");
-  g.sigma = sigma;
-  g.samples = samples;
-  g.antithetic = antithetic;
-  g.floor = floor;
-  g.estimator = parse_estimator(estimator);
-  g.rho = rho;
-  g.seed = seed;
-  g.threads = threads;
-  const int B = static_cast<int>(mu.shape(0)), H = static_cast<int>(mu.shape(1));
-  check_horizon(pop.population, H, "pred");
-  std::vector<long> times(t.data(), t.data() + t.shape(0));
-  std::vector<float> profile(demand.data(), demand.data() + demand.shape(0));
-  std::vector<double> prev = to_vector(rbar);
-  GradientEstimate e;
-  {
-    nb::gil_scoped_release unlocked;
-    e = estimate_gradient(pop.population, profile, g, mu.data(), target.data(), times.data(), B, H, step,
-                          beta, prev, msebar);
-  }
+nb::dict estimate_dict(GradientEstimate e, int B, int H) {
   nb::dict d;
   d["value"] = e.value;
   d["objective"] = e.objective;
@@ -558,6 +533,39 @@ nb::dict gradient(const PyPopulation& pop, const In1<float>& demand, const std::
   d["omega"] = to_numpy(std::move(e.omega));
   d["grad"] = to_numpy(std::move(e.grad), {static_cast<size_t>(B), static_cast<size_t>(H)});
   return d;
+}
+
+GradientSettings gradient_settings(const std::string& objective, float sigma, int samples, bool antithetic,
+                                   float floor, const std::string& estimator, double rho, std::uint64_t seed,
+                                   int threads) {
+  GradientSettings g;
+  g.objective = make_objective(objective, "--objective");
+  g.sigma = sigma;
+  g.samples = samples;
+  g.antithetic = antithetic;
+  g.floor = floor;
+  g.estimator = parse_estimator(estimator);
+  g.rho = rho;
+  g.seed = seed;
+  g.threads = threads;
+  return g;
+}
+
+nb::dict estimate(ForecastEstimator& est, const In2<float>& mu, const In2<float>& target,
+                  const In1<std::int64_t>& t, std::uint32_t step, double beta, const In1<double>& rbar,
+                  double msebar) {
+  const int B = static_cast<int>(mu.shape(0)), H = static_cast<int>(mu.shape(1));
+  if (target.shape(0) != mu.shape(0) || target.shape(1) != mu.shape(1) || t.shape(0) != mu.shape(0))
+    throw ConfigError("pred, target and start_hour: expected (B, H), (B, H) and (B,)");
+  check_horizon(est.population(), H, "pred");
+  std::vector<long> times(t.data(), t.data() + t.shape(0));
+  std::vector<double> prev = to_vector(rbar);
+  GradientEstimate e;
+  {
+    nb::gil_scoped_release unlocked;
+    e = est.estimate(mu.data(), target.data(), times.data(), B, H, step, beta, prev, msebar);
+  }
+  return estimate_dict(std::move(e), B, H);
 }
 
 // The CPU backend's first `steps` training steps of a configuration at beta = 0, each
@@ -691,8 +699,32 @@ NB_MODULE(_core, m) {
   m.def("train", &train, "keys"_a, "progress"_a = nb::none());
   m.def("sweep", &sweep, "keys"_a, "objectives"_a, "check_tol"_a, "progress"_a = nb::none());
   m.def("regrets", &regrets, "population"_a, "pred"_a, "target"_a, "t"_a, "demand"_a, "floor"_a, "threads"_a);
-  m.def("gradient", &gradient, "population"_a, "demand"_a, "objective"_a, "sigma"_a, "samples"_a,
-        "antithetic"_a, "floor"_a, "estimator"_a, "rho"_a, "seed"_a, "threads"_a, "mu"_a, "target"_a, "t"_a,
-        "step"_a, "beta"_a, "rbar"_a, "msebar"_a);
+  nb::class_<ForecastEstimator>(m, "Estimator")
+      .def("__init__",
+           [](ForecastEstimator* self, const PyPopulation& pop, const In1<float>& demand,
+              const std::string& objective, float sigma, int samples, bool antithetic, float floor,
+              const std::string& estimator, double rho, std::uint64_t seed, int threads) {
+             new (self) ForecastEstimator(pop.population, to_vector(demand),
+                                          gradient_settings(objective, sigma, samples, antithetic, floor,
+                                                            estimator, rho, seed, threads));
+           },
+           "population"_a, "demand"_a, "objective"_a, "sigma"_a, "samples"_a, "antithetic"_a, "floor"_a,
+           "estimator"_a, "rho"_a, "seed"_a, "threads"_a)
+      .def("estimate", &estimate, "mu"_a, "target"_a, "t"_a, "step"_a, "beta"_a, "rbar"_a, "msebar"_a);
+  // One estimate with a fresh estimator (tests).
+  m.def(
+      "gradient",
+      [](const PyPopulation& pop, const In1<float>& demand, const std::string& objective, float sigma,
+         int samples, bool antithetic, float floor, const std::string& estimator, double rho,
+         std::uint64_t seed, int threads, const In2<float>& mu, const In2<float>& target,
+         const In1<std::int64_t>& t, std::uint32_t step, double beta, const In1<double>& rbar, double msebar) {
+        ForecastEstimator est(pop.population, to_vector(demand),
+                              gradient_settings(objective, sigma, samples, antithetic, floor, estimator, rho,
+                                                seed, threads));
+        return eqpm::estimate(est, mu, target, t, step, beta, rbar, msebar);
+      },
+      "population"_a, "demand"_a, "objective"_a, "sigma"_a, "samples"_a, "antithetic"_a, "floor"_a,
+      "estimator"_a, "rho"_a, "seed"_a, "threads"_a, "mu"_a, "target"_a, "t"_a, "step"_a, "beta"_a, "rbar"_a,
+      "msebar"_a);
   m.def("backend_steps", &backend_steps, "keys"_a, "steps"_a);
 }
