@@ -107,7 +107,8 @@ class Population:
 
     @classmethod
     def from_csv(cls, path: PathLike, horizon: int = 12) -> "Population":
-        """Reads a population.csv (DESIGN.md 8.1), checking every agent against `horizon`."""
+        """Reads a population.csv (DESIGN.md 8.1), checking every agent against `horizon`;
+        its datacenter agents see the synthetic demand profile (see with_demand_profile)."""
         if not isinstance(horizon, numbers.Integral) or isinstance(horizon, bool):
             raise TypeError(f"horizon: expected an integer, got {type(horizon).__name__}")
         return cls(_core.Population.from_csv(os.fspath(path), int(horizon)))

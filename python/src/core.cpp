@@ -502,6 +502,9 @@ Array<double> regrets(const PyPopulation& pop, const In2<float>& pred, const In2
                       const In1<std::int64_t>& t, const In1<float>& demand, float floor, int threads) {
   const long R = static_cast<long>(pred.shape(0));
   const int H = static_cast<int>(pred.shape(1));
+  if (target.shape(0) != pred.shape(0) || target.shape(1) != pred.shape(1) || t.shape(0) != pred.shape(0))
+    throw ConfigError("pred, target and t: expected (T, H), (T, H) and (T,)");
+  if (H < 1 || H > kMaxHorizon) throw ConfigError("pred: expected 1.." + std::to_string(kMaxHorizon) + " hours");
   check_horizon(pop.population, H, "pred");
   std::vector<long> times(t.data(), t.data() + t.shape(0));
   std::vector<float> profile(demand.data(), demand.data() + demand.shape(0));
@@ -557,6 +560,8 @@ nb::dict estimate(ForecastEstimator& est, const In2<float>& mu, const In2<float>
   const int B = static_cast<int>(mu.shape(0)), H = static_cast<int>(mu.shape(1));
   if (target.shape(0) != mu.shape(0) || target.shape(1) != mu.shape(1) || t.shape(0) != mu.shape(0))
     throw ConfigError("pred, target and start_hour: expected (B, H), (B, H) and (B,)");
+  if (rbar.shape(0) != 0 && static_cast<long>(rbar.shape(0)) != est.population().size())
+    throw ConfigError("rbar: expected one smoothed regret per agent");
   check_horizon(est.population(), H, "pred");
   std::vector<long> times(t.data(), t.data() + t.shape(0));
   std::vector<double> prev = to_vector(rbar);

@@ -106,3 +106,20 @@ def test_bad_sweeps():
         eqpm.sweep(q=[-1])
     with pytest.raises(ValueError):
         eqpm.sweep(objective="fairness:3")
+
+
+def test_the_module_checks_shapes_itself(pop):
+    """eqpm._core is not the public API, but a wrong call into it is an error, not a crash."""
+    from eqpm import _core
+    y = np.ones((4, 12), np.float32)
+    with pytest.raises(ValueError):
+        _core.regrets(pop._core, y, np.ones((3, 12), np.float32), np.arange(4), pop.demand_profile, 1e-3, 0)
+    with pytest.raises(ValueError):
+        _core.regrets(pop._core, y, y, np.arange(2), pop.demand_profile, 1e-3, 0)
+    with pytest.raises(TypeError):
+        _core.regrets(pop._core, "y", y, np.arange(4), pop.demand_profile, 1e-3, 0)
+    est = _core.Estimator(pop._core, pop.demand_profile, "power:4", 0.05, 16, True, 1e-3, "auto", 0.99, 0, 0)
+    with pytest.raises(ValueError):
+        est.estimate(y, y, np.arange(4), 0, 0.0, np.ones(5), 0.0)
+    with pytest.raises(ValueError):
+        _core.Estimator(pop._core, pop.demand_profile, "power:4", 0.05, 15, True, 1e-3, "auto", 0.99, 0, 0)
