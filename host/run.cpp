@@ -154,9 +154,6 @@ std::string duration_text(double s) {
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-}  // namespace
-
-namespace {
 thread_local const ProgressObserver::Fn* progress_observer = nullptr;
 }  // namespace
 
