@@ -166,9 +166,17 @@ std::string duration_text(double s) {
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+thread_local const ProgressObserver::Fn* progress_observer = nullptr;
 }  // namespace
 
+ProgressObserver::ProgressObserver(Fn fn) : fn_(std::move(fn)), previous_(progress_observer) {
+  progress_observer = &fn_;
+}
+ProgressObserver::~ProgressObserver() { progress_observer = previous_; }
+const ProgressObserver::Fn* ProgressObserver::current() { return progress_observer; }
+
 void ProgressLog::step(const Progress& p) {
+  if (const ProgressObserver::Fn* observer = ProgressObserver::current()) (*observer)(label_, p);
   if (cfg_.quiet || cfg_.log_json) return;
   const double now = now_seconds();
   const bool last = p.step == p.total_steps;

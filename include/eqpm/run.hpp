@@ -71,6 +71,23 @@ class ProgressLog {
   bool dirty_ = false;
 };
 
+// While a ProgressObserver lives, every ProgressLog on its thread also hands each step's
+// progress (with the log's label, "[q=4]") to it, whatever `quiet` says: how a caller that
+// embeds eqpm (the Python package) shows progress and notices a stop request.
+class ProgressObserver {
+ public:
+  using Fn = std::function<void(const std::string& label, const Progress& p)>;
+  explicit ProgressObserver(Fn fn);
+  ~ProgressObserver();
+  ProgressObserver(const ProgressObserver&) = delete;
+  ProgressObserver& operator=(const ProgressObserver&) = delete;
+  static const Fn* current();
+
+ private:
+  Fn fn_;
+  const Fn* previous_;
+};
+
 // How eval scores agents: per-hour (DESIGN.md 6, the default) or the paper's mean
 // forecast (paper_metric.hpp).
 enum class EvalMetric : int { per_hour = 0, paper_mean = 1 };
