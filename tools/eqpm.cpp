@@ -33,6 +33,7 @@
 #include "eqpm/predict.hpp"
 #include "eqpm/report.hpp"
 #include "eqpm/run.hpp"
+#include "eqpm/sweep.hpp"
 #include "eqpm/sweep_check.hpp"
 
 namespace {
@@ -376,15 +377,6 @@ std::vector<double> parse_q_list(const std::string& text) {
   return qs;
 }
 
-// A sweep run's folder: q=4 for power:4 (as --q names them), else the spec with '=' for
-// ':' (cvar=0.1, tilt-groups=1,10).
-std::string run_name(const std::string& spec) {
-  if (spec.rfind("power:", 0) == 0) return "q=" + spec.substr(6);
-  std::string name = spec;
-  name[name.find(':')] = '=';
-  return name;
-}
-
 // The sweep's objectives: --objective LIST, else power:q for each q of --q (0,1,4,19).
 std::vector<std::string> sweep_objectives(const CommandLine& cl) {
   if (!cl.objective_list.empty()) {
@@ -703,138 +695,53 @@ int cmd_sweep(CommandLine& cl) {
   ensure_output_dir(base.out, base.overwrite);
   if (base.overwrite) remove_earlier_sweep(base.out);
   const RunInputs in = load_inputs(base);
-  struct Entry {
-    std::string name;
-    double q;
-    double beta;
-    RunOutcome outcome;
-    std::string objective;  // its spec; empty for plain
-  };
-  std::vector<Entry> runs;
-  // With --beta auto, the M_q check is of the optimiser: it compares the models trained at
-  // the grid's smallest beta (each q run's beta=<b> candidate) and plain, not the ones
-  // validation shipped.
-  std::vector<Entry> fixed_beta;
-  // false: a signal stopped the run (its folder holds the checkpoint to resume from).
-  auto run_one = [&](const std::string& name, RunConfig cfg) {
-    cfg.out = (std::filesystem::path(base.out) / name).string();
-    std::filesystem::create_directories(cfg.out);
-    RunOutcome o = train_run(cfg, in);
-    if (o.interrupted_at >= 0) {
-      guard.keep();
-      report_interrupted(o);
-      return false;
-    }
-    if (cfg.profile) print_stage_profile(o);
-    runs.push_back({name, cfg.q, cfg.beta, std::move(o), name == "plain" ? "" : objective_spec(cfg)});
-    return true;
-  };
-  auto stopped = [&] {
+  Sweep sw = run_sweep(base, specs, in);
+  if (sw.interrupted) {
+    guard.keep();
+    report_interrupted(sw.stopped);
     std::fprintf(stderr, "the sweep's remaining runs were not started; sweep.csv is not written\n");
     return 128 + interrupt_signal();
-  };
-  {
-    RunConfig plain = base;
-    plain.beta_auto = false;
-    plain.beta = 1.0;
-    plain.q = 0.0;
-    plain.objective.clear();
-    if (!run_one("plain", plain)) return stopped();
-  }
-  for (const std::string& spec : specs) {
-    RunConfig cfg = base;
-    set_option(cfg, "objective", spec, "--objective");
-    const std::string name = run_name(spec);
-    const double q = cfg.q;
-    if (!base.beta_auto) {
-      if (!run_one(name, cfg)) return stopped();
-      continue;
-    }
-    // One model per beta of the grid, the plain run as its beta = 1; the run's folder
-    // gets the one validation M_q prefers (beta_auto.csv says which).
-    cfg.out = (std::filesystem::path(base.out) / name).string();
-    std::filesystem::create_directories(cfg.out);
-    double chosen = 1;
-    std::vector<RunOutcome> cands;
-    RunOutcome o = train_beta_auto(cfg, in, &runs.front().outcome, &chosen, &cands);
-    if (o.interrupted_at >= 0) {
-      guard.keep();
-      report_interrupted(o);
-      return stopped();
-    }
-    runs.push_back({name, q, chosen, std::move(o), spec});
-    const size_t lo = static_cast<size_t>(
-        std::min_element(base.beta_grid.begin(), base.beta_grid.end()) - base.beta_grid.begin());
-    if (fixed_beta.empty()) fixed_beta.push_back(runs.front());
-    fixed_beta.push_back({name, q, base.beta_grid[lo], std::move(cands[lo]), spec});
   }
   guard.keep();
+  if (base.profile)  // runs trained once (with --beta auto, only plain)
+    for (const SweepRun& r : sw.runs)
+      if (r.name == "plain" || !base.beta_auto) print_stage_profile(r.outcome);
   // Claim 1 of DESIGN.md 6: the model trained at q has the lowest training-split M_q of
   // the sweep (and, when models are selected on it, the lowest validation M_q).
-  const std::vector<double> weights = in.population.weights();
-  const std::vector<Entry>& checked = base.beta_auto ? fixed_beta : runs;
-  auto check_split = [&](bool validation) {
-    std::vector<SweepModel> models;
-    for (const auto& r : checked)
-      models.push_back({r.name, r.name != "plain", r.q,
-                        validation ? r.outcome.validation.regret : r.outcome.train_split.regret,
-                        r.objective.empty() ? nullptr : make_objective(r.objective)});
-    auto rows = objective_check(models, weights, cl.check_tol, in.population.groups());
-    return std::make_pair(models, rows);
-  };
-  const auto [train_models, train_check] = check_split(false);
-
-  // sweep.csv (DESIGN.md 8.1, with the check's margin on the training split) and the tables.
-  std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by,objective\n";
-  for (const auto& r : runs) {
-    const RegretStats& s = r.outcome.test_stats;
-    std::string margin, beaten;
-    for (const auto& row : train_check)
-      if (row.own == r.name) {
-        margin = format_double(row.margin);
-        for (const auto& b : row.beaten_by) beaten += (beaten.empty() ? "" : ";") + b;
-      }
-    const bool power = r.objective.rfind("power:", 0) == 0;
-    csv += r.name + "," + (power ? format_double(r.q) : std::string()) + "," +
-           format_double(r.beta) + "," + format_double(s.mean) + "," + format_double(s.var) + "," +
-           format_double(s.p95 - s.p5) + "," + format_double(s.max) + "," + format_double(s.jain) +
-           "," + format_double(s.mse) + "," + margin + "," + beaten + "," + r.objective + "\n";
-  }
-  write_file_atomic((std::filesystem::path(base.out) / "sweep.csv").string(), csv);
+  const SweepCheck train_check = check_sweep(sw, in, cl.check_tol, false);
+  SweepCheck val_check;
+  if (base.select == Select::val) val_check = check_sweep(sw, in, cl.check_tol, true);
+  write_sweep_tables(base.out, sw, train_check, base.select == Select::val ? &val_check : nullptr);
 
   std::printf("\nper-agent regret, %ld agents (%s), %s\n", in.population.size(),
               base.mix.c_str(), in.series.source.c_str());
   int name_width = 8;  // as wide as the longest run name ("group-power=4")
-  for (const auto& r : runs) name_width = std::max(name_width, static_cast<int>(r.name.size()));
+  for (const auto& r : sw.runs) name_width = std::max(name_width, static_cast<int>(r.name.size()));
   for (const char* split : {"test", "train"}) {
     std::printf("\n%s split:\n%-*s %5s %11s %11s %11s %11s %11s %8s %11s\n", split, name_width, "run",
                 "beta", "mean", "var", "p5", "p95-p5", "max", "jain", "mse");
-    for (const auto& r : runs) {
+    for (const auto& r : sw.runs) {
       const RegretStats& s = std::string(split) == "test" ? r.outcome.test_stats : r.outcome.train_stats;
       std::printf("%-*s %5s %11.5g %11.5g %11.5g %11.5g %11.5g %8.4f %11.5g\n", name_width, r.name.c_str(),
                   format_double(r.beta).c_str(), s.mean, s.var, s.p5, s.p95 - s.p5, s.max, s.jain,
                   s.mse);
     }
   }
-  bool all_pass = true;
   const bool power_sweep = std::all_of(specs.begin(), specs.end(),
                                        [](const std::string& f) { return f.rfind("power:", 0) == 0; });
   for (const bool validation : {false, true}) {
     if (validation && base.select != Select::val) continue;
-    const auto [models, rows] = validation ? check_split(true) : std::make_pair(train_models, train_check);
-    for (const auto& r : rows) all_pass = all_pass && r.pass;
+    const SweepCheck& c = validation ? val_check : train_check;
     if (base.beta_auto)
       std::printf("\n(beta: the one the validation slice chose; the check below is of the "
                   "optimiser, on the models trained at beta %s and plain)",
-                  format_double(checked.back().beta).c_str());
+                  format_double(sw.checked().back().beta).c_str());
     std::printf(power_sweep ? "\n%s power mean M_q of each model (rows: q of the measure):\n%s"
                             : "\n%s objective of each model (rows: the objective measured):\n%s",
                 validation ? "validation-slice" : "training-split",
-                objective_check_table(models, rows, cl.check_tol).c_str());
-    write_file_atomic((std::filesystem::path(base.out) /
-                       (validation ? "mq_check_val.csv" : "mq_check.csv")).string(),
-                      objective_check_csv(models, rows));
+                objective_check_table(c.models, c.rows, cl.check_tol).c_str());
   }
+  const bool all_pass = train_check.pass() && (base.select != Select::val || val_check.pass());
   std::printf("\nwrote %s (sweep.csv, mq_check.csv and one folder per run)\n", base.out.c_str());
   if (cl.check && !all_pass) {
     std::fprintf(stderr, "eqpm sweep --check: a model is not the best at its own objective (see the table)\n");

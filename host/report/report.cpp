@@ -426,52 +426,35 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
     written.push_back(path);
   };
   const bool intervals = opt.bootstrap > 0 && D > 1;
-  {
+  // One labelled point per model at (figure x, figure y), with both intervals.
+  auto scatter = [&](const char* file, const char* title, const char* x_label,
+                     const char* y_label, int x, int y) {
     report::Plot p;
-    p.title = "Mean against worst-decile regret (test split, 95% intervals)";
-    p.x_label = "mean regret";
-    p.y_label = "worst 10% of agents: mean regret (CVaR 0.1)";
+    p.title = title;
+    p.x_label = x_label;
+    p.y_label = y_label;
     p.legend = false;
     for (size_t i = 0; i < M; ++i) {
       report::PlotSeries s;
-      s.x = {point[i][kMean]};
-      s.y = {point[i][kWorst]};
+      s.x = {point[i][static_cast<size_t>(x)]};
+      s.y = {point[i][static_cast<size_t>(y)]};
       s.lines = false;
       s.markers = true;
       s.point_labels = {models[i].name};
       if (intervals) {
-        s.x_lo = {ci[i][kMean].lo};
-        s.x_hi = {ci[i][kMean].hi};
-        s.y_lo = {ci[i][kWorst].lo};
-        s.y_hi = {ci[i][kWorst].hi};
+        s.x_lo = {ci[i][static_cast<size_t>(x)].lo};
+        s.x_hi = {ci[i][static_cast<size_t>(x)].hi};
+        s.y_lo = {ci[i][static_cast<size_t>(y)].lo};
+        s.y_hi = {ci[i][static_cast<size_t>(y)].hi};
       }
       p.series.push_back(s);
     }
-    save("pareto.png", report::render_png(p));
-  }
-  {
-    report::Plot p;
-    p.title = "Accuracy against mean regret (test split)";
-    p.x_label = "MSE (normalised units)";
-    p.y_label = "mean regret";
-    p.legend = false;
-    for (size_t i = 0; i < M; ++i) {
-      report::PlotSeries s;
-      s.x = {point[i][kMse]};
-      s.y = {point[i][kMean]};
-      s.lines = false;
-      s.markers = true;
-      s.point_labels = {models[i].name};
-      if (intervals) {
-        s.x_lo = {ci[i][kMse].lo};
-        s.x_hi = {ci[i][kMse].hi};
-        s.y_lo = {ci[i][kMean].lo};
-        s.y_hi = {ci[i][kMean].hi};
-      }
-      p.series.push_back(s);
-    }
-    save("pareto_mse.png", report::render_png(p));
-  }
+    save(file, report::render_png(p));
+  };
+  scatter("pareto.png", "Mean against worst-decile regret (test split, 95% intervals)",
+          "mean regret", "worst 10% of agents: mean regret (CVaR 0.1)", kMean, kWorst);
+  scatter("pareto_mse.png", "Accuracy against mean regret (test split)", "MSE (normalised units)",
+          "mean regret", kMse, kMean);
   {
     report::Plot p;
     p.title = "Lorenz curves of per-agent test regret";

@@ -44,6 +44,7 @@
 #include "eqpm/population.hpp"
 #include "eqpm/predict.hpp"
 #include "eqpm/run.hpp"
+#include "eqpm/sweep.hpp"
 #include "eqpm/sweep_check.hpp"
 #include "eqpm/trainer.hpp"
 
@@ -351,16 +352,6 @@ nb::dict run_dict(const RunConfig& shipped, const RunInputs& in, const RunOutcom
   return r;
 }
 
-// The configuration a finished run ships: with --beta auto, the chosen beta (as
-// train_beta_auto writes it).
-RunConfig shipped_config(RunConfig cfg, double chosen) {
-  if (cfg.beta_auto) {
-    cfg.beta_auto = false;
-    cfg.beta = chosen;
-  }
-  return cfg;
-}
-
 void prepare_out(const RunConfig& cfg) {
   if (cfg.out.empty()) return;
   ensure_output_dir(cfg.out, cfg.overwrite);
@@ -397,103 +388,27 @@ nb::list sweep(const Keys& keys, const std::vector<std::string>& specs, double c
   validate(base);
   prepare_out(base);
   PythonProgress watch(std::move(progress));
-  struct Entry {
-    std::string name;
-    double q;
-    RunConfig shipped;
-    RunOutcome outcome;
-    std::string objective;
-  };
-  std::vector<Entry> runs, fixed_beta;
+  Sweep sw;
   RunInputs in;
-  bool stopped = false;
   {
     nb::gil_scoped_release unlocked;
     clear_interrupt();
     const ProgressObserver observer([&](const std::string& label, const Progress& p) { watch(label, p); });
     in = load_inputs(base);
-    auto folder = [&](const std::string& name) {
-      return base.out.empty() ? std::string() : (std::filesystem::path(base.out) / name).string();
-    };
-    RunConfig plain = base;
-    plain.beta_auto = false;
-    plain.beta = 1.0;
-    plain.q = 0.0;
-    plain.objective.clear();
-    plain.out = folder("plain");
-    if (!plain.out.empty()) std::filesystem::create_directories(plain.out);
-    RunOutcome po = train_run(plain, in);
-    stopped = po.interrupted_at >= 0;
-    if (!stopped) runs.push_back({"plain", 0.0, plain, std::move(po), ""});
-    for (size_t i = 0; i < specs.size() && !stopped; ++i) {
-      RunConfig cfg = base;
-      set_option(cfg, "objective", specs[i], "--objective");
-      const std::string& spec = specs[i];
-      const std::string name =
-          spec.rfind("power:", 0) == 0 ? "q=" + spec.substr(6) : std::string(spec).replace(spec.find(':'), 1, "=");
-      cfg.out = folder(name);
-      if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
-      if (!base.beta_auto) {
-        RunOutcome o = train_run(cfg, in);
-        stopped = o.interrupted_at >= 0;
-        if (!stopped) runs.push_back({name, cfg.q, cfg, std::move(o), spec});
-        continue;
-      }
-      double chosen = 1;
-      std::vector<RunOutcome> cands;
-      RunOutcome o = train_beta_auto(cfg, in, &runs.front().outcome, &chosen, &cands);
-      stopped = o.interrupted_at >= 0;
-      if (stopped) break;
-      runs.push_back({name, cfg.q, shipped_config(cfg, chosen), std::move(o), spec});
-      const size_t lo = static_cast<size_t>(
-          std::min_element(base.beta_grid.begin(), base.beta_grid.end()) - base.beta_grid.begin());
-      if (fixed_beta.empty()) fixed_beta.push_back(runs.front());
-      fixed_beta.push_back({name, cfg.q, cfg, std::move(cands[lo]), spec});
-    }
+    sw = run_sweep(base, specs, in);
     clear_interrupt();
-    if (!stopped && !base.out.empty()) {
-      const std::vector<double> weights = in.population.weights();
-      const std::vector<Entry>& checked = base.beta_auto ? fixed_beta : runs;
-      auto check_split = [&](bool validation) {
-        std::vector<SweepModel> models;
-        for (const auto& r : checked)
-          models.push_back({r.name, r.name != "plain", r.q,
-                            validation ? r.outcome.validation.regret : r.outcome.train_split.regret,
-                            r.objective.empty() ? nullptr : make_objective(r.objective)});
-        auto rows = objective_check(models, weights, check_tol, in.population.groups());
-        return std::make_pair(models, rows);
-      };
-      const auto [train_models, train_check] = check_split(false);
-      std::string csv = "run,q,beta,mean,var,p95_p5,max,jain,mse,mq_margin,mq_beaten_by,objective\n";
-      for (const auto& r : runs) {
-        const RegretStats& s = r.outcome.test_stats;
-        std::string margin, beaten;
-        for (const auto& row : train_check)
-          if (row.own == r.name) {
-            margin = format_double(row.margin);
-            for (const auto& b : row.beaten_by) beaten += (beaten.empty() ? "" : ";") + b;
-          }
-        const bool power = r.objective.rfind("power:", 0) == 0;
-        csv += r.name + "," + (power ? format_double(r.q) : std::string()) + "," +
-               format_double(r.shipped.beta) + "," + format_double(s.mean) + "," + format_double(s.var) +
-               "," + format_double(s.p95 - s.p5) + "," + format_double(s.max) + "," +
-               format_double(s.jain) + "," + format_double(s.mse) + "," + margin + "," + beaten + "," +
-               r.objective + "\n";
-      }
-      write_file_atomic((std::filesystem::path(base.out) / "sweep.csv").string(), csv);
-      write_file_atomic((std::filesystem::path(base.out) / "mq_check.csv").string(),
-                        objective_check_csv(train_models, train_check));
-      if (base.select == Select::val) {
-        const auto [val_models, val_check] = check_split(true);
-        write_file_atomic((std::filesystem::path(base.out) / "mq_check_val.csv").string(),
-                          objective_check_csv(val_models, val_check));
-      }
+    if (!sw.interrupted && !base.out.empty()) {
+      const SweepCheck train_check = check_sweep(sw, in, check_tol, false);
+      SweepCheck val_check;
+      if (base.select == Select::val) val_check = check_sweep(sw, in, check_tol, true);
+      write_sweep_tables(base.out, sw, train_check, base.select == Select::val ? &val_check : nullptr);
     }
   }
+  const bool stopped = sw.interrupted;
   watch.raise_if_failed();
   if (stopped) throw Error("the sweep was stopped; its remaining runs were not started");
   nb::list out;
-  for (const auto& r : runs) out.append(nb::make_tuple(r.name, run_dict(r.shipped, in, r.outcome)));
+  for (const auto& r : sw.runs) out.append(nb::make_tuple(r.name, run_dict(r.config, in, r.outcome)));
   return out;
 }
 
