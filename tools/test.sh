@@ -23,6 +23,10 @@ if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ] && [ "${
 fi
 [ -x build-python/venv/bin/python ] || python3 -m venv build-python/venv
 pip_flags=(-C build-dir=build-python/cmake)
+# The module is built for the instruction set of the program it is compared with (the fast
+# paths' float rounding follows -march; the tests check bit identity with the program).
+march="$(sed -n 's/^EQPM_MARCH:[A-Z]*=//p' "$dir/CMakeCache.txt" 2>/dev/null || true)"
+[ -f "$dir/CMakeCache.txt" ] && pip_flags+=(-C "cmake.define.EQPM_MARCH=$march")
 [ "${EQPM_NO_CUDA:-0}" = 1 ] && pip_flags+=(-C cmake.define.EQPM_CUDA=OFF)
 [ "${CI:-}" = "true" ] && pip_flags+=(-C cmake.define.EQPM_WERROR=ON)
 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
