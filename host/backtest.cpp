@@ -1,5 +1,6 @@
 // Rolling-origin backtest (backtest.hpp).
 #include "eqpm/backtest.hpp"
+#include "eqpm/sweep.hpp"
 
 #include <sys/wait.h>
 
@@ -227,13 +228,17 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
     res.runs.push_back(plain.run);
   }
   const std::vector<double> weights = in.population.weights();
-  for (double q : opt.qs) {
-    const std::string name = "q=" + format_double(q);
+  const std::vector<int> groups = in.population.groups();
+  for (const std::string& spec : opt.objectives) {
+    const std::string name = sweep_run_name(spec);
     RunConfig c = base;
-    c.q = q;
+    set_option(c, "objective", spec, "--objective");
+    const double q = c.q;
+    const auto objective = run_objective(c);
     if (!base.beta_auto) {
       Chain chain;
       if (!train_chain(name, name, c, &chain)) return res;
+      chain.run.objective = spec;
       res.runs.push_back(std::move(chain.run));
       continue;
     }
@@ -252,20 +257,22 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
       if (b >= 1.0) cands.push_back(&plain);
     BacktestRun run;
     run.name = name;
+    run.objective = spec;
     run.q = q;
     run.beta = -1;  // per fold
     for (size_t k = 0; k < res.folds.size(); ++k) {
       std::vector<BetaCandidate> bc;
       for (const Chain* ch : cands)
         bc.push_back(beta_candidate(ch->run.folds[k].beta, ch->outcomes[k]));
-      const BetaChoice choice = choose_beta(bc, weights, q);
+      const BetaChoice choice = choose_beta(bc, weights, *objective, groups);
       for (size_t i = 0; i < bc.size(); ++i)
-        res.beta_auto.push_back({name, q, res.folds[k].index, bc[i].beta, choice.val_mq[i],
+        res.beta_auto.push_back({name, spec, q, res.folds[k].index, bc[i].beta, choice.val_mq[i],
                                  choice.val_se[i], choice.test_mq[i], i == choice.index});
       const Chain& best = *cands[choice.index];
       // Ship the chosen model into <run>/fold-<k>/ under the run's own q and the chosen beta.
       RunConfig shipped = best.configs[k];
       shipped.q = q;
+      shipped.objective = c.objective;
       shipped.beta_auto = false;
       shipped.out = (fs::path(opt.out) / name / ("fold-" + std::to_string(k + 1))).string();
       write_run_outputs(shipped, fold_inputs(in, shipped), best.outcomes[k]);
@@ -280,13 +287,14 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
 }
 
 std::string backtest_csv(const BacktestResult& r) {
-  std::string s = "run,q,beta,fold_start,fold_end,mean,var,p95,max,mse\n";
+  std::string s = "run,q,beta,fold_start,fold_end,mean,var,p95,max,mse,objective\n";
   auto row = [&](const BacktestRun& run, const std::string& beta, const std::string& start,
                  const std::string& end, const RegretStats& st, double mse) {
-    s += run.name + "," + (run.name == "plain" ? std::string() : format_double(run.q)) + "," +
-         beta + "," + start + "," + end + "," + format_double(st.mean) + "," +
-         format_double(st.var) + "," + format_double(st.p95) + "," + format_double(st.max) + "," +
-         format_double(mse) + "\n";
+    const bool power = run.objective.rfind("power:", 0) == 0;
+    s += run.name + "," + (power ? format_double(run.q) : std::string()) + "," + beta + "," +
+         start + "," + end + "," + format_double(st.mean) + "," + format_double(st.var) + "," +
+         format_double(st.p95) + "," + format_double(st.max) + "," + format_double(mse) + "," +
+         run.objective + "\n";
   };
   for (const auto& run : r.runs) {
     bool same = true;
@@ -302,12 +310,12 @@ std::string backtest_csv(const BacktestResult& r) {
 }
 
 std::string beta_auto_csv(const BacktestResult& r) {
-  std::string s = "run,q,fold_start,beta,val_power_mean,val_se,test_power_mean,chosen\n";
+  std::string s = "run,q,fold_start,beta,val_power_mean,val_se,test_power_mean,chosen,objective\n";
   for (const auto& b : r.beta_auto)
-    s += b.run + "," + format_double(b.q) + "," +
-         boundary_text(r.folds[static_cast<size_t>(b.fold - 1)].start) + "," +
+    s += b.run + "," + (b.objective.rfind("power:", 0) == 0 ? format_double(b.q) : std::string()) +
+         "," + boundary_text(r.folds[static_cast<size_t>(b.fold - 1)].start) + "," +
          format_double(b.beta) + "," + format_double(b.val_mq) + "," + format_double(b.val_se) +
-         "," + format_double(b.test_mq) + "," + (b.chosen ? "1" : "0") + "\n";
+         "," + format_double(b.test_mq) + "," + (b.chosen ? "1" : "0") + "," + b.objective + "\n";
   return s;
 }
 
@@ -364,8 +372,10 @@ std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt) 
   }
   if (!r.beta_auto.empty()) {
     // Which beta each fold's validation chose, and whether the test month agreed: the
-    // chosen candidate the best on test M_q, and at least as good as plain there.
-    s += "\nbeta auto (validation M_q picks per fold; test: its rank on the test month's M_q):\n";
+    // chosen candidate the best on the test month's objective, and at least as good as
+    // plain there.
+    s += "\nbeta auto (the validation objective picks per fold; test: its rank on the test "
+         "month's objective):\n";
     std::vector<std::string> names;
     for (const auto& b : r.beta_auto)
       if (std::find(names.begin(), names.end(), b.run) == names.end()) names.push_back(b.run);

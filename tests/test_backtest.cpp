@@ -18,6 +18,7 @@
 #include "eqpm/data.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/io.hpp"
+#include "eqpm/objectives.hpp"
 #include "eqpm/paper_metric.hpp"
 #include "eqpm/run.hpp"
 #include "eqpm/trainer.hpp"
@@ -269,7 +270,7 @@ const SmallBacktest& small_backtest() {
     b->opt.from = at("2022-03-20");
     b->opt.to = at("2022-05-01");
     b->opt.refit = parse_refit("14d");
-    b->opt.qs = {4};
+    b->opt.objectives = {"power:4"};
     b->opt.out = b->dir.path().string();
     b->result = run_backtest(b->base, b->in, b->opt);
     return b;
@@ -350,11 +351,12 @@ TEST(Backtest, PooledRowsAreTheHourWeightedFoldRegrets) {
   std::istringstream csv(backtest_csv(b.result));
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "run,q,beta,fold_start,fold_end,mean,var,p95,max,mse");
+  EXPECT_EQ(line, "run,q,beta,fold_start,fold_end,mean,var,p95,max,mse,objective");
   long fold_rows = 0;
   while (std::getline(csv, line)) {
     const auto cells = split_csv_line(line);
-    ASSERT_EQ(cells.size(), 10u) << line;
+    ASSERT_EQ(cells.size(), 11u) << line;
+    EXPECT_EQ(cells[10], cells[0] == "plain" ? "" : "power:4") << line;
     if (cells[3] == "all") all_rows[cells[0]] = cells;
     else ++fold_rows;
   }
@@ -428,6 +430,47 @@ TEST(PaperMetric, ScoresTheMeanForecastAgainstTheMeanTruth) {
   const std::vector<double> expected = {2.0, 3.0 * (s3 - s2) * (s3 - s2) / s2, 1.5};
   EXPECT_ALL_CLOSE(r, expected, 1e-6, 1e-5);
   EXPECT_THROW(paper_mean_regrets(p, demand, 1e-3f, d, {0, 1}, {1, 2, 3}), Error);
+}
+
+
+// A backtest over another objective: each run is trained at it, each fold's beta is chosen
+// on it (the chosen candidate's validation value is that objective of the shipped model's
+// validation regrets), and the tables name it.
+TEST(Backtest, ObjectivesOtherThanThePowerMean) {
+  test::TempDir dir;
+  RunConfig base = small_backtest_config();
+  const RunInputs in = load_inputs(base);
+  BacktestOptions opt;
+  opt.from = at("2022-04-03");
+  opt.to = at("2022-05-01");
+  opt.refit = parse_refit("14d");
+  opt.objectives = {"cvar:0.2"};
+  opt.out = dir.path().string();
+  const BacktestResult r = run_backtest(base, in, opt);
+  ASSERT_FALSE(r.stopped);
+  ASSERT_EQ(r.runs.size(), 2u);
+  EXPECT_EQ(r.runs[1].name, "cvar=0.2");
+  EXPECT_EQ(r.runs[1].objective, "cvar:0.2");
+  const auto cvar = make_objective("cvar:0.2");
+  int chosen = 0;
+  for (const BetaAutoRow& row : r.beta_auto) {
+    EXPECT_EQ(row.objective, "cvar:0.2");
+    if (!row.chosen) continue;
+    ++chosen;
+    const FoldResult& f = r.runs[1].folds[static_cast<size_t>(row.fold - 1)];
+    const ModelFile m = load_model((std::filesystem::path(f.dir) / "model.safetensors").string());
+    const RunConfig cfg = config_from_json(m.metadata.at("eqpm.config"), f.dir);
+    EXPECT_EQ(objective_spec(cfg), "cvar:0.2");
+    EXPECT_EQ(cfg.beta, row.beta);
+    const std::vector<double> w(f.val_regret.size(), 1.0);
+    EXPECT_NEAR(row.val_mq, objective_of(*cvar, f.val_regret, w, in.population.groups()),
+                1e-12 * row.val_mq);
+  }
+  EXPECT_EQ(chosen, 2);  // one per fold
+  const std::string csv = backtest_csv(r);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "run,q,beta,fold_start,fold_end,mean,var,p95,max,mse,objective");
+  EXPECT_NE(csv.find("\ncvar=0.2,,"), std::string::npos);  // no q for a CVaR run
+  EXPECT_NE(csv.find(",cvar:0.2\n"), std::string::npos);
 }
 
 }  // namespace

@@ -324,7 +324,7 @@ TEST(BetaAuto, BacktestChoosesPerFoldByValidationAndPoolsTheChosenModels) {
   opt.from = at("2022-03-15");
   opt.to = at("2022-04-15");
   opt.refit = parse_refit("14d");
-  opt.qs = {4};
+  opt.objectives = {"power:4"};
   opt.out = dir.path().string();
   const BacktestResult r = run_backtest(base, in, opt);
   ASSERT_FALSE(r.stopped);

@@ -110,6 +110,8 @@ const CommandHelp kCommands[] = {
      "  --refit P              month (calendar months), week, or Nd (N days) [month]\n"
      "  --window DAYS          train on the last DAYS days before each fold [0: all earlier data]\n"
      "  --q LIST               q values besides the plain baseline [0,1,4,19]\n"
+     "  --objective LIST       objectives instead of --q, e.g. power:0,4,cvar:0.1 (each run's\n"
+     "                         beta auto choice is made on its own objective)\n"
      "  --warm-start-folds B   fold k > 1 starts from fold k-1's model of the same run and\n"
      "                         trains max(2, epochs/4) epochs without the MSE warm start, the\n"
      "                         lr decay period scaled alike; false: every fold from scratch [true]\n",
@@ -316,7 +318,8 @@ CommandLine parse_command_line(int argc, char** argv) {
     else if ((key == "from" || key == "to") && (cl.command == "predict" || cl.command == "backtest"))
       (key == "from" ? cl.from : cl.to) = value;
     else if (key == "q" && (cl.command == "sweep" || cl.command == "backtest")) cl.q_list = value;
-    else if (key == "objective" && cl.command == "sweep") cl.objective_list = value;
+    else if (key == "objective" && (cl.command == "sweep" || cl.command == "backtest"))
+      cl.objective_list = value;
     else if (key == "refit" && cl.command == "backtest") cl.refit = value;
     else if (key == "bootstrap" && cl.command == "report") {
       char* end = nullptr;
@@ -904,10 +907,6 @@ int cmd_backtest(CommandLine& cl) {
       throw ConfigError(flag + ": backtest sets each fold's split itself (use --from, --to and "
                         "--window)");
     }
-  if (!base.objective.empty() && base.objective.rfind("power:", 0) != 0)
-    throw ConfigError("--objective " + base.objective +
-                      ": backtest compares power means (--q LIST); run eqpm sweep --objective on "
-                      "a date split (--test-from) for other objectives");
   if (cl.print_config) {
     validate(base);
     std::printf("%s", printable_config(base).c_str());
@@ -932,7 +931,7 @@ int cmd_backtest(CommandLine& cl) {
     throw ConfigError("--to " + cl.to + " is not after --from " + cl.from);
   opt.refit = parse_refit(cl.refit);
   opt.window_days = cl.window_days;
-  opt.qs = parse_q_list(cl.q_list.empty() ? "0,1,4,19" : cl.q_list);
+  opt.objectives = sweep_objectives(cl);
   opt.warm_start = cl.warm_start_folds;
   opt.out = base.out;
   validate(base);

@@ -40,7 +40,9 @@ struct BacktestOptions {
   std::int64_t from = 0, to = 0;  // UTC seconds, [from, to)
   Refit refit;
   int window_days = 0;            // 0: expanding window (all data before the fold)
-  std::vector<double> qs;         // the plain (beta = 1) run is always added first
+  // The runs' objectives (specs: "power:4", "cvar:0.1"); the plain (beta = 1) run is always
+  // added first.
+  std::vector<std::string> objectives;
   bool warm_start = true;         // fold k > 1 starts from fold k-1's model of the same run
   std::string out;
 };
@@ -74,7 +76,8 @@ struct FoldResult {
 };
 
 struct BacktestRun {
-  std::string name;  // "plain" or "q=<v>"
+  std::string name;       // "plain", "q=<v>" or the objective's (sweep_run_name)
+  std::string objective;  // its spec; empty for plain
   double q = 0, beta = 1;
   std::vector<FoldResult> folds;
   std::vector<double> pooled;  // per agent, test-hour weighted over the folds
@@ -85,6 +88,7 @@ struct BacktestRun {
 // With --beta auto, one row per q run, fold and beta candidate (DIR/beta_auto.csv).
 struct BetaAutoRow {
   std::string run;
+  std::string objective;
   double q = 0;
   int fold = 0;
   double beta = 0;
