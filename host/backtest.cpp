@@ -350,8 +350,10 @@ std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt) 
   }
   s += "\npooled over all test hours (each agent's regret averaged over every fold's hours;\n"
        "change against plain in brackets):\n";
-  std::snprintf(buf, sizeof buf, "%-8s %11s %10s %11s %10s %11s %11s %11s\n", "run", "mean", "",
-                "max", "", "p95", "var", "mse");
+  int width = 8;  // as wide as the longest run name ("group-power=4")
+  for (const auto& run : r.runs) width = std::max(width, static_cast<int>(run.name.size()));
+  std::snprintf(buf, sizeof buf, "%-*s %11s %10s %11s %10s %11s %11s %11s\n", width, "run", "mean",
+                "", "max", "", "p95", "var", "mse");
   s += buf;
   const RegretStats* plain = nullptr;
   for (const auto& run : r.runs)
@@ -365,7 +367,7 @@ std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt) 
   for (const auto& run : r.runs) {
     const RegretStats& st = run.pooled_stats;
     const bool is_plain = &st == plain || !plain;
-    std::snprintf(buf, sizeof buf, "%-8s %11.5g %10s %11.5g %10s %11.5g %11.5g %11.5g\n",
+    std::snprintf(buf, sizeof buf, "%-*s %11.5g %10s %11.5g %10s %11.5g %11.5g %11.5g\n", width,
                   run.name.c_str(), st.mean, is_plain ? "" : rel(st.mean, plain->mean).c_str(),
                   st.max, is_plain ? "" : rel(st.max, plain->max).c_str(), st.p95, st.var, st.mse);
     s += buf;
@@ -398,9 +400,9 @@ std::string backtest_table(const BacktestResult& r, const BacktestOptions& opt) 
         not_worse += !(chosen->test_mq > plain_test);
       }
       std::snprintf(buf, sizeof buf,
-                    "%-8s betas by fold: %s; best on test in %d of %d folds, no worse than "
+                    "%-*s betas by fold: %s; best on test in %d of %d folds, no worse than "
                     "plain in %d of %d\n",
-                    name.c_str(), picks.c_str(), best_on_test, folds, not_worse, folds);
+                    width, name.c_str(), picks.c_str(), best_on_test, folds, not_worse, folds);
       s += buf;
     }
   }
