@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include "eqpm/error.hpp"
 
@@ -54,7 +55,8 @@ class Canvas {
   }
 
   // An antialiased segment of the given width (pixels), by distance to the segment.
-  void line(double x0, double y0, double x1, double y1, Rgb c, double width) {
+  void line(double x0, double y0, double x1, double y1, Rgb c, double width,
+            double opacity = 1.0) {
     const double r = width / 2;
     const int bx0 = static_cast<int>(std::floor(std::min(x0, x1) - r - 1));
     const int bx1 = static_cast<int>(std::ceil(std::max(x0, x1) + r + 1));
@@ -67,7 +69,7 @@ class Canvas {
         double t = len2 > 0 ? ((px - x0) * dx + (py - y0) * dy) / len2 : 0.0;
         t = std::clamp(t, 0.0, 1.0);
         const double ex = px - (x0 + t * dx), ey = py - (y0 + t * dy);
-        blend(x, y, c, r + 0.5 - std::sqrt(ex * ex + ey * ey));
+        blend(x, y, c, opacity * std::min(1.0, r + 0.5 - std::sqrt(ex * ex + ey * ey)));
       }
   }
 
@@ -252,6 +254,11 @@ std::string render_png(const Plot& plot) {
          plot.x_label, kInk);
   c.text(8, (y0 + y1 + Canvas::text_width(plot.y_label)) / 2, plot.y_label, kInk, true);
 
+  struct Box {
+    int x0, y0, x1, y1;
+    bool overlaps(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
+  };
+  std::vector<Box> labels;  // point labels placed so far
   for (size_t k = 0; k < plot.series.size(); ++k) {
     const PlotSeries& s = plot.series[k];
     const Rgb col = palette(s.color >= 0 ? s.color : static_cast<int>(k));
@@ -260,8 +267,8 @@ std::string render_png(const Plot& plot) {
     if (s.x_lo.size() == n && s.x_hi.size() == n && s.y_lo.size() == n && s.y_hi.size() == n)
       for (size_t i = 0; i < n; ++i) {
         if (!ok(i)) continue;
-        c.line(X(s.x_lo[i]), Y(s.y[i]), X(s.x_hi[i]), Y(s.y[i]), col, 1.2);
-        c.line(X(s.x[i]), Y(s.y_lo[i]), X(s.x[i]), Y(s.y_hi[i]), col, 1.2);
+        c.line(X(s.x_lo[i]), Y(s.y[i]), X(s.x_hi[i]), Y(s.y[i]), col, 1.2, 0.4);
+        c.line(X(s.x[i]), Y(s.y_lo[i]), X(s.x[i]), Y(s.y_hi[i]), col, 1.2, 0.4);
       }
     if (s.lines) {
       double run = 0;  // length along the line, for dashes
@@ -284,9 +291,27 @@ std::string render_png(const Plot& plot) {
     for (size_t i = 0; i < n; ++i) {
       if (!ok(i)) continue;
       if (s.markers) c.dot(X(s.x[i]), Y(s.y[i]), 4, col);
-      if (i < s.point_labels.size() && !s.point_labels[i].empty())
-        c.text(static_cast<int>(X(s.x[i])) + 6, static_cast<int>(Y(s.y[i])) - kFontHeight,
-               s.point_labels[i], col);
+      if (i < s.point_labels.size() && !s.point_labels[i].empty()) {
+        // Beside the point, in the first of a few places no earlier label occupies; a white
+        // halo keeps it readable over lines and error bars.
+        const int w = Canvas::text_width(s.point_labels[i]);
+        const int px = static_cast<int>(X(s.x[i])), py = static_cast<int>(Y(s.y[i]));
+        int tx = px + 6, ty = py - kFontHeight;
+        const int places[6][2] = {{6, -kFontHeight}, {6, 2},  {-6 - w, -kFontHeight},
+                                  {-6 - w, 2},       {6, -2 * kFontHeight}, {6, kFontHeight + 2}};
+        for (const auto& at : places) {
+          const Box box{px + at[0], py + at[1], px + at[0] + w, py + at[1] + kFontHeight};
+          if (std::none_of(labels.begin(), labels.end(), [&](const Box& o) { return o.overlaps(box); })) {
+            tx = box.x0;
+            ty = box.y0;
+            break;
+          }
+        }
+        labels.push_back({tx, ty, tx + w, ty + kFontHeight});
+        for (const auto& [dx, dy] : {std::pair{-1, 0}, std::pair{1, 0}, std::pair{0, -1}, std::pair{0, 1}})
+          c.text(tx + dx, ty + dy, s.point_labels[i], {255, 255, 255});
+        c.text(tx, ty, s.point_labels[i], col);
+      }
     }
   }
 

@@ -577,6 +577,11 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
   md +=
       "![mean against worst-decile regret](pareto.png)\n\n![MSE against mean "
       "regret](pareto_mse.png)\n\n";
+  if (intervals && M > 1)
+    md += "The models' intervals move together (a test day that is hard for one model is hard "
+          "for all), so overlapping intervals in these plots do not mean that two models are "
+          "alike: the paired changes against plain below say whether a difference is more than "
+          "day-to-day noise.\n\n";
 
   if (plain >= 0 && M > 1) {
     md +=
