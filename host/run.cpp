@@ -115,6 +115,19 @@ void apply_regret_scale(const RunConfig& cfg, RunInputs& in) {
   in.relative_population = rescale_regrets(in.population, in.regret_unit);
 }
 
+bool use_model_normalisation(const std::map<std::string, std::string>& metadata,
+                             const RunConfig& cfg, RunInputs& in) {
+  const auto off = metadata.find("eqpm.offset"), sc = metadata.find("eqpm.scale");
+  if (off == metadata.end() || sc == metadata.end()) return false;
+  const double os[2] = {std::strtod(off->second.c_str(), nullptr),
+                        std::strtod(sc->second.c_str(), nullptr)};
+  if (os[0] != in.data.offset || os[1] != in.data.scale) {
+    in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, input_split(cfg, in), cfg.scaling, os);
+    apply_regret_scale(cfg, in);
+  }
+  return true;
+}
+
 SplitSpec input_split(const RunConfig& cfg, const RunInputs& in) {
   SplitSpec sp = split_spec(cfg);
   if (in.test_series_start != 0 && !sp.has_test_from && !sp.has_train_until) {

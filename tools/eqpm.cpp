@@ -852,18 +852,11 @@ int cmd_eval(CommandLine& cl) {
   if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
   RunInputs in = load_inputs(cfg);
   // The model's own normalisation, never one recomputed on another series.
-  const auto off = m.metadata.find("eqpm.offset"), sc = m.metadata.find("eqpm.scale");
-  std::string scaling_note = "recomputed on the series (the model stores none)";
-  if (off != m.metadata.end() && sc != m.metadata.end()) {
-    const double os[2] = {std::strtod(off->second.c_str(), nullptr),
-                          std::strtod(sc->second.c_str(), nullptr)};
-    if (os[0] != in.data.offset || os[1] != in.data.scale)
-    {
-      in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, input_split(cfg, in), cfg.scaling, os);
-      apply_regret_scale(cfg, in);
-    }
-    scaling_note = "the model's (offset " + off->second + ", scale " + sc->second + ")";
-  }
+  const std::string scaling_note =
+      use_model_normalisation(m.metadata, cfg, in)
+          ? "the model's (offset " + m.metadata.at("eqpm.offset") + ", scale " +
+                m.metadata.at("eqpm.scale") + ")"
+          : "recomputed on the series (the model stores none)";
   if (!cfg.quiet)
     std::fprintf(stderr, "eval: series %s; population %s (%ld agents); scaling %s\n",
                  cfg.series.empty() ? "synthetic" : cfg.series.c_str(),

@@ -321,7 +321,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
       for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
         const auto& prm = g.params[static_cast<size_t>(i)];
         const long n = g.index[static_cast<size_t>(i)];
-        const double rh = lanes::regrets<F>(prm, X, ctx, pathwise ? nullptr : r) * inv_bs;
+        const double rh = lanes::regrets<F>(prm, X, ctx, pathwise || regrets_only ? nullptr : r) * inv_bs;
         rhat[static_cast<size_t>(n)] = rh;
         if (regrets_only) continue;
         const double rb = step::smooth(rbar_old[static_cast<size_t>(n)], rh, rho, true);
@@ -546,18 +546,8 @@ void CpuBackend::stage_advantages(StepWork& w) {
                       G_.data(), thread_count());
   reducer_->sum(A_.data(), static_cast<long>(B) * S);
   reducer_->sum(G_.data(), static_cast<long>(B) * H);
-  if (!p.antithetic) {
-    for (int b = 0; b < B; ++b) {
-      double* row = A_.data() + static_cast<long>(b) * S;
-      double x[kMaxSamples];
-      double total = 0.0;
-      for (int s = 0; s < S; ++s) {
-        x[s] = row[s];
-        total += x[s];
-      }
-      for (int s = 0; s < S; ++s) row[s] = step::advantage(x[s], total, S, false);
-    }
-  }
+  if (!p.antithetic)
+    for (int b = 0; b < B; ++b) step::advantage_row(A_.data() + static_cast<long>(b) * S, S);
   times_.reductions += seconds_since(t0);
 }
 

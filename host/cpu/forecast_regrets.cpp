@@ -233,16 +233,7 @@ GradientEstimate ForecastEstimator::estimate(const float* mu, const float* targe
   });
   if (!structured_->empty()) structured_->advantages(e.omega, A.data(), G.data(), nt);
   if (!settings_.antithetic)
-    for (int b = 0; b < B; ++b) {
-      double* row = A.data() + static_cast<long>(b) * S;
-      double x[kMaxSamples];
-      double total = 0.0;
-      for (int s = 0; s < S; ++s) {
-        x[s] = row[s];
-        total += x[s];
-      }
-      for (int s = 0; s < S; ++s) row[s] = step::advantage(x[s], total, S, false);
-    }
+    for (int b = 0; b < B; ++b) step::advantage_row(A.data() + static_cast<long>(b) * S, S);
 
   double mse = 0.0;
   for (long i = 0; i < BH; ++i) {

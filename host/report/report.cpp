@@ -100,16 +100,7 @@ ModelDays evaluate_run(const std::string& name, const fs::path& run, const Repor
     cfg.ev_sessions.clear();  // its agents are in the saved file
   }
   RunInputs in = load_inputs(cfg);
-  const auto off = m.metadata.find("eqpm.offset"), sc = m.metadata.find("eqpm.scale");
-  if (off != m.metadata.end() && sc != m.metadata.end()) {
-    const double os[2] = {std::strtod(off->second.c_str(), nullptr),
-                          std::strtod(sc->second.c_str(), nullptr)};
-    if (os[0] != in.data.offset || os[1] != in.data.scale) {
-      in.data = build_dataset(in.series, cfg.lookback, cfg.horizon, input_split(cfg, in),
-                              cfg.scaling, os);
-      apply_regret_scale(cfg, in);
-    }
-  }
+  use_model_normalisation(m.metadata, cfg, in);
   auto backend = make_backend("cpu", opt.threads);
   backend->setup(make_problem(cfg, in));
   BackendState st = backend->state();
@@ -238,7 +229,8 @@ double gini(std::vector<double> x) {
 
 std::vector<double> figures(const std::vector<double>& R, double mse, const Objective& own,
                             const Objective& mean, const Objective& worst, const Shared& s,
-                            const std::vector<double>* plain) {
+                            const std::vector<double>* plain,
+                            const std::vector<double>* plain_figures) {
   const int G = s.group_count;
   std::vector<double> f(kFields + 3 * static_cast<size_t>(G), NAN);
   f[kMean] = objective_of(mean, R, s.weights, s.groups);
@@ -258,10 +250,8 @@ std::vector<double> figures(const std::vector<double>& R, double mse, const Obje
                            : NAN;
   if (!plain) return f;
   const std::vector<double>& P = *plain;
-  const double pm = objective_of(mean, P, s.weights, s.groups),
-               pw = objective_of(worst, P, s.weights, s.groups);
-  f[kDMean] = 100.0 * (f[kMean] / pm - 1.0);
-  f[kDWorst] = 100.0 * (f[kWorst] / pw - 1.0);
+  f[kDMean] = 100.0 * (f[kMean] / (*plain_figures)[kMean] - 1.0);
+  f[kDWorst] = 100.0 * (f[kWorst] / (*plain_figures)[kWorst] - 1.0);
   std::vector<double> change;
   std::vector<double> gp(static_cast<size_t>(G), 0), gbetter(static_cast<size_t>(G), 0);
   long better = 0;
@@ -373,11 +363,14 @@ std::vector<std::string> write_report(const std::string& dir_text, const ReportO
     std::vector<std::vector<double>> R(M);
     std::vector<double> mse(M);
     for (size_t i = 0; i < M; ++i) pool(models[i], shared, k, R[i], mse[i]);
+    // Plain's figures first: every other model's changes are against its mean and worst decile.
     std::vector<std::vector<double>> f(M);
+    const size_t p = static_cast<size_t>(std::max(plain, 0));
+    if (plain >= 0) f[p] = figures(R[p], mse[p], *own[p], *mean, *worst, shared, nullptr, nullptr);
     for (size_t i = 0; i < M; ++i)
-      f[i] = figures(
-          R[i], mse[i], *own[i], *mean, *worst, shared,
-          plain >= 0 && static_cast<int>(i) != plain ? &R[static_cast<size_t>(plain)] : nullptr);
+      if (static_cast<int>(i) != plain)
+        f[i] = figures(R[i], mse[i], *own[i], *mean, *worst, shared, plain >= 0 ? &R[p] : nullptr,
+                       plain >= 0 ? &f[p] : nullptr);
     if (regrets) *regrets = std::move(R);
     return f;
   };

@@ -49,6 +49,12 @@ RunInputs load_inputs(const RunConfig& cfg);
 // rebuilding `data`.
 void apply_regret_scale(const RunConfig& cfg, RunInputs& in);
 
+// A saved model's inputs use its own normalisation (metadata eqpm.offset and eqpm.scale),
+// never one recomputed on another series: rebuilds in.data with it when it differs, and the
+// relative regrets with it. False when the metadata holds none (`in` is then unchanged).
+bool use_model_normalisation(const std::map<std::string, std::string>& metadata,
+                             const RunConfig& cfg, RunInputs& in);
+
 SplitSpec input_split(const RunConfig& cfg, const RunInputs& in);
 
 Problem make_problem(const RunConfig& cfg, const RunInputs& in);

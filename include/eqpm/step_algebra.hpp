@@ -84,6 +84,14 @@ EQPM_HD_INLINE double advantage(double x, double row_total, int S, bool antithet
   return fp::sub(x, fp::div(fp::sub(row_total, x), static_cast<double>(S - 1)));
 }
 
+// One row X_{b,0..S-1} of independent samples turned into its advantages in place: the row
+// total summed s = 0 .. S-1 from 0.0, then advantage() of each sample.
+EQPM_HD_INLINE void advantage_row(double* row, int S) {
+  double total = 0.0;
+  for (int s = 0; s < S; ++s) total += row[s];
+  for (int s = 0; s < S; ++s) row[s] = advantage(row[s], total, S, false);
+}
+
 // ---- the gradient with respect to mu --------------------------------------------------------
 
 // g_{b,h} = (1 - beta) / Mbar * (score_{b,h} / (B S sigma) + G_{b,h})

@@ -150,6 +150,16 @@ class Population:
 
 
 # ------------------------------------------------------------------ regrets
+
+def _demand_profile(pop, demand_profile):
+    """The datacenter demand profile: `pop`'s own, or the given positive values."""
+    if demand_profile is None:
+        return pop.demand_profile
+    d = _float_array("demand_profile", demand_profile, 1)
+    if d.size == 0 or np.any(d <= 0):
+        raise ValueError("demand_profile: expected positive values")
+    return d
+
 def regrets(
     pop: Population,
     pred: Any,
@@ -179,12 +189,7 @@ def regrets(
     if not isinstance(start_hour, numbers.Integral) or isinstance(start_hour, bool):
         raise TypeError(f"start_hour: expected an integer, got {type(start_hour).__name__}")
     t = np.arange(int(start_hour), int(start_hour) + p.shape[0], dtype=np.int64)
-    if demand_profile is None:
-        d = pop.demand_profile
-    else:
-        d = _float_array("demand_profile", demand_profile, 1)
-        if d.size == 0 or np.any(d <= 0):
-            raise ValueError("demand_profile: expected positive values")
+    d = _demand_profile(pop, demand_profile)
     return _core.regrets(
         pop._core,
         np.ascontiguousarray(p, dtype=np.float32),

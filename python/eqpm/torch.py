@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import _core
-from ._api import Model, Population, _float_array
+from ._api import Model, Population, _demand_profile
 
 __all__ = ["EquitableLoss", "to_sequential"]
 
@@ -113,12 +113,7 @@ class EquitableLoss(torch.nn.Module):
         self.floor = _number("floor", floor, 0, float("inf"))
         self.threads = int(threads)
         self.population = pop
-        if demand_profile is None:
-            demand = pop.demand_profile
-        else:
-            demand = _float_array("demand_profile", demand_profile, 1)
-            if demand.size == 0 or np.any(demand <= 0):
-                raise ValueError("demand_profile: expected positive values")
+        demand = _demand_profile(pop, demand_profile)
         self._estimator = _core.Estimator(
             pop._core, np.ascontiguousarray(demand, dtype=np.float32), self.objective, self.sigma,
             self.samples, self.antithetic, self.floor, self.estimator, self.rho, self.seed, self.threads)
