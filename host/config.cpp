@@ -453,7 +453,7 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(enum_option<EvGradient>(
       "ev_gradient",
       "EV agents' gradient: score (the score function) or conditional (each hour's noise "
-      "integrated out; lower variance; CPU backend only)",
+      "integrated out; lower variance)",
       &RunConfig::ev_gradient, {{"score", EvGradient::score}, {"conditional", EvGradient::conditional}}));
   r.push_back(float_option("sigma", "policy noise (normalised units)", &RunConfig::sigma, 0, 1e3,
                            true, false));

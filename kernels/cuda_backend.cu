@@ -16,6 +16,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -220,7 +221,9 @@ void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, Ker
   const int H = p.layout.output_dim();
   plan.n = n;
   plan.begin = static_cast<long>(perm.size());
-  plan.pathwise = uses_pathwise<F>(p.estimator);
+  // EV agents under the conditional gradient enter G like the pathwise families (families.hpp).
+  plan.pathwise = uses_pathwise<F>(p.estimator) ||
+                  (F::tag == Family::ev_charging && p.ev_gradient == EvGradient::conditional);
 
   std::vector<long> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0L);
@@ -324,9 +327,6 @@ void CudaBackend::setup_impl() {
   const int H = L.output_dim(), S = p.samples, maxB = p.max_batch, in = L.input_dim();
   if (H > kMaxHorizon) throw Error("CUDA backend: horizon above " + std::to_string(kMaxHorizon));
   if (maxB < 1) throw Error("CUDA backend: max_batch must be at least 1");
-  if (p.ev_gradient == EvGradient::conditional && p.population->count(Family::ev_charging) > 0)
-    throw ConfigError("--ev-gradient conditional: the CUDA backend does not have it yet; use "
-                      "--backend cpu, or --ev-gradient score");
 
   EQPM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   for (auto& e : events_) EQPM_CUDA_CHECK(cudaEventCreate(&e));
@@ -479,7 +479,11 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
                          yhat_.data(), stream_);
     mark(2);
     // Pass 1: Rhat_n.
-    const SampleSet set{yhat_.data(), y_b_.data(), t_b_.data(), B, S, H};
+    SampleSet set{yhat_.data(), y_b_.data(), t_b_.data(), B, S, H};
+    if (p.ev_gradient == EvGradient::conditional) {
+      set.mu = mu_.data();
+      set.sigma = reinterpret_cast<const float*>(step_block_.data() + offsetof(StepParams, sigma));
+    }
     const double inv_bs = 1.0 / (static_cast<double>(B) * S);
     for (FamilyPlan& f : plans_) {
       if (f.n == 0) continue;

@@ -7,6 +7,8 @@
 //    staged in shared memory), written as per-tile partials that reductions.cu adds in order;
 //  - structured (5.4, families with a RegretStructure): the regret of every "class
 //    representative" on every sample, E[k][b, s], which per-agent coefficients then scale.
+#include <type_traits>
+
 #include "stages.cuh"
 
 namespace eqpm::cuda {
@@ -22,6 +24,36 @@ using ParamsOf = typename F::Params;
 template <class F>
 constexpr bool params_fit() {
   return sizeof(ParamsOf<F>) <= kMaxStagedParams && alignof(ParamsOf<F>) <= 8;
+}
+
+// Whether agents of F enter the pathwise sums G: with a derivative, or as EV agents under
+// the conditional gradient (SampleSet::conditional(), checked by the launchers).
+template <class F>
+constexpr bool has_gradient() {
+  return F::differentiable || F::tag == Family::ev_charging;
+}
+// What the sum over a row's samples is accumulated in: float like the CPU's derivative
+// loops; double for the conditional gradient, like ev_conditional.cpp.
+template <class F>
+using GradAcc = std::conditional_t<F::differentiable, float, double>;
+
+// dv[h] += sum over s of d regret / d v_h of agent p at input b: the family's derivative, or
+// for EV agents the conditional gradient at the step's sigma (families.hpp).
+template <class F, class T>
+__device__ void add_sample_dregrets(const ParamsOf<F>& p, const SampleSet& set, long b,
+                                    const RegretContext& ctx, T* dv) {
+  const int H = set.horizon, S = set.samples;
+  const float* yb = set.y + b * H;
+  if constexpr (F::differentiable) {
+    const long tb = set.t[b];
+    for (int s = 0; s < S; ++s)
+      F::template add_dregret<T>(p, set.v + (b * S + s) * H, yb, ctx, tb, T(1), dv);
+  } else if constexpr (F::tag == Family::ev_charging) {
+    const T sigma = static_cast<T>(*set.sigma);
+    for (int s = 0; s < S; ++s)
+      F::template add_dregret_conditional<T>(p, set.v + (b * S + s) * H, set.mu + b * H, yb,
+                                             ctx, sigma, T(1), dv);
+  }
 }
 
 // out[i] = (mul * sum over (b, s) of regret) / div, one thread per agent.
@@ -101,24 +133,22 @@ __global__ void __launch_bounds__(kScoreThreads)
 }
 
 // partial[tile][b][h] = sum over the tile's agents of omega * scale * sum_s dregret, one
-// thread per input b; the per-agent sum over s is accumulated in float like the CPU's.
+// thread per input b; the per-agent sum over s is accumulated as the CPU's (GradAcc).
 template <class F>
 __global__ void __launch_bounds__(kPathThreads)
     pathwise_partials_kernel(const ParamsOf<F>* __restrict__ params, long n,
                              const double* __restrict__ omega, int tiles, double scale,
                              SampleSet set, RegretContext ctx, double* __restrict__ partial) {
-  if constexpr (F::differentiable) {
+  if constexpr (has_gradient<F>()) {
     __shared__ double ws[kPathThreads];
     __shared__ alignas(16) unsigned char ps_raw[kPathThreads * sizeof(ParamsOf<F>)];
     ParamsOf<F>* ps = reinterpret_cast<ParamsOf<F>*>(ps_raw);
     const int tid = static_cast<int>(threadIdx.x);
-    const int H = set.horizon, S = set.samples;
+    const int H = set.horizon;
     const long b = blockIdx.x * static_cast<long>(kPathThreads) + tid;
     const bool active = b < set.inputs;
     const long bb = active ? b : 0;
-    const float* yb = set.y + bb * H;
-    const long tb = set.t[bb];
-    float dv[kMaxHorizon];
+    GradAcc<F> dv[kMaxHorizon];
     double acc[kMaxHorizon];
     for (int h = 0; h < H; ++h) acc[h] = 0.0;
     const int tile = static_cast<int>(blockIdx.y);
@@ -135,9 +165,8 @@ __global__ void __launch_bounds__(kPathThreads)
       for (int k = 0; k < na; ++k) {
         const double w = ws[k];
         if (w == 0.0) continue;
-        for (int h = 0; h < H; ++h) dv[h] = 0.0f;
-        for (int s = 0; s < S; ++s)
-          F::template add_dregret<float>(ps[k], set.v + (bb * S + s) * H, yb, ctx, tb, 1.0f, dv);
+        for (int h = 0; h < H; ++h) dv[h] = 0;
+        add_sample_dregrets<F>(ps[k], set, bb, ctx, dv);
         const double ww = w * scale;
         for (int h = 0; h < H; ++h) acc[h] += ww * static_cast<double>(dv[h]);
       }
@@ -175,20 +204,18 @@ __global__ void __launch_bounds__(kClassThreads)
 template <class F>
 __global__ void class_dregrets_kernel(const ParamsOf<F>* __restrict__ units, int K,
                                       SampleSet set, RegretContext ctx, float* __restrict__ dE) {
-  if constexpr (F::differentiable) {
-    const int H = set.horizon, S = set.samples;
+  if constexpr (has_gradient<F>()) {
+    const int H = set.horizon;
     const long total = static_cast<long>(K) * set.inputs;
     for (long e = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; e < total;
          e += static_cast<long>(gridDim.x) * blockDim.x) {
       const long k = e / set.inputs;
       const long b = e - k * set.inputs;
       const ParamsOf<F> u = units[k];
-      float dv[kMaxHorizon];
-      for (int h = 0; h < H; ++h) dv[h] = 0.0f;
-      for (int s = 0; s < S; ++s)
-        F::template add_dregret<float>(u, set.v + (b * S + s) * H, set.y + b * H, ctx, set.t[b],
-                                       1.0f, dv);
-      for (int h = 0; h < H; ++h) dE[e * H + h] = dv[h];
+      GradAcc<F> dv[kMaxHorizon];
+      for (int h = 0; h < H; ++h) dv[h] = 0;
+      add_sample_dregrets<F>(u, set, b, ctx, dv);
+      for (int h = 0; h < H; ++h) dE[e * H + h] = static_cast<float>(dv[h]);
     }
   }
 }
@@ -197,6 +224,15 @@ void check_set(const SampleSet& set, const char* who) {
   if (!set.v || !set.y || !set.t || set.inputs < 1 || set.samples < 1 || set.horizon < 1 ||
       set.horizon > kMaxHorizon)
     throw Error(std::string(who) + ": bad sample set");
+}
+
+// A family without a derivative enters the pathwise sums only through the conditional
+// gradient, which needs the sample set's mean forecasts and sigma.
+template <class F>
+void require_gradient(const SampleSet& set, const char* who) {
+  if (!F::differentiable && !set.conditional())
+    throw Error(std::string(who) + ": the " + F::name +
+                " family has no derivative and the sample set no conditional gradient");
 }
 
 }  // namespace
@@ -245,7 +281,8 @@ void launch_pathwise_partials(int family, const void* params, long n, const doub
     throw Error("launch_pathwise_partials: bad arguments");
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
-    if constexpr (F::differentiable) {
+    if constexpr (has_gradient<F>()) {
+      require_gradient<F>(set, "launch_pathwise_partials");
       static_assert(params_fit<F>(), "family parameters too large for shared-memory staging");
       const LaunchConfig c = pathwise_partials_config(set.inputs, tiles, sizeof(ParamsOf<F>));
       const dim3 grid(static_cast<unsigned>(c.grid_x), static_cast<unsigned>(c.grid_y));
@@ -283,7 +320,8 @@ void launch_class_dregrets(int family, const void* units, int K, const SampleSet
   const LaunchConfig c = class_dregrets_config(K, set.inputs);
   for_family(family, [&](auto fam) {
     using F = decltype(fam);
-    if constexpr (F::differentiable) {
+    if constexpr (has_gradient<F>()) {
+      require_gradient<F>(set, "launch_class_dregrets");
       class_dregrets_kernel<F><<<static_cast<unsigned>(c.grid_x), c.block, 0, stream>>>(
           static_cast<const ParamsOf<F>*>(units), K, set, ctx, dE);
       EQPM_CUDA_CHECK_KERNEL(c);

@@ -63,7 +63,13 @@ struct SampleSet {
   int inputs = 0;
   int samples = 0;
   int horizon = 0;
+  // For EV agents under --ev-gradient conditional (EvCharging::add_dregret_conditional): the
+  // mean forecasts (inputs x horizon) and the step's sigma, read on the device because it
+  // changes from one replay of a graph to the next. Null when EV agents learn otherwise.
+  const float* mu = nullptr;
+  const float* sigma = nullptr;
   __host__ __device__ long pairs() const { return static_cast<long>(inputs) * samples; }
+  __host__ __device__ bool conditional() const { return mu != nullptr && sigma != nullptr; }
 };
 
 // ------------------------------------------------------------------ launch helpers
@@ -130,7 +136,8 @@ void launch_score_partials(int family, const void* params, long n, const double*
                            double* partial, cudaStream_t stream);
 
 // Pathwise partials: partial[tile][b][h] = sum over the tile's agents of
-// omega_i * scale * sum_s d regret_i / d v_h at (b, s).
+// omega_i * scale * sum_s d regret_i / d v_h at (b, s); for EV agents (set.conditional()
+// only) the conditional gradient in place of the derivative they do not have.
 void launch_pathwise_partials(int family, const void* params, long n, const double* omega,
                               int tiles, double scale, const SampleSet& set,
                               const RegretContext& ctx, double* partial, cudaStream_t stream);
@@ -138,7 +145,8 @@ void launch_pathwise_partials(int family, const void* params, long n, const doub
 // 5.4: regrets of the K class representatives ("unit" agents): E[k][pair].
 void launch_class_regrets(int family, const void* units, int K, const SampleSet& set,
                           const RegretContext& ctx, float* E, cudaStream_t stream);
-// dE[k][b][h] = sum_s d regret_k / d v_h at (b, s), in float in sample order.
+// dE[k][b][h] = sum_s d regret_k / d v_h at (b, s), in sample order (in float; for EV
+// classes, set.conditional() only, the conditional gradient summed in double).
 void launch_class_dregrets(int family, const void* units, int K, const SampleSet& set,
                            const RegretContext& ctx, float* dE, cudaStream_t stream);
 

@@ -62,6 +62,7 @@ struct Case {
   Activation activation = Activation::tanh;
   std::string path = "auto";  // the GPU backend's Problem::regret_path (regret_path_of)
   std::string objective = "";  // RunConfig::objective; empty: power:q
+  EvGradient ev_gradient = EvGradient::score;
 };
 
 RunConfig config_of(const Case& c) {
@@ -80,6 +81,7 @@ RunConfig config_of(const Case& c) {
   cfg.samples = c.samples;
   cfg.antithetic = c.antithetic;
   cfg.estimator = c.estimator;
+  cfg.ev_gradient = c.ev_gradient;
   cfg.sigma = 0.05;
   cfg.batch = c.batch;
   cfg.q = c.q;
@@ -220,6 +222,12 @@ std::vector<Case> step_cases() {
   add(Case{.name = "mixed_group_power", .agents = 700, .objective = "group-power:4"});
   add(Case{.name = "mixed_tilt_groups", .agents = 700, .antithetic = false,
            .objective = "tilt-groups:1,10"});
+  // EV agents under the conditional gradient: per class on the CPU, per class (structured)
+  // or per agent (generic) on the GPU, at the step's sigma read on the device.
+  add(Case{.name = "ev_conditional_windows", .mix = "ev=1", .agents = 999, .horizon = 12,
+           .ev_window_min = 3, .ev_gradient = EvGradient::conditional});
+  add(Case{.name = "mixed_conditional_loo_q0", .agents = 1001, .antithetic = false, .q = 0.0,
+           .ev_gradient = EvGradient::conditional});
   std::vector<Case> out;
   for (const Case& c : base)
     for (const char* path : {"generic", "structured"}) {
