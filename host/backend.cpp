@@ -22,11 +22,7 @@ void Backend::setup(const Problem& p) {
   if (p.population->size() < 1) throw Error("Backend::setup: empty population");
   if (p.population->count(Family::datacenter) > 0 && p.demand.empty())
     throw Error("Backend::setup: datacenter agents need a demand profile");
-  const bool ev_conditional =
-      p.ev_gradient == EvGradient::conditional && p.population->count(Family::ev_charging) > 0;
-  if (ev_conditional && p.estimator == Estimator::score)
-    throw ConfigError("ev_gradient: conditional is a pathwise-type estimator, and estimator = "
-                      "score asks for the score function everywhere; use estimator auto");
+  const bool ev_conditional = p.ev_conditional() && p.population->count(Family::ev_charging) > 0;
   if (p.estimator == Estimator::pathwise) {
     Families::for_each([&](auto fam) {
       using F = decltype(fam);

@@ -452,8 +452,8 @@ std::vector<OptionSpec> build_registry() {
                                       {"auto", Estimator::automatic}}));
   r.push_back(enum_option<EvGradient>(
       "ev_gradient",
-      "EV agents' gradient: score (the score function) or conditional (each hour's noise "
-      "integrated out; lower variance)",
+      "EV agents' gradient: conditional (each hour's noise integrated out; lower variance) "
+      "or score (the score function; also what estimator = score means for them)",
       &RunConfig::ev_gradient, {{"score", EvGradient::score}, {"conditional", EvGradient::conditional}}));
   r.push_back(float_option("sigma", "policy noise (normalised units)", &RunConfig::sigma, 0, 1e3,
                            true, false));

@@ -223,7 +223,7 @@ void CudaBackend::plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, Ker
   plan.begin = static_cast<long>(perm.size());
   // EV agents under the conditional gradient enter G like the pathwise families (families.hpp).
   plan.pathwise = uses_pathwise<F>(p.estimator) ||
-                  (F::tag == Family::ev_charging && p.ev_gradient == EvGradient::conditional);
+                  (F::tag == Family::ev_charging && p.ev_conditional());
 
   std::vector<long> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0L);
@@ -480,7 +480,7 @@ void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
     mark(2);
     // Pass 1: Rhat_n.
     SampleSet set{yhat_.data(), y_b_.data(), t_b_.data(), B, S, H};
-    if (p.ev_gradient == EvGradient::conditional) {
+    if (p.ev_conditional()) {
       set.mu = mu_.data();
       set.sigma = reinterpret_cast<const float*>(step_block_.data() + offsetof(StepParams, sigma));
     }

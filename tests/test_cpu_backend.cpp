@@ -465,6 +465,7 @@ TEST(CpuBackend, EquitableStepMatchesTheFormulasOfDesign52) {
           cfg.q = q;  // at q = 4 a few agents dominate the weights; q = 0 weighs all alike
           cfg.antithetic = antithetic;
           cfg.estimator = est;
+          cfg.ev_gradient = EvGradient::score;  // the formulas of 5.2 (test_ev_conditional.cpp has the other)
           cfg.agents = 60;
           cfg.batch = 5;
           auto f = make_fixture(cfg, 1, structured);

@@ -281,9 +281,11 @@ TEST(EstimatorBackend, PathwiseAndScoreAgreeForInventoryAgents) {
 }
 
 TEST(EstimatorBackend, AutoChoosesPathwiseOrScorePerFamily) {
-  auto run = [](const std::string& mix, Estimator e) {
+  auto run = [](const std::string& mix, Estimator e,
+                EvGradient ev = EvGradient::score) {
     RunConfig c = tiny_config(mix, 12);
     c.estimator = e;
+    c.ev_gradient = ev;
     auto f = make_fixture(c);
     StepSpec spec;
     spec.step = 5;
@@ -301,9 +303,18 @@ TEST(EstimatorBackend, AutoChoosesPathwiseOrScorePerFamily) {
   // is neither estimator alone.
   const auto mixed = run("dc=0.3,ev=0.4,inv=0.3", Estimator::automatic);
   EXPECT_NE(mixed, run("dc=0.3,ev=0.4,inv=0.3", Estimator::score));
-  // Pathwise with EV agents is a configuration error.
+  // With the conditional EV gradient (the default) EV agents take it under auto and under
+  // pathwise alike, and estimator = score overrules it.
+  EXPECT_EQ(run("ev=1", Estimator::automatic, EvGradient::conditional),
+            run("ev=1", Estimator::pathwise, EvGradient::conditional));
+  EXPECT_NE(run("ev=1", Estimator::automatic, EvGradient::conditional),
+            run("ev=1", Estimator::automatic));
+  EXPECT_EQ(run("ev=1", Estimator::score, EvGradient::conditional),
+            run("ev=1", Estimator::score));
+  // Pathwise with EV agents under the score function is a configuration error.
   RunConfig c = tiny_config("ev=1", 4);
   c.estimator = Estimator::pathwise;
+  c.ev_gradient = EvGradient::score;
   EXPECT_THROW(make_fixture(c), ConfigError);
 }
 

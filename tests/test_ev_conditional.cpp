@@ -14,6 +14,7 @@
 #include "eqpm/error.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/run.hpp"
+#include "test_util.hpp"
 
 namespace eqpm {
 namespace {
@@ -167,11 +168,30 @@ TEST(EvConditional, FastPathsAgreeWithTheReference) {
 }
 
 TEST(EvConditional, ConfigurationRules) {
+  RunConfig defaults;
+  EXPECT_EQ(defaults.ev_gradient, EvGradient::conditional);
+  EXPECT_EQ(Problem{}.ev_gradient, EvGradient::conditional);
   RunConfig cfg;
   const RunInputs in = ev_inputs(cfg);
   Problem p = make_problem(cfg, in);
-  p.estimator = Estimator::score;  // the score function everywhere contradicts it
-  EXPECT_THROW(make_backend("cpu")->setup(p), ConfigError);
+  EXPECT_TRUE(p.ev_conditional());
+  // estimator = score means the score function for every family: the same step as
+  // --ev-gradient score, bit for bit.
+  auto step_g = [&](Problem q) {
+    auto b = make_backend("cpu", 2);
+    b->setup(q);
+    StepSpec st;
+    st.beta = 0.2;
+    st.rows = {1, 4, 9, 16, 25, 36, 49, 64};
+    StepTrace t;
+    EXPECT_TRUE(b->step(st, &t).finite);
+    return t.g;
+  };
+  p.estimator = Estimator::score;
+  EXPECT_FALSE(p.ev_conditional());
+  Problem score = p;
+  score.ev_gradient = EvGradient::score;
+  EXPECT_TRUE(test::bitwise_equal(step_g(p), step_g(score)));
   p.estimator = Estimator::pathwise;  // every family then has a pathwise-type gradient
   EXPECT_NO_THROW(make_backend("cpu")->setup(p));
   p.ev_gradient = EvGradient::score;

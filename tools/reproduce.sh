@@ -4,7 +4,7 @@
 # the datacenter setups with both --scaling mean and --scaling paper, then plots
 # (tools/plot_report.py) and a markdown summary of every sweep.
 #
-#   tools/reproduce.sh [OUT]        (default: results)
+#   tools/reproduce.sh [OUT] [-- extra eqpm flags...]    (default OUT: results)
 #
 # Writes OUT/<setup>[-paper]/ (eqpm sweep folders: sweep.csv, mq_check.csv, one run folder
 # per model, PNG plots), OUT/logs/<setup>[-paper].log (the sweep's output) and
@@ -21,7 +21,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out="${1:-results}"
+out="results"
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then out="$1"; shift; fi
+[ "${1:-}" = "--" ] && shift
+extra=("$@")  # e.g. --ev-gradient score: the published tables' recipe
 qs="${EQPM_Q:-0,1,4,19}"
 tol="${EQPM_MQ_TOL:-0.01}"
 data=../shared/data
@@ -74,7 +77,7 @@ for s in "${setups[@]}"; do
   start=$(date +%s.%N)
   rm -f "$out/logs/cpu.tmp"
   if ! "${timer[@]}" "$bin" sweep --config "$config" --scaling "$scaling" --q "$qs" \
-        --out "$out/$name" --overwrite true --threads "$threads" --quiet true \
+        --out "$out/$name" --overwrite true --threads "$threads" --quiet true "${extra[@]}" \
         >"$out/logs/$name.log" 2>&1; then
     echo "reproduce: $name failed; its log:" >&2
     cat "$out/logs/$name.log" >&2

@@ -72,7 +72,7 @@ void CpuBackend::setup_impl() {
   structured_ = CpuStructured();
   if (structured_path(p.regret_path)) structured_.setup(groups_, p);
   ev_conditional_ = EvConditional();
-  if (p.ev_gradient == EvGradient::conditional)
+  if (p.ev_conditional())
     ev_conditional_.setup(*p.population, p.max_batch, p.layout.output_dim());
   ctx_.demand = p.demand.data();
   ctx_.demand_length = static_cast<long>(p.demand.size());

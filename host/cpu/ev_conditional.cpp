@@ -77,11 +77,15 @@ void EvConditional::add(int B, int S, int H, const float* yhat, const float* mu,
         for (int s = 0; s < S; ++s) {
           const long j = static_cast<long>(b) * S + s;
           const int* order = order_.data() + j * H;
-          int m = 0;
-          for (int i = 0; i < H; ++i)
-            if (order[i] >= p.window_start && order[i] < p.window_end) window[m++] = order[i];
+          const int* sorted = order;  // a whole-horizon window is the sample's order itself
+          if (p.window_start > 0 || p.window_end < H) {
+            int m = 0;
+            for (int i = 0; i < H; ++i)
+              if (order[i] >= p.window_start && order[i] < p.window_end) window[m++] = order[i];
+            sorted = window;
+          }
           EvCharging::add_dregret_conditional_sorted<double>(
-              p, window, key_.data() + j * H, mu + static_cast<long>(b) * H,
+              p, sorted, key_.data() + j * H, mu + static_cast<long>(b) * H,
               y + static_cast<long>(b) * H, ctx, double(sigma), 1.0, g);
         }
         for (int h = p.window_start; h < p.window_end; ++h) Gc[b * H + h] += weight * inv_bs * g[h];

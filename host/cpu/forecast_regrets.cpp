@@ -107,6 +107,7 @@ ForecastEstimator::ForecastEstimator(Population population, std::vector<float> d
   problem_.sigma = settings_.sigma;
   problem_.floor = settings_.floor;
   problem_.estimator = settings_.estimator;
+  problem_.ev_gradient = settings_.ev_gradient;
   problem_.rho = settings_.rho;
   problem_.seed = settings_.seed;
   ctx_ = regret_context(population_, problem_.demand, settings_.floor);
@@ -121,6 +122,8 @@ void ForecastEstimator::setup(int B, int H) {
   groups_ = group_population(population_);
   structured_ = std::make_unique<CpuStructured>();
   structured_->setup(groups_, problem_);
+  ev_conditional_ = EvConditional();
+  if (problem_.ev_conditional()) ev_conditional_.setup(population_, problem_.max_batch, H);
   ready_B_ = problem_.max_batch;
   ready_H_ = H;
 }
@@ -186,8 +189,11 @@ GradientEstimate ForecastEstimator::estimate(const float* mu, const float* targe
   e.smoothed = settings_.objective->evaluate(e.rbar.data(), agents, here, e.omega.data());
 
   // Pass 2: X_{b,s} = sum_n omega_n r_{n,b,s} (score-function agents) and the pathwise sums
-  // G_{b,h}, per fixed chunk of agents, the chunks added in order (deterministic).
+  // G_{b,h}, per fixed chunk of agents, the chunks added in order (deterministic). EV agents
+  // under the conditional gradient enter G through ev_conditional_ alone.
   std::vector<double> A(static_cast<size_t>(BS), 0.0), G(static_cast<size_t>(BH), 0.0);
+  std::vector<double> omega_score = e.omega;
+  for (long n : ev_conditional_.agents()) omega_score[static_cast<size_t>(n)] = 0.0;
   Families::for_each([&](auto fam) {
     using F = decltype(fam);
     const auto& g = std::get<FamilyGroup<F>>(groups_);
@@ -203,7 +209,7 @@ GradientEstimate ForecastEstimator::estimate(const float* mu, const float* targe
       std::vector<float> r(pathwise ? 0 : static_cast<size_t>(BS));
       const long i_end = chunks::begin(n_agents, c + 1, n_chunks);
       for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
-        const double w = e.omega[static_cast<size_t>(g.index[static_cast<size_t>(i)])];
+        const double w = omega_score[static_cast<size_t>(g.index[static_cast<size_t>(i)])];
         if (w == 0.0) continue;
         const auto& prm = g.params[static_cast<size_t>(i)];
         if constexpr (F::differentiable) {
@@ -231,7 +237,8 @@ GradientEstimate ForecastEstimator::estimate(const float* mu, const float* targe
         }
     }
   });
-  if (!structured_->empty()) structured_->advantages(e.omega, A.data(), G.data(), nt);
+  if (!structured_->empty()) structured_->advantages(omega_score, A.data(), G.data(), nt);
+  ev_conditional_.add(B, S, H, yhat.data(), mu, target, ctx, settings_.sigma, e.omega, G.data(), nt);
   if (!settings_.antithetic)
     for (int b = 0; b < B; ++b) step::advantage_row(A.data() + static_cast<long>(b) * S, S);
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu_structured.hpp"
+#include "ev_conditional.hpp"
 #include "eqpm/backend.hpp"
 #include "eqpm/families.hpp"
 #include "eqpm/objectives.hpp"
@@ -35,6 +36,7 @@ struct GradientSettings {
   bool antithetic = true;
   float floor = 1e-3f;
   Estimator estimator = Estimator::automatic;
+  EvGradient ev_gradient = EvGradient::conditional;  // as a training step (Problem::ev_conditional)
   double rho = 0.99;
   std::uint64_t seed = 42;
   int threads = 0;
@@ -82,6 +84,7 @@ class ForecastEstimator {
   RegretContext ctx_;
   FamilyGroups groups_;        // agents on the general path
   std::unique_ptr<CpuStructured> structured_;
+  EvConditional ev_conditional_;  // EV agents under the conditional gradient (else empty)
   std::vector<double> weight_;
   std::vector<int> group_;
   int ready_B_ = 0, ready_H_ = 0;

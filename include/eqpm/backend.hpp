@@ -29,7 +29,7 @@ struct Problem {
   float sigma = 0.05f;
   float floor = 1e-3f;
   Estimator estimator = Estimator::automatic;
-  EvGradient ev_gradient = EvGradient::score;  // how EV agents learn (settings.hpp)
+  EvGradient ev_gradient = EvGradient::conditional;  // how EV agents learn (settings.hpp)
   double q = 0.0;
   // The objective F of DESIGN.md 5.5 (objectives.hpp); null: power:q.
   std::shared_ptr<const Objective> objective;
@@ -49,6 +49,12 @@ struct Problem {
   // Where the cross-agent sums and maxima of a step are combined (reducer.hpp); null: one
   // process holds every agent. Must outlive the backend. The CPU backend calls it.
   Reducer* reducer = nullptr;
+
+  // Whether EV agents learn through the conditional gradient: asked for, and not overruled
+  // by estimator = score, which means the score function for every family.
+  bool ev_conditional() const {
+    return ev_gradient == EvGradient::conditional && estimator != Estimator::score;
+  }
 };
 
 // One optimiser step.

@@ -106,7 +106,7 @@ struct RunConfig {
   bool beta_auto = true;
   std::vector<double> beta_grid{0.1, 0.5, 1.0};
   Estimator estimator = Estimator::automatic;
-  EvGradient ev_gradient = EvGradient::score;
+  EvGradient ev_gradient = EvGradient::conditional;
   double sigma = 0.05;
   double sigma_decay = 0.2;     // sigma at the end of the regret phase, as a fraction of sigma
   int samples = 16;

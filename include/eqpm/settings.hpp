@@ -33,8 +33,8 @@ enum class RegretScale : int { absolute = 0, relative = 1 };
 // How EV-charging agents, whose decisions have no derivative, learn (an extension of
 // DESIGN.md 5.3; README, "How it trains"): the score function of 5.2, or the conditional
 // Monte Carlo gradient of the same smoothed regret (EvCharging::add_dregret_conditional),
-// which integrates each hour's own noise out analytically and has far lower variance. CPU
-// backend only, for now.
+// which integrates each hour's own noise out analytically and has far lower variance (the
+// default). estimator = score overrules it: the score function for every family.
 enum class EvGradient : int { score = 0, conditional = 1 };
 
 }  // namespace eqpm

@@ -63,7 +63,8 @@ class EquitableLoss(torch.nn.Module):
     eqpm's estimator: agent weights omega_n = dF/dR_n at the smoothed regrets Rbar, the
     score function over `samples` perturbations pred + sigma eps (antithetic pairs) drawn
     from (seed, step, b, s) as a training step draws them, pathwise derivatives for the
-    differentiable families with estimator="auto". Row b of the batch is the forecast issued
+    differentiable families with estimator="auto", and for EV agents the conditional gradient
+    (``ev_gradient="conditional"``, as eqpm trains; ``"score"``: the score function). Row b of the batch is the forecast issued
     at series hour start_hour (an int: start_hour + b; or a (B,) integer tensor).
 
     Each forward with gradients enabled advances the smoothing state and the step counter
@@ -82,6 +83,7 @@ class EquitableLoss(torch.nn.Module):
         seed: int = 0,
         beta: float = 0.0,
         *,
+        ev_gradient: str = "conditional",
         rho: float = 0.99,
         antithetic: bool = True,
         floor: float = 1e-3,
@@ -116,7 +118,9 @@ class EquitableLoss(torch.nn.Module):
         demand = _demand_profile(pop, demand_profile)
         self._estimator = _core.Estimator(
             pop._core, np.ascontiguousarray(demand, dtype=np.float32), self.objective, self.sigma,
-            self.samples, self.antithetic, self.floor, self.estimator, self.rho, self.seed, self.threads)
+            self.samples, self.antithetic, self.floor, self.estimator, self.rho, self.seed, self.threads,
+            ev_gradient)
+        self.ev_gradient = ev_gradient
         self.register_buffer("rbar", torch.zeros(len(pop), dtype=torch.float64))
         self.register_buffer("msebar", torch.zeros((), dtype=torch.float64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))

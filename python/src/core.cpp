@@ -455,8 +455,11 @@ nb::dict estimate_dict(GradientEstimate e, int B, int H) {
 
 GradientSettings gradient_settings(const std::string& objective, float sigma, int samples, bool antithetic,
                                    float floor, const std::string& estimator, double rho, std::uint64_t seed,
-                                   int threads) {
+                                   int threads, const std::string& ev_gradient) {
   GradientSettings g;
+  RunConfig cfg;  // --ev-gradient's own parsing and message
+  set_option(cfg, "ev_gradient", ev_gradient, "ev_gradient");
+  g.ev_gradient = cfg.ev_gradient;
   g.objective = make_objective(objective, "--objective");
   g.sigma = sigma;
   g.samples = samples;
@@ -623,13 +626,14 @@ NB_MODULE(_core, m) {
       .def("__init__",
            [](ForecastEstimator* self, const PyPopulation& pop, const In1<float>& demand,
               const std::string& objective, float sigma, int samples, bool antithetic, float floor,
-              const std::string& estimator, double rho, std::uint64_t seed, int threads) {
+              const std::string& estimator, double rho, std::uint64_t seed, int threads,
+              const std::string& ev_gradient) {
              new (self) ForecastEstimator(pop.population, to_vector(demand),
                                           gradient_settings(objective, sigma, samples, antithetic, floor,
-                                                            estimator, rho, seed, threads));
+                                                            estimator, rho, seed, threads, ev_gradient));
            },
            "population"_a, "demand"_a, "objective"_a, "sigma"_a, "samples"_a, "antithetic"_a, "floor"_a,
-           "estimator"_a, "rho"_a, "seed"_a, "threads"_a)
+           "estimator"_a, "rho"_a, "seed"_a, "threads"_a, "ev_gradient"_a = "conditional")
       .def("estimate", &estimate, "mu"_a, "target"_a, "t"_a, "step"_a, "beta"_a, "rbar"_a, "msebar"_a);
   // One estimate with a fresh estimator (tests).
   m.def(
@@ -637,14 +641,15 @@ NB_MODULE(_core, m) {
       [](const PyPopulation& pop, const In1<float>& demand, const std::string& objective, float sigma,
          int samples, bool antithetic, float floor, const std::string& estimator, double rho,
          std::uint64_t seed, int threads, const In2<float>& mu, const In2<float>& target,
-         const In1<std::int64_t>& t, std::uint32_t step, double beta, const In1<double>& rbar, double msebar) {
+         const In1<std::int64_t>& t, std::uint32_t step, double beta, const In1<double>& rbar, double msebar,
+         const std::string& ev_gradient) {
         ForecastEstimator est(pop.population, to_vector(demand),
                               gradient_settings(objective, sigma, samples, antithetic, floor, estimator, rho,
-                                                seed, threads));
+                                                seed, threads, ev_gradient));
         return eqpm::estimate(est, mu, target, t, step, beta, rbar, msebar);
       },
       "population"_a, "demand"_a, "objective"_a, "sigma"_a, "samples"_a, "antithetic"_a, "floor"_a,
       "estimator"_a, "rho"_a, "seed"_a, "threads"_a, "mu"_a, "target"_a, "t"_a, "step"_a, "beta"_a, "rbar"_a,
-      "msebar"_a);
+      "msebar"_a, "ev_gradient"_a = "conditional");
   m.def("backend_steps", &backend_steps, "keys"_a, "steps"_a);
 }
