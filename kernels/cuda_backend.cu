@@ -25,7 +25,7 @@
 
 #include "eqpm/cuda_backend.hpp"
 #include "eqpm/error.hpp"
-#include "regret_structure.hpp"
+#include "eqpm/regret_structure.hpp"
 #include "stages.cuh"
 
 namespace eqpm::cuda {

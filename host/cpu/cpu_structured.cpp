@@ -4,17 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <tuple>
 
 #include "chunks.hpp"
+#include "eqpm/regret_structure.hpp"
 
 namespace eqpm {
 
 EvClasses ev_classes(const std::vector<EvCharging::Params>& params) {
-  auto key = [&](size_t i) {
-    const auto& q = params[i];
-    return std::tuple(q.k, q.window_start, q.window_end);
-  };
+  auto key = [&](size_t i) { return RegretStructure<EvCharging>::key(params[i]); };
   EvClasses c;
   c.order.resize(params.size());
   std::iota(c.order.begin(), c.order.end(), size_t{0});

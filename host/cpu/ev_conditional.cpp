@@ -2,9 +2,9 @@
 #include "ev_conditional.hpp"
 
 #include <algorithm>
-#include <tuple>
 
 #include "chunks.hpp"
+#include "eqpm/regret_structure.hpp"
 
 namespace eqpm {
 
@@ -14,21 +14,18 @@ void EvConditional::setup(const Population& population, int max_batch, int horiz
     if (population.agents[static_cast<size_t>(n)].family == Family::ev_charging)
       agents_.push_back(n);
   members_ = agents_;
-  auto cls = [&](long n) {
-    const Agent& a = population.agents[static_cast<size_t>(n)];
-    return std::make_tuple(a.k, a.window_start, a.window_end);
-  };
+  using Structure = RegretStructure<EvCharging>;  // classes (k, window), energy the coefficient
+  auto params = [&](long n) { return EvCharging::params(population.agents[static_cast<size_t>(n)]); };
+  auto cls = [&](long n) { return Structure::key(params(n)); };
   std::stable_sort(members_.begin(), members_.end(),
                    [&](long a, long b) { return cls(a) < cls(b); });
   for (size_t i = 0; i < members_.size(); ++i) {
-    const Agent& a = population.agents[static_cast<size_t>(members_[i])];
+    const EvCharging::Params p = params(members_[i]);
     if (i == 0 || cls(members_[i]) != cls(members_[i - 1])) {
       begin_.push_back(i);
-      EvCharging::Params unit = EvCharging::params(a);
-      unit.energy = 1.0f;
-      unit_.push_back(unit);
+      unit_.push_back(Structure::unit(p, 0));
     }
-    energy_.push_back(static_cast<float>(a.energy));  // the float the regret paths use
+    energy_.push_back(Structure::coef(p, 0));  // the energy as the regret paths' float
   }
   begin_.push_back(members_.size());
   partial_.assign(static_cast<size_t>(chunks::kMax) * static_cast<size_t>(max_batch) *

@@ -1,12 +1,13 @@
-// DESIGN.md 5.4 for the CUDA backend: families whose regret is linear in a few per-agent
-// coefficients,
+// DESIGN.md 5.4: families whose regret is linear in a few per-agent coefficients,
 //     r_n(v, y, t) = sum_j coef_j(n) * r(unit_j(n))(v, y, t),
 // where unit_j(n) are the parameters of a class representative that every agent with the same
 // key shares. The per-sample work (one call of the family's own regret / add_dregret with the
 // unit parameters) is then done once per class and shared by all its agents: per agent, a
-// step costs O(bases) instead of O(B S). Host-side only: the kernels see unit parameters and
-// coefficients, never this trait. A family without a specialisation (a custom family) takes
-// the generic path, which evaluates every agent on every sample.
+// step costs O(bases) instead of O(B S). The CUDA backend's structured path is built on it
+// (the kernels see unit parameters and coefficients, never this trait), and the CPU groups
+// EV agents into the same classes (cpu_structured.cpp, ev_conditional.cpp). A family without
+// a specialisation (a custom family) takes the generic path, which evaluates every agent on
+// every sample.
 #pragma once
 
 #include <array>
@@ -14,7 +15,7 @@
 
 #include "eqpm/families.hpp"
 
-namespace eqpm::cuda {
+namespace eqpm {
 
 template <class F>
 struct RegretStructure {
@@ -71,4 +72,4 @@ struct RegretStructure<Inventory> {
   }
 };
 
-}  // namespace eqpm::cuda
+}  // namespace eqpm
