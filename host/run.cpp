@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -742,6 +743,72 @@ RunConfig config_from_json(const std::string& json, const std::string& source) {
     break;
   }
   return cfg;
+}
+
+// ------------------------------------------------------------------ resuming
+ConfigError resume_refusal(const std::string& key, const std::string& value, const std::string& stored) {
+  std::string flag = "--" + key;
+  for (char& c : flag)
+    if (c == '_') c = '-';
+  return ConfigError(flag + " " + value + ": cannot change when resuming (the run was started with " +
+                     stored + "); with --resume only --epochs and run settings (--out, --threads, " +
+                     "--backend, --quiet, ...) may be given. Start a new run with --out to change it");
+}
+
+RunConfig resumed_config(const std::string& ckpt, const RunConfig& flags,
+                         const std::vector<std::string>& given, const std::string& dir) {
+  const CheckpointData ck = load_checkpoint(ckpt);
+  auto it = ck.metadata.find("eqpm.config");
+  if (it == ck.metadata.end()) throw InputError(ckpt, 0, 0, "no eqpm.config in the metadata");
+  RunConfig saved = config_from_json(it->second, ckpt);
+  bool out_given = false;
+  for (const std::string& key : given) {
+    const OptionSpec* o = find_option(key);
+    out_given = out_given || o->key == "out";
+    if (o->is_run_setting || o->key == "epochs")
+      o->set(saved, o->get(flags));
+    else if (o->get(flags) != o->get(saved))
+      throw resume_refusal(o->key, o->get(flags), o->get(saved));
+  }
+  if (!out_given) saved.out = dir;
+  for (const char* key : kInputPathKeys)
+    if (auto g = ck.metadata.find(std::string("eqpm.given_path.") + key); g != ck.metadata.end())
+      saved.given_paths[key] = g->second;
+  return saved;
+}
+
+std::string run_checkpoint(const std::string& dir, bool* beta_auto) {
+  namespace fs = std::filesystem;
+  *beta_auto = false;
+  const fs::path own = fs::path(dir) / "checkpoint.safetensors";
+  if (fs::exists(own)) return own.string();
+  std::vector<std::string> cands;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().rfind("beta=", 0) == 0 &&
+        fs::exists(e.path() / "checkpoint.safetensors"))
+      cands.push_back((e.path() / "checkpoint.safetensors").string());
+  if (cands.empty()) return "";
+  std::sort(cands.begin(), cands.end());
+  *beta_auto = true;
+  return cands.front();
+}
+
+ResumedRun resumed_run(const std::string& dir, const RunConfig& flags,
+                       const std::vector<std::string>& given) {
+  bool beta_auto = false;
+  const std::string ckpt = run_checkpoint(dir, &beta_auto);
+  if (ckpt.empty()) throw ConfigError("--resume " + dir + ": no checkpoint.safetensors in that folder");
+  if (beta_auto)
+    for (const std::string& key : given)
+      if (find_option(key)->key == "out")
+        throw ConfigError("--out: a --beta auto run resumes in its own folder (" + dir + "); drop --out");
+  ResumedRun r;
+  r.cfg = resumed_config(ckpt, flags, given, dir);
+  if (beta_auto) r.cfg.beta_auto = true;
+  else r.checkpoint = ckpt;
+  validate(r.cfg);
+  return r;
 }
 
 }  // namespace eqpm

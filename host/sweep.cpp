@@ -26,11 +26,16 @@ RunConfig shipped_config(RunConfig cfg, double chosen) {
   return cfg;
 }
 
-Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in) {
+Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in,
+                bool resume) {
   Sweep sw;
   auto folder = [&](RunConfig& cfg, const std::string& name) {
     cfg.out = base.out.empty() ? std::string() : (std::filesystem::path(base.out) / name).string();
     if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
+  };
+  auto checkpoint = [&](const RunConfig& cfg) {
+    const std::filesystem::path ckpt = std::filesystem::path(cfg.out) / "checkpoint.safetensors";
+    return resume && !cfg.out.empty() && std::filesystem::exists(ckpt) ? ckpt.string() : std::string();
   };
   auto stopped = [&](RunOutcome& o) {
     if (o.interrupted_at < 0) return false;
@@ -44,7 +49,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
   plain.q = 0.0;
   plain.objective.clear();
   folder(plain, "plain");
-  RunOutcome po = train_run(plain, in);
+  RunOutcome po = train_run(plain, in, checkpoint(plain));
   if (stopped(po)) return sw;
   sw.runs.push_back({"plain", 0.0, 1.0, plain, std::move(po), ""});
   for (const std::string& spec : specs) {
@@ -53,7 +58,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
     const std::string name = sweep_run_name(spec);
     folder(cfg, name);
     if (!base.beta_auto) {
-      RunOutcome o = train_run(cfg, in);
+      RunOutcome o = train_run(cfg, in, checkpoint(cfg));
       if (stopped(o)) return sw;
       sw.runs.push_back({name, cfg.q, cfg.beta, cfg, std::move(o), objective_spec(cfg)});
       continue;
@@ -62,7 +67,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
     // the one validation prefers (beta_auto.csv says which).
     double chosen = 1;
     std::vector<RunOutcome> cands;
-    RunOutcome o = train_beta_auto(cfg, in, &sw.runs.front().outcome, &chosen, &cands);
+    RunOutcome o = train_beta_auto(cfg, in, &sw.runs.front().outcome, &chosen, &cands, resume);
     if (stopped(o)) return sw;
     sw.runs.push_back({name, cfg.q, chosen, shipped_config(cfg, chosen), std::move(o), spec});
     const size_t lo = static_cast<size_t>(

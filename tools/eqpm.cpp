@@ -527,40 +527,6 @@ std::string printable_config(RunConfig cfg) {
   return config_to_toml(cfg);
 }
 
-// The configuration of a resumed run: the checkpoint's own, with --epochs and the run
-// settings (--out, --threads, --backend, --quiet, ...) from the flags. Any other flag
-// that would change the model or the data is refused.
-RunConfig resumed_config(const CommandLine& cl, const std::string& ckpt) {
-  const CheckpointData ck = load_checkpoint(ckpt);
-  auto it = ck.metadata.find("eqpm.config");
-  if (it == ck.metadata.end()) throw InputError(ckpt, 0, 0, "no eqpm.config in the metadata");
-  RunConfig saved = config_from_json(it->second, ckpt);
-  if (!cl.config_file.empty())
-    throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
-                      "stored in its checkpoint (give --epochs or run settings as flags)");
-  for (const std::string& key : cl.given) {
-    const OptionSpec* o = find_option(key);
-    if (o->is_run_setting || key == "epochs") {
-      o->set(saved, o->get(cl.cfg));
-    } else if (o->get(cl.cfg) != o->get(saved)) {
-      std::string flag = "--" + key;
-      for (char& c : flag)
-        if (c == '_') c = '-';
-      throw ConfigError(flag + " " + o->get(cl.cfg) + ": cannot change when resuming (the run " +
-                        "was started with " + o->get(saved) + "); with --resume only --epochs " +
-                        "and run settings (--out, --threads, --backend, --quiet, ...) may be " +
-                        "given. Start a new run with --out to change it");
-    }
-  }
-  bool out_given = false;
-  for (const std::string& key : cl.given) out_given = out_given || key == "out";
-  if (!out_given) saved.out = cl.resume;
-  for (const char* key : kInputPathKeys)
-    if (auto g = ck.metadata.find(std::string("eqpm.given_path.") + key); g != ck.metadata.end())
-      saved.given_paths[key] = g->second;
-  return saved;
-}
-
 // Removes the entries of `dir` that `stale` selects (by entry), what an earlier run of
 // another shape left there; `what` names that run in the error.
 void remove_stale_entries(const std::string& dir, const char* what,
@@ -594,24 +560,12 @@ void remove_earlier_sweep(const std::string& dir) {
 int cmd_train(CommandLine& cl) {
   RunConfig cfg = cl.cfg;
   if (!cl.resume.empty()) {
-    const std::string ckpt = (std::filesystem::path(cl.resume) / "checkpoint.safetensors").string();
-    if (!std::filesystem::exists(ckpt)) {
-      // A --beta auto run keeps one checkpoint per candidate (beta=<b>/).
-      std::vector<std::string> cands;
-      std::error_code ec;
-      for (const auto& e : std::filesystem::directory_iterator(cl.resume, ec))
-        if (e.path().filename().string().rfind("beta=", 0) == 0 &&
-            std::filesystem::exists(e.path() / "checkpoint.safetensors"))
-          cands.push_back((e.path() / "checkpoint.safetensors").string());
-      if (cands.empty())
-        throw ConfigError("--resume " + cl.resume + ": no checkpoint.safetensors in that folder");
-      std::sort(cands.begin(), cands.end());
-      if (was_given(cl, "out"))
-        throw ConfigError("--out: a --beta auto run resumes in its own folder (" + cl.resume +
-                          "); drop --out");
-      cfg = resumed_config(cl, cands.front());
-      cfg.beta_auto = true;
-      validate(cfg);
+    if (!cl.config_file.empty())
+      throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
+                        "stored in its checkpoint (give --epochs or run settings as flags)");
+    const ResumedRun resumed = resumed_run(cl.resume, cl.cfg, cl.given);
+    cfg = resumed.cfg;
+    if (resumed.checkpoint.empty()) {  // a --beta auto run: each candidate resumes
       if (cl.print_config) {
         std::printf("%s", printable_config(cfg).c_str());
         return 0;
@@ -625,8 +579,6 @@ int cmd_train(CommandLine& cl) {
                   o.test_stats.mean, o.test_stats.max);
       return 0;
     }
-    cfg = resumed_config(cl, ckpt);
-    validate(cfg);
     if (cl.print_config) {
       std::printf("%s", printable_config(cfg).c_str());
       return 0;
@@ -636,7 +588,7 @@ int cmd_train(CommandLine& cl) {
     OutputFolderGuard guard(same_folder ? std::string() : cfg.out);
     if (!same_folder) ensure_output_dir(cfg.out, cfg.overwrite);
     const RunInputs in = load_inputs(cfg);
-    const RunOutcome o = train_run(cfg, in, ckpt);
+    const RunOutcome o = train_run(cfg, in, resumed.checkpoint);
     guard.keep();
     if (o.interrupted_at >= 0) return report_interrupted(o);
     if (cfg.profile) print_stage_profile(o);

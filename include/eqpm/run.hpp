@@ -11,6 +11,7 @@
 #include "eqpm/backend.hpp"
 #include "eqpm/config.hpp"
 #include "eqpm/data.hpp"
+#include "eqpm/error.hpp"
 #include "eqpm/metrics.hpp"
 #include "eqpm/population.hpp"
 #include "eqpm/trainer.hpp"
@@ -153,6 +154,33 @@ std::map<std::string, std::string> model_metadata(const RunConfig& cfg, const Da
 
 // A configuration from the eqpm.config JSON object written into models and checkpoints.
 RunConfig config_from_json(const std::string& json, const std::string& source);
+
+// The configuration of a run continued from the checkpoint `ckpt` (`eqpm train --resume
+// DIR`): the one the checkpoint stores, with epochs and the run settings (out, threads,
+// backend, quiet, ...) taken from `flags` for the keys of `given` (registry keys); any
+// other given key whose value differs from the stored one is refused (resume_refusal).
+// Without a given out, the run finishes in `dir`.
+RunConfig resumed_config(const std::string& ckpt, const RunConfig& flags,
+                         const std::vector<std::string>& given, const std::string& dir);
+
+// The error for a key given as `value` to a resumed run started with `stored`.
+ConfigError resume_refusal(const std::string& key, const std::string& value, const std::string& stored);
+
+// The checkpoint a run in `dir` continues from: DIR/checkpoint.safetensors, or for a --beta
+// auto run, which keeps one per candidate (DIR/beta=<b>/), the first candidate's, with
+// *beta_auto set. Empty when there is none.
+std::string run_checkpoint(const std::string& dir, bool* beta_auto);
+
+// The run in `dir` to continue, as `eqpm train --resume DIR` finds it: `cfg` is the
+// resumed_config of its run_checkpoint, validated, and `checkpoint` that checkpoint. For
+// a --beta auto run `cfg` has beta auto and `checkpoint` is empty (each candidate
+// continues from its own, see train_beta_auto); such a run resumes in DIR only.
+struct ResumedRun {
+  RunConfig cfg;
+  std::string checkpoint;
+};
+ResumedRun resumed_run(const std::string& dir, const RunConfig& flags,
+                       const std::vector<std::string>& given);
 
 // Shortest round-trip text of a double.
 std::string format_double(double v);

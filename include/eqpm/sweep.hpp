@@ -44,8 +44,12 @@ std::string sweep_run_name(const std::string& spec);
 RunConfig shipped_config(RunConfig cfg, double chosen);
 
 // Trains the sweep of `base` over `specs` (objective specs) on `in`. With base.out set, each
-// run writes base.out/<name>/ (created here); the caller has prepared base.out.
-Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in);
+// run writes base.out/<name>/ (created here); the caller has prepared base.out. With
+// `resume`, a run whose folder holds a checkpoint continues from it (a finished one only
+// re-evaluates; --beta auto candidates likewise), so a stopped sweep ends as one never
+// stopped.
+Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in,
+                bool resume = false);
 
 // The objective check on the training split (or the validation slice): the models of
 // sweep.checked(), each measured on every objective of the sweep.

@@ -1,9 +1,10 @@
 """eqpm: socially-equitable public models from Python.
 
 Generate and inspect agent populations, score any forecast by each agent's regret, train
-and sweep eqpm's models in-process, and (in :mod:`eqpm.torch`) put eqpm's equitable loss
-under a PyTorch forecaster. Every configuration key of the ``eqpm`` program is a keyword
-argument here, with the same defaults, checks and error messages.
+and sweep eqpm's models in-process (and resume stopped ones), and (in :mod:`eqpm.torch`)
+put eqpm's equitable loss under a PyTorch forecaster. Every configuration key of the
+``eqpm`` program is a keyword argument here, with the same defaults, checks and error
+messages.
 """
 
 from __future__ import annotations

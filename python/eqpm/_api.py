@@ -297,18 +297,42 @@ class Run:
         )
 
 
+def _resume_folder(resume: Any, out: Optional[PathLike], what: str) -> str:
+    """The folder `resume` names: with True, `out` (the run to continue); "" for a new run."""
+    if isinstance(resume, (bool, np.bool_)):
+        if not resume:
+            return ""
+        if out is None:
+            raise ValueError(
+                f"--out: an output folder is required (resume=True continues the {what} in out)"
+            )
+        return os.fspath(out)
+    if what == "run" and isinstance(resume, (str, os.PathLike)):
+        return os.fspath(resume)
+    expected = "True or False" if what == "sweep" else "True, False or a run's folder"
+    raise TypeError(f"resume: expected {expected}, got {type(resume).__name__}")
+
+
 def train(
     out: Optional[PathLike] = None,
     *,
+    resume: Union[bool, PathLike] = False,
     progress: Union[None, bool, ProgressCallback] = None,
     **keys: Any,
 ) -> Run:
     """Trains one model in-process (the GIL released), as ``eqpm train`` with the same keys.
     With `out`, writes exactly the folder ``eqpm train --out`` writes. Ctrl-C stops the run
-    after the step in progress (KeyboardInterrupt; with `out`, a checkpoint is left)."""
-    if out is not None:
+    after the step in progress (KeyboardInterrupt; with `out`, a checkpoint is left).
+
+    ``resume=True`` continues the run in `out` from its checkpoint, as ``eqpm train
+    --resume``: with the configuration stored in the checkpoint, of which only `epochs`
+    and run settings (threads, backend, quiet, ...) may be given; any other key must equal
+    the stored value. The folder ends as that of a run never stopped. ``resume=DIR``
+    continues the run in DIR, finishing in `out` when it is given (--resume DIR --out)."""
+    folder = _resume_folder(resume, out, "run")
+    if out is not None and not (folder and isinstance(resume, (bool, np.bool_))):
         keys = {**keys, "out": os.fspath(out)}
-    return Run._from_core(_core.train(_keys(keys), _progress(progress)))
+    return Run._from_core(_core.train(_keys(keys), _progress(progress), folder))
 
 
 def sweep(
@@ -317,12 +341,21 @@ def sweep(
     *,
     objective: Union[None, str, Sequence[str]] = None,
     check_tol: float = 0.01,
+    resume: bool = False,
     progress: Union[None, bool, ProgressCallback] = None,
     **keys: Any,
 ) -> dict:
     """``eqpm sweep``: the plain (beta = 1) baseline and one model per q (or per objective),
     in-process. Returns {"plain": Run, "q=4": Run, ...}; with `out`, writes each run's
-    folder, sweep.csv and mq_check.csv as the CLI does."""
+    folder, sweep.csv and mq_check.csv as the CLI does.
+
+    ``resume=True`` continues the sweep stopped in `out`, given the same q (or objective)
+    list: each run begun continues from its checkpoint (a finished one is only evaluated
+    again), as ``eqpm train --resume`` would each run's folder, the rest are trained, and
+    the folder ends as that of a sweep never stopped. The configuration is the one its
+    runs stored: only `epochs` and run settings may be given, any other key must equal the
+    stored value (beta too, unless the sweep stopped in its plain run, which does not
+    record it: then give it again)."""
     if q is not None and objective is not None:
         raise ValueError("--q and --objective: give one of them (--objective power:0,4 is --q 0,4)")
     if objective is not None:
@@ -334,9 +367,10 @@ def sweep(
         specs = [_core.objective_spec("power:" + _text("q", v).strip()) for v in items]
     if not isinstance(check_tol, numbers.Real) or not 0 <= check_tol <= 1:
         raise ValueError(f"--check-tol: expected a number in [0, 1], got '{check_tol}'")
-    if out is not None:
+    folder = _resume_folder(resume, out, "sweep")
+    if out is not None and not folder:
         keys = {**keys, "out": os.fspath(out)}
-    runs = _core.sweep(_keys(keys), specs, float(check_tol), _progress(progress))
+    runs = _core.sweep(_keys(keys), specs, float(check_tol), _progress(progress), folder)
     return {name: Run._from_core(d) for name, d in runs}
 
 

@@ -118,6 +118,14 @@ RunConfig make_config(const Keys& keys, const std::string& command) {
   return cfg;
 }
 
+// The registry keys of `keys` (checked by make_config), in order: what a command line's
+// flags would have given.
+std::vector<std::string> given_keys(const Keys& keys) {
+  std::vector<std::string> given;
+  for (const auto& kv : keys) given.push_back(find_option(kv.first)->key);
+  return given;
+}
+
 // ---------------------------------------------------------------- populations
 // A population with the demand profile its datacenter agents see.
 struct PyPopulation {
@@ -357,11 +365,23 @@ void prepare_out(const RunConfig& cfg) {
   ensure_output_dir(cfg.out, cfg.overwrite);
 }
 
-// eqpm train: the CLI's cmd_train for a new run.
-nb::dict train(const Keys& keys, nb::object progress) {
-  const RunConfig cfg = make_config(keys, "train");
-  validate(cfg);
-  prepare_out(cfg);
+// eqpm train: the CLI's cmd_train. With `resume` (a run's folder), eqpm train --resume:
+// the run's stored configuration, with epochs and run settings from `keys`.
+nb::dict train(const Keys& keys, nb::object progress, const std::string& resume) {
+  RunConfig cfg;
+  std::string checkpoint;
+  if (resume.empty()) {
+    cfg = make_config(keys, "train");
+    validate(cfg);
+    prepare_out(cfg);
+  } else {
+    const ResumedRun r = resumed_run(resume, make_config(keys, "train"), given_keys(keys));
+    cfg = r.cfg;
+    checkpoint = r.checkpoint;
+    if (!checkpoint.empty() &&
+        std::filesystem::weakly_canonical(cfg.out) != std::filesystem::weakly_canonical(resume))
+      ensure_output_dir(cfg.out, cfg.overwrite);
+  }
   PythonProgress watch(std::move(progress));
   RunInputs in;
   RunOutcome o;
@@ -371,7 +391,8 @@ nb::dict train(const Keys& keys, nb::object progress) {
     clear_interrupt();
     const ProgressObserver observer([&](const std::string& label, const Progress& p) { watch(label, p); });
     in = load_inputs(cfg);
-    o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen) : train_run(cfg, in);
+    o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen, nullptr, !resume.empty())
+                      : train_run(cfg, in, checkpoint);
     clear_interrupt();
   }
   watch.raise_if_failed();
@@ -379,14 +400,73 @@ nb::dict train(const Keys& keys, nb::object progress) {
   return run_dict(shipped_config(cfg, chosen), in, o);
 }
 
+// The configuration of the sweep stopped in `dir`, continued over `specs`: its plain run's
+// stored one, with epochs and run settings from `keys` (set in `flags`) and any other key
+// refused when it differs, as for a resumed run. Beta, which the plain run does not
+// record, is that of the first objective run begun (as given when none has begun). The
+// runs begun must be the first of the list.
+RunConfig resumed_sweep_config(const RunConfig& flags, const Keys& keys, const std::vector<std::string>& specs,
+                               const std::string& dir) {
+  namespace fs = std::filesystem;
+  const fs::path root(dir);
+  std::vector<std::string> names{"plain"};
+  for (const auto& spec : specs) names.push_back(sweep_run_name(spec));
+  std::vector<std::string> ckpts;
+  std::vector<bool> beta_auto;
+  for (const auto& name : names) {
+    bool a = false;
+    ckpts.push_back(run_checkpoint((root / name).string(), &a));
+    beta_auto.push_back(a);
+  }
+  if (ckpts.front().empty())
+    throw ConfigError("--resume " + dir + ": no plain/checkpoint.safetensors in that folder");
+  for (size_t i = 1; i < names.size(); ++i)
+    if (!ckpts[i].empty() && ckpts[i - 1].empty())
+      throw ConfigError("resume: the sweep in " + dir + " began the run " + names[i] + " but not " +
+                        names[i - 1] + ", which comes before it in this list; give the list it was " +
+                        "started with");
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    bool a = false;
+    if (e.is_directory() && std::find(names.begin(), names.end(), name) == names.end() &&
+        !run_checkpoint(e.path().string(), &a).empty())
+      throw ConfigError("resume: the sweep in " + dir + " began the run " + name +
+                        ", which this list lacks; give the list it was started with");
+  }
+  std::vector<std::string> given;
+  bool beta_given = false;
+  for (const auto& key : given_keys(keys)) {
+    if (key == "beta") beta_given = true;
+    else given.push_back(key);
+  }
+  RunConfig base = resumed_config(ckpts.front(), flags, given, dir);
+  const OptionSpec* beta = find_option("beta");
+  std::string stored;
+  for (size_t i = 1; i < names.size() && stored.empty(); ++i)
+    if (!ckpts[i].empty())
+      stored = beta_auto[i] ? "auto" : beta->get(resumed_config(ckpts[i], flags, {}, dir));
+  if (beta_given && !stored.empty() && beta->get(flags) != stored)
+    throw resume_refusal("beta", beta->get(flags), stored);
+  beta->set(base, stored.empty() ? beta->get(flags) : stored);
+  validate(base);
+  return base;
+}
+
 // eqpm sweep: the CLI's cmd_sweep (the plain baseline, then one run per objective; with an
-// output folder, each run's folder, sweep.csv and mq_check.csv).
-nb::list sweep(const Keys& keys, const std::vector<std::string>& specs, double check_tol, nb::object progress) {
-  const RunConfig base = make_config(keys, "sweep");
+// output folder, each run's folder, sweep.csv and mq_check.csv). With `resume` (the
+// sweep's folder), a stopped sweep continues: each begun run from its checkpoint.
+nb::list sweep(const Keys& keys, const std::vector<std::string>& specs, double check_tol, nb::object progress,
+               const std::string& resume) {
+  RunConfig base = make_config(keys, "sweep");
   if (specs.empty()) throw ConfigError("--q: expected a list such as 0,1,4,19");
   for (const auto& s : specs) make_objective(s, "--objective");
-  validate(base);
-  prepare_out(base);
+  if (resume.empty()) {
+    validate(base);
+    prepare_out(base);
+  } else {
+    base = resumed_sweep_config(base, keys, specs, resume);
+  }
   PythonProgress watch(std::move(progress));
   Sweep sw;
   RunInputs in;
@@ -395,7 +475,7 @@ nb::list sweep(const Keys& keys, const std::vector<std::string>& specs, double c
     clear_interrupt();
     const ProgressObserver observer([&](const std::string& label, const Progress& p) { watch(label, p); });
     in = load_inputs(base);
-    sw = run_sweep(base, specs, in);
+    sw = run_sweep(base, specs, in, !resume.empty());
     clear_interrupt();
     if (!sw.interrupted && !base.out.empty()) {
       const SweepCheck train_check = check_sweep(sw, in, check_tol, false);
@@ -619,8 +699,8 @@ NB_MODULE(_core, m) {
       })
       .def("save", [](const ModelFile& f, const std::string& path) { save_model(path, f.layout, f.params, f.metadata); });
 
-  m.def("train", &train, "keys"_a, "progress"_a = nb::none());
-  m.def("sweep", &sweep, "keys"_a, "objectives"_a, "check_tol"_a, "progress"_a = nb::none());
+  m.def("train", &train, "keys"_a, "progress"_a = nb::none(), "resume"_a = "");
+  m.def("sweep", &sweep, "keys"_a, "objectives"_a, "check_tol"_a, "progress"_a = nb::none(), "resume"_a = "");
   m.def("regrets", &regrets, "population"_a, "pred"_a, "target"_a, "t"_a, "demand"_a, "floor"_a, "threads"_a);
   nb::class_<ForecastEstimator>(m, "Estimator")
       .def("__init__",

@@ -1,10 +1,13 @@
 """Shared pieces of the Python tests: the real data folder, the eqpm program to compare
-with, and a numpy reference of every family's regret (DESIGN.md 4)."""
+with, output folders compared file by file, and a numpy reference of every family's
+regret (DESIGN.md 4)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -33,6 +36,53 @@ def eqpm_bin() -> str:
 
 def run_cli(eqpm_bin: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([eqpm_bin, *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+# Files whose bytes hold wall-clock timings (train.seconds, steps_per_second, the per-epoch
+# `seconds` column, and the checkpoint's copies of those): compared with the timings left out.
+TIMED = {"summary.json", "metrics.csv", "checkpoint.safetensors"}
+
+
+def _strip_seconds(csv: str) -> str:
+    rows = [line.split(",") for line in csv.splitlines()]
+    col = rows[0].index("seconds")
+    return "\n".join(",".join(r[:col] + r[col + 1:]) for r in rows)
+
+
+def without_timings(path: Path):
+    """A file of TIMED without its timings; a safetensors file as (tensor table, metadata,
+    tensor bytes)."""
+    if path.name == "summary.json":
+        s = json.loads(path.read_text())
+        for k in ("seconds", "steps_per_second"):
+            s["train"].pop(k, None)
+        return s
+    if path.name == "metrics.csv":
+        rows = [line.split(",") for line in path.read_text().splitlines()]
+        col = rows[0].index("seconds")
+        return [r[:col] + r[col + 1:] for r in rows]
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__")
+    meta["eqpm.metrics_csv"] = _strip_seconds(meta["eqpm.metrics_csv"])
+    meta["eqpm.epoch_tally"] = meta["eqpm.epoch_tally"].rsplit(",", 1)[0]
+    meta["eqpm.train_totals"] = meta["eqpm.train_totals"].rsplit(",", 1)[0]
+    return header, meta, data[8 + n:]
+
+
+def compare_folders(a: Path, b: Path) -> int:
+    """Asserts that folders `a` and `b` hold the same files, byte for byte but for the
+    timings of TIMED files; returns how many."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        if rel.name in TIMED:
+            assert without_timings(a / rel) == without_timings(b / rel), rel
+        else:
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    return len(files_a)
 
 
 def reference_regrets(table: dict, pred: np.ndarray, target: np.ndarray, t: np.ndarray,

@@ -3,15 +3,11 @@ regrets for every family, models, and train/sweep output folders bit for bit."""
 
 from __future__ import annotations
 
-import json
-import struct
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import eqpm
-from conftest import reference_regrets, run_cli
+from conftest import compare_folders, reference_regrets, run_cli
 
 SMALL = dict(agents=60, epochs=2, series_hours=1500, backend="cpu", quiet=True)
 
@@ -117,49 +113,6 @@ def test_model_predict_state_dict_and_run(tmp_path, eqpm_bin):
     assert run.summary["test"]["mean"] == pytest.approx(np.mean(run.agents["regret"]), rel=1e-12)
 
 
-# Files whose bytes hold wall-clock timings (train.seconds, steps_per_second, the per-epoch
-# `seconds` column, and the checkpoint's copies of those): compared with the timings left out.
-TIMED = {"summary.json", "metrics.csv", "checkpoint.safetensors"}
-
-
-def _without_timings(path: Path):
-    if path.name == "summary.json":
-        s = json.loads(path.read_text())
-        for k in ("seconds", "steps_per_second"):
-            s["train"].pop(k, None)
-        return s
-    if path.name == "metrics.csv":
-        rows = [line.split(",") for line in path.read_text().splitlines()]
-        col = rows[0].index("seconds")
-        return [r[:col] + r[col + 1:] for r in rows]
-    data = path.read_bytes()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    meta = header.pop("__metadata__")
-    meta["eqpm.metrics_csv"] = _strip_seconds(meta["eqpm.metrics_csv"])
-    meta["eqpm.epoch_tally"] = meta["eqpm.epoch_tally"].rsplit(",", 1)[0]
-    meta["eqpm.train_totals"] = meta["eqpm.train_totals"].rsplit(",", 1)[0]
-    return header, meta, data[8 + n:]
-
-
-def _strip_seconds(csv: str) -> str:
-    rows = [line.split(",") for line in csv.splitlines()]
-    col = rows[0].index("seconds")
-    return "\n".join(",".join(r[:col] + r[col + 1:]) for r in rows)
-
-
-def _compare_folders(a: Path, b: Path) -> int:
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    assert files_a == files_b
-    for rel in files_a:
-        if rel.name in TIMED:
-            assert _without_timings(a / rel) == _without_timings(b / rel), rel
-        else:
-            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    return len(files_a)
-
-
 @pytest.mark.parametrize("extra", [
     {},  # beta auto (the default): three candidates and the chosen one
     {"beta": "0.3", "q": "4", "mix": "inv=0.6,ev=0.4", "estimator": "score", "antithetic": False},
@@ -175,7 +128,7 @@ def test_train_out_is_the_programs_folder(eqpm_bin, tmp_path, monkeypatch, extra
     assert out.returncode == 0, out.stderr
     monkeypatch.chdir(tmp_path / "py")
     eqpm.train(out="run", **keys)
-    n = _compare_folders(tmp_path / "cli" / "run", tmp_path / "py" / "run")
+    n = compare_folders(tmp_path / "cli" / "run", tmp_path / "py" / "run")
     assert n >= 7
 
 
@@ -192,7 +145,7 @@ def test_sweep_out_is_the_programs_folder(eqpm_bin, tmp_path, monkeypatch):
     assert list(runs) == ["plain", "q=0", "q=4"]
     assert runs["plain"].beta == 1 and runs["q=4"].beta == 0.3
     assert runs["q=4"].summary["config"]["q"] == 4
-    _compare_folders(tmp_path / "cli" / "sw", tmp_path / "py" / "sw")
+    compare_folders(tmp_path / "cli" / "sw", tmp_path / "py" / "sw")
 
 
 def test_train_in_memory_reports_progress_and_matches_a_written_run(tmp_path):
