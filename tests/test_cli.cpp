@@ -79,6 +79,48 @@ TEST(ResumeSlow, KilledAndResumedRunIsBitIdentical) {
             test::read_file(out + "/agents.csv"));
 }
 
+// A sweep killed inside its last run and continued with eqpm sweep --resume ends with the
+// files of a sweep never stopped: its tables, every run's regrets and the last run's state.
+TEST(ResumeSlow, KilledAndResumedSweepIsBitIdentical) {
+  test::TempDir tmp;
+  const std::string args =
+      "sweep --q 0,4 --agents 300 --series-hours 3000 --epochs 5 --warm-start-epochs 1 "
+      "--threads 1 --quiet --checkpoint-every 7 --hidden 32,32 --beta 0.1";
+  const std::string whole = tmp.file("whole"), out = tmp.file("killed");
+  ASSERT_EQ(run(args + " --out " + whole, tmp.file("log1")), 0) << test::read_file(tmp.file("log1"));
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string cmd = std::string(EQPM_BINARY) + " " + args + " --out " + out;
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > /dev/null 2>&1").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  const std::string ckpt = out + "/q=4/checkpoint.safetensors";
+  test::wait_for_checkpoint(ckpt, 14);
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the sweep finished before it could be killed";
+  EXPECT_FALSE(std::filesystem::exists(out + "/sweep.csv"));
+
+  // Settings that would change the sweep are refused, as for a run.
+  EXPECT_EQ(run("sweep --resume " + out + " --q 0,4 --lr 0.01 --quiet", tmp.file("log2")), 1);
+  EXPECT_NE(test::read_file(tmp.file("log2")).find("lr"), std::string::npos)
+      << test::read_file(tmp.file("log2"));
+  EXPECT_EQ(run("sweep --resume " + out + " --q 0,4 --out " + tmp.file("elsewhere") + " --quiet",
+                tmp.file("log3")), 1);
+  EXPECT_EQ(run("sweep --resume " + out + " --q 4 --quiet", tmp.file("log4")), 1)
+      << "a list without the begun run q=0 must be refused";
+
+  ASSERT_EQ(run("sweep --resume " + out + " --q 0,4 --quiet", tmp.file("log5")), 0)
+      << test::read_file(tmp.file("log5"));
+  for (const char* f : {"sweep.csv", "mq_check.csv", "plain/agents.csv", "q=0/agents.csv", "q=4/agents.csv"})
+    EXPECT_EQ(test::read_file(whole + "/" + f), test::read_file(out + "/" + f)) << f;
+  EXPECT_EQ(state_tensors(whole + "/q=4/checkpoint.safetensors"), state_tensors(ckpt));
+  EXPECT_EQ(state_tensors(whole + "/q=4/model.safetensors"), state_tensors(out + "/q=4/model.safetensors"));
+}
+
 // eqpm eval on a saved model reproduces the summary of the run that saved it.
 TEST(Cli, EvalReproducesTrainingSummary) {
   test::TempDir tmp;

@@ -81,11 +81,15 @@ const CommandHelp kCommands[] = {
      true},
     {"sweep", "eqpm sweep --q LIST --out DIR [--config FILE] [--KEY VALUE ...]\n"
               "       eqpm sweep --objective LIST --out DIR [...]\n"
+              "       eqpm sweep --resume DIR --q LIST [--epochs N] [run settings]\n"
               "Trains the plain (beta = 1) baseline and one model per q (or per objective: a\n"
-              "folder cvar=0.1 for cvar:0.1); writes DIR/plain/, DIR/q=<v>/ (each resumable with\n"
-              "eqpm train --resume), DIR/sweep.csv. With --beta\n"
+              "folder cvar=0.1 for cvar:0.1); writes DIR/plain/, DIR/q=<v>/, DIR/sweep.csv. A sweep\n"
+              "stopped by Ctrl-C continues with --resume DIR and the same list (a longer list\n"
+              "continues into the new runs). With --beta\n"
               "auto (the default) each q run trains the grid's other betas into DIR/q=<v>/beta=<b>/,\n"
               "plain serving as its beta = 1 candidate, and ships the validation slice's choice.\n",
+     "  --resume DIR           continue the sweep stopped in DIR: each begun run from its\n"
+     "                         checkpoint (only --epochs and run settings may be given)\n"
      "  --q LIST               q values, e.g. 0,1,4,19 (TOML: q = [0, 1, 4, 19])\n"
      "  --objective LIST       objectives instead of q values: cvar:0.5,0.2,0.05 or a mix of\n"
      "                         kinds, power:0,4,tilt:2,cvar:0.1 (a bare number continues the\n"
@@ -643,18 +647,33 @@ int cmd_sweep(CommandLine& cl) {
     std::printf("%s", toml.c_str());
     return 0;
   }
-  if (base.out.empty()) throw ConfigError("--out: an output folder is required");
   const std::vector<std::string> specs = sweep_objectives(cl);
+  const bool resume = !cl.resume.empty();
+  if (resume) {
+    if (!cl.config_file.empty())
+      throw ConfigError("--config cannot be combined with --resume: the sweep's configuration is "
+                        "stored in its runs' checkpoints (give --epochs or run settings as flags)");
+    if (!base.out.empty() && std::filesystem::weakly_canonical(base.out) !=
+                                 std::filesystem::weakly_canonical(cl.resume))
+      throw ConfigError("--out: a sweep resumes in its own folder (" + cl.resume +
+                        "); leave --out out or give the same folder");
+    base = resumed_sweep_config(cl.cfg, cl.given, specs, cl.resume);
+    base.out = cl.resume;
+  }
+  if (base.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(base);
-  OutputFolderGuard guard(base.out);
-  ensure_output_dir(base.out, base.overwrite);
-  if (base.overwrite) remove_earlier_sweep(base.out);
+  OutputFolderGuard guard(resume ? std::string() : base.out);
+  if (!resume) {
+    ensure_output_dir(base.out, base.overwrite);
+    if (base.overwrite) remove_earlier_sweep(base.out);
+  }
   const RunInputs in = load_inputs(base);
-  Sweep sw = run_sweep(base, specs, in);
+  Sweep sw = run_sweep(base, specs, in, resume);
   if (sw.interrupted) {
     guard.keep();
     report_interrupted(sw.stopped);
-    std::fprintf(stderr, "the sweep's remaining runs were not started; sweep.csv is not written\n");
+    std::fprintf(stderr, "the sweep's remaining runs were not started; sweep.csv is not written; "
+                         "continue with: eqpm sweep --resume %s and the same list\n", base.out.c_str());
     return 128 + interrupt_signal();
   }
   guard.keep();
@@ -959,7 +978,7 @@ int run_command(int argc, char** argv) {
       return 2;
     }
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
-    if ((cl.command == "train" && cl.resume.empty()) || cl.command == "sweep" ||
+    if (((cl.command == "train" || cl.command == "sweep") && cl.resume.empty()) ||
         cl.command == "backtest" || cl.command == "generate")
       reconcile(cl);
     if (cl.command == "train" || cl.command == "sweep" || cl.command == "backtest") {

@@ -48,6 +48,15 @@ RunConfig shipped_config(RunConfig cfg, double chosen);
 // `resume`, a run whose folder holds a checkpoint continues from it (a finished one only
 // re-evaluates; --beta auto candidates likewise), so a stopped sweep ends as one never
 // stopped.
+// The configuration of the sweep stopped in `dir`, continued over `specs` (`eqpm sweep
+// --resume DIR`): its plain run's stored one, with epochs and run settings from `flags` for
+// the registry keys `given` and any other given key refused when it differs, as for a
+// resumed run (resumed_config). Beta, which the plain run does not record, is that of the
+// first objective run begun (as given when none has begun). The runs begun must be the
+// first of the list; a longer list continues into the new runs.
+RunConfig resumed_sweep_config(const RunConfig& flags, const std::vector<std::string>& given,
+                               const std::vector<std::string>& specs, const std::string& dir);
+
 Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in,
                 bool resume = false);
 

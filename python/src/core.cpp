@@ -400,59 +400,6 @@ nb::dict train(const Keys& keys, nb::object progress, const std::string& resume)
   return run_dict(shipped_config(cfg, chosen), in, o);
 }
 
-// The configuration of the sweep stopped in `dir`, continued over `specs`: its plain run's
-// stored one, with epochs and run settings from `keys` (set in `flags`) and any other key
-// refused when it differs, as for a resumed run. Beta, which the plain run does not
-// record, is that of the first objective run begun (as given when none has begun). The
-// runs begun must be the first of the list.
-RunConfig resumed_sweep_config(const RunConfig& flags, const Keys& keys, const std::vector<std::string>& specs,
-                               const std::string& dir) {
-  namespace fs = std::filesystem;
-  const fs::path root(dir);
-  std::vector<std::string> names{"plain"};
-  for (const auto& spec : specs) names.push_back(sweep_run_name(spec));
-  std::vector<std::string> ckpts;
-  std::vector<bool> beta_auto;
-  for (const auto& name : names) {
-    bool a = false;
-    ckpts.push_back(run_checkpoint((root / name).string(), &a));
-    beta_auto.push_back(a);
-  }
-  if (ckpts.front().empty())
-    throw ConfigError("--resume " + dir + ": no plain/checkpoint.safetensors in that folder");
-  for (size_t i = 1; i < names.size(); ++i)
-    if (!ckpts[i].empty() && ckpts[i - 1].empty())
-      throw ConfigError("resume: the sweep in " + dir + " began the run " + names[i] + " but not " +
-                        names[i - 1] + ", which comes before it in this list; give the list it was " +
-                        "started with");
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    bool a = false;
-    if (e.is_directory() && std::find(names.begin(), names.end(), name) == names.end() &&
-        !run_checkpoint(e.path().string(), &a).empty())
-      throw ConfigError("resume: the sweep in " + dir + " began the run " + name +
-                        ", which this list lacks; give the list it was started with");
-  }
-  std::vector<std::string> given;
-  bool beta_given = false;
-  for (const auto& key : given_keys(keys)) {
-    if (key == "beta") beta_given = true;
-    else given.push_back(key);
-  }
-  RunConfig base = resumed_config(ckpts.front(), flags, given, dir);
-  const OptionSpec* beta = find_option("beta");
-  std::string stored;
-  for (size_t i = 1; i < names.size() && stored.empty(); ++i)
-    if (!ckpts[i].empty())
-      stored = beta_auto[i] ? "auto" : beta->get(resumed_config(ckpts[i], flags, {}, dir));
-  if (beta_given && !stored.empty() && beta->get(flags) != stored)
-    throw resume_refusal("beta", beta->get(flags), stored);
-  beta->set(base, stored.empty() ? beta->get(flags) : stored);
-  validate(base);
-  return base;
-}
-
 // eqpm sweep: the CLI's cmd_sweep (the plain baseline, then one run per objective; with an
 // output folder, each run's folder, sweep.csv and mq_check.csv). With `resume` (the
 // sweep's folder), a stopped sweep continues: each begun run from its checkpoint.
@@ -465,7 +412,7 @@ nb::list sweep(const Keys& keys, const std::vector<std::string>& specs, double c
     validate(base);
     prepare_out(base);
   } else {
-    base = resumed_sweep_config(base, keys, specs, resume);
+    base = resumed_sweep_config(base, given_keys(keys), specs, resume);
   }
   PythonProgress watch(std::move(progress));
   Sweep sw;
