@@ -429,12 +429,13 @@ bool was_given(const CommandLine& cl, const std::string& key) {
 }
 
 // Settings that contradict each other: a default gives way to an explicit choice (with a
-// note), and a flag that would be ignored is refused.
-void reconcile(CommandLine& cl) {
+// note, unless !speak: under mpirun rank 0 speaks for all), and a flag that would be ignored
+// is refused.
+void reconcile(CommandLine& cl, bool speak) {
   RunConfig& cfg = cl.cfg;
   if (cfg.warm_start_epochs > cfg.epochs && !was_given(cl, "warm_start_epochs")) {
     const int w = std::max(0, cfg.epochs - 1);
-    std::fprintf(stderr,
+    if (speak) std::fprintf(stderr,
                  "eqpm: note: %d epochs are fewer than the %d warm-start epochs; warm start set "
                  "to %d so that the last epoch trains on the objective (--warm-start-epochs "
                  "chooses)\n",
@@ -443,7 +444,7 @@ void reconcile(CommandLine& cl) {
   }
   for (const char* key : {"agents", "mix"})
     if (!cfg.population.empty() && was_given(cl, key))
-      std::fprintf(stderr,
+      if (speak) std::fprintf(stderr,
                    "eqpm: note: --%s is ignored: the agents come from --population %s (--agents "
                    "and --mix only shape a generated population)\n",
                    key, cfg.population.c_str());
@@ -459,7 +460,7 @@ void reconcile(CommandLine& cl) {
       for (const auto& [f, w] : parse_mix(cfg.mix))
         scaled += (scaled.empty() ? "" : ",") + std::string(family_name(f)) + "=" +
                   format_double(std::round(w * 1e4) / 1e4);
-      std::fprintf(stderr, "eqpm: note: --mix fractions sum to %s; used as %s\n",
+      if (speak) std::fprintf(stderr, "eqpm: note: --mix fractions sum to %s; used as %s\n",
                    format_double(total).c_str(), scaled.c_str());
     }
   }
@@ -1010,7 +1011,7 @@ int run_command(int argc, char** argv, const World& world) {
                         "its agents across ranks; run it in one process)");
     if ((cl.command == "train" && cl.resume.empty()) || cl.command == "sweep" ||
         cl.command == "backtest" || cl.command == "generate")
-      reconcile(cl);
+      reconcile(cl, world.rank == 0);
     if (cl.command == "train" || cl.command == "sweep" || cl.command == "backtest") {
       const InterruptHandlers handlers;
       return cl.command == "train" ? cmd_train(cl, world)
