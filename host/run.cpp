@@ -162,6 +162,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.grad_clip = cfg.grad_clip;
   p.cuda_graphs = cfg.cuda_graphs;
   p.regret_path = cfg.regret_path;
+  p.reducer = in.reducer;
   return p;
 }
 
@@ -458,7 +459,19 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   auto backend = make_backend(cfg.backend, cfg.threads);
   o.backend = backend->name();
   const Problem problem = make_problem(cfg, in);
+  const bool shared = problem.reducer && problem.reducer->size() > 1;
+  if (shared && o.backend != "cpu")
+    throw ConfigError("--backend " + cfg.backend + ": across MPI ranks only the cpu backend "
+                      "shares out agents (not yet the " + o.backend + " backend); give --backend cpu");
   backend->setup(problem);
+  // Every rank trains a replica of the model from the same seed and the same gradients, so
+  // the replicas must be equal bit for bit; a difference means the ranks run different
+  // programs or inputs, and would silently make the result depend on the rank count.
+  auto check_replicas = [&](const std::vector<float>& params, const std::string& when) {
+    if (shared && !same_everywhere(*problem.reducer, params.data(), params.size() * sizeof(float)))
+      throw Error("MPI ranks hold different model parameters " + when +
+                  " (every rank must run the same eqpm on the same inputs)");
+  };
   if (!initial_params.empty() && resume_from.empty()) {
     BackendState st = backend->state();
     if (initial_params.size() != st.params.size())
@@ -557,6 +570,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     return StepAction::next;
   });
   for (const auto& n : in.notes) log.note(n);
+  check_replicas(backend->params(), "at the start");
   o.train = trainer.run(
       first_step,
       [&](const Progress& p) {
@@ -569,6 +583,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
       [&](const EpochMetrics& m) {
         history.push_back(m);
         log.epoch(m);
+        check_replicas(backend->params(), "after epoch " + std::to_string(m.epoch));
       });
   log.finish();
   o.train.epochs = history;
@@ -583,6 +598,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   }
   save_ckpt(trainer.total_steps());
   o.params = trainer.final_params();
+  check_replicas(o.params, "in the model shipped");
   {
     BackendState s = backend->state();
     s.params = o.params;

@@ -160,58 +160,8 @@ void run_steps(const RunConfig& cfg, int threads, std::vector<StepStats>* stats,
   *predictions = f->backend->predict(test_rows);
 }
 
-// The reduction seam (reducer.hpp): a Reducer standing for a second place that holds an
-// identical copy of the population doubles every cross-agent sum and keeps every maximum.
-// Each agent's weight share then halves and the sums double, both exactly, so the steps
-// must equal the one-place steps bit for bit. A reduction that bypassed the Reducer (or a
-// total such as W that was not combined) would leave a factor of two somewhere.
-class MirroredPlaceReducer final : public Reducer {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 2; }
-  void sum(double* v, long n) override {
-    ++calls;
-    for (long i = 0; i < n; ++i) v[i] *= 2.0;
-  }
-  void max(double*, long) override { ++calls; }
-  long calls = 0;
-};
-
-TEST(CpuBackend, EveryCrossAgentReductionGoesThroughTheReducer) {
-  RunConfig loo = small_config();
-  loo.estimator = Estimator::score;
-  loo.antithetic = false;
-  for (const RunConfig& cfg : {small_config(), loo}) {
-    for (bool structured : {true, false}) {
-      auto one = make_fixture(cfg, 1, structured);
-      auto two = make_fixture(cfg, 1, structured);
-      MirroredPlaceReducer mirrored;
-      two->problem.reducer = &mirrored;
-      two->backend->setup(two->problem);
-      SplitMix64 rng(9);
-      for (std::uint32_t k = 0; k < 5; ++k) {
-        StepSpec spec;
-        spec.step = k;
-        spec.rows = random_rows(rng, cfg.batch, one->in.data.fit_rows);
-        spec.beta = k == 0 ? 1.0 : cfg.beta;
-        spec.lr = 1e-2;
-        StepTrace ta, tb;
-        const StepStats a = one->backend->step(spec, &ta);
-        const StepStats b = two->backend->step(spec, &tb);
-        for (auto [x, y] : {std::pair{a.loss, b.loss}, std::pair{a.power_mean, b.power_mean},
-                            std::pair{a.smoothed_power_mean, b.smoothed_power_mean},
-                            std::pair{a.mean_regret, b.mean_regret}, std::pair{a.max_regret, b.max_regret},
-                            std::pair{a.grad_norm, b.grad_norm}})
-          EXPECT_TRUE(bitwise_equal(x, y)) << "step " << k << ": " << x << " vs " << y;
-        EXPECT_TRUE(bitwise_equal(ta.advantage, tb.advantage)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(ta.g, tb.g)) << "step " << k;
-        EXPECT_TRUE(bitwise_equal(ta.grad, tb.grad)) << "step " << k;
-      }
-      expect_same_state(one->backend->state(), two->backend->state(), "mirrored place");
-      EXPECT_GT(mirrored.calls, 20);
-    }
-  }
-}
+// The reduction seam (reducer.hpp) with several places: tests/test_places.cpp runs K
+// backends joined by an in-process Reducer against one backend, bit for bit.
 
 // Decoupled weight decay: the step with decay is the step without, minus lr x decay x the
 // weights before it, exactly; the Adam moments do not see it.

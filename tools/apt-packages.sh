@@ -1,9 +1,10 @@
 # Sourced by tools/setup.sh, tools/build-device.sh and tools/fuzz.sh: `ensure_packages WHO
 # PACKAGE...` installs the Debian packages that are not installed yet (apt-get, through sudo
 # when not root), saying which under the caller's name WHO. EQPM_BUILD_PACKAGES are what a
-# build of eqpm needs.
+# build of eqpm needs (Open MPI: `mpirun eqpm train` across processes, tools/mpi-check.sh).
 EQPM_BUILD_PACKAGES=(cmake ninja-build g++ libgtest-dev libbenchmark-dev librandom123-dev
-                     libtomlplusplus-dev zlib1g-dev python3 python3-numpy python3-matplotlib)
+                     libtomlplusplus-dev zlib1g-dev python3 python3-numpy python3-matplotlib
+                     libopenmpi-dev openmpi-bin)
 
 ensure_packages() {
   local who="$1"

@@ -14,6 +14,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -35,10 +36,35 @@
 #include "eqpm/run.hpp"
 #include "eqpm/sweep.hpp"
 #include "eqpm/sweep_check.hpp"
+#ifdef EQPM_WITH_MPI
+#include "mpi/mpi_reducer.hpp"
+#endif
 
 namespace {
 
 using namespace eqpm;
+
+// The processes one command runs in: one, or the ranks of `mpirun -np K eqpm train`.
+struct World {
+  int rank = 0, size = 1, local_size = 1;
+  bool mpi = false;              // started by an MPI launcher
+  Reducer* reducer = nullptr;    // the ranks' reducer (reducer.hpp); null: one process
+  std::function<void(int)> abort;  // ends every rank (a failure must not leave others waiting)
+
+  // " (rank r of K)" for messages when there are several ranks.
+  std::string where() const {
+    return size > 1 ? " (rank " + std::to_string(rank) + " of " + std::to_string(size) + ")" : "";
+  }
+  // The exit status of a failed command; with several ranks every rank ends here.
+  int fail(int code) const {
+    if (size > 1 && abort) {
+      std::fflush(stdout);
+      std::fflush(stderr);
+      abort(code);
+    }
+    return code;
+  }
+};
 
 const char* kUsage =
     "usage: eqpm <command> [--config FILE.toml] [--KEY VALUE ...]\n"
@@ -407,12 +433,13 @@ bool was_given(const CommandLine& cl, const std::string& key) {
 }
 
 // Settings that contradict each other: a default gives way to an explicit choice (with a
-// note), and a flag that would be ignored is refused.
-void reconcile(CommandLine& cl) {
+// note, unless !speak: under mpirun rank 0 speaks for all), and a flag that would be ignored
+// is refused.
+void reconcile(CommandLine& cl, bool speak) {
   RunConfig& cfg = cl.cfg;
   if (cfg.warm_start_epochs > cfg.epochs && !was_given(cl, "warm_start_epochs")) {
     const int w = std::max(0, cfg.epochs - 1);
-    std::fprintf(stderr,
+    if (speak) std::fprintf(stderr,
                  "eqpm: note: %d epochs are fewer than the %d warm-start epochs; warm start set "
                  "to %d so that the last epoch trains on the objective (--warm-start-epochs "
                  "chooses)\n",
@@ -421,7 +448,7 @@ void reconcile(CommandLine& cl) {
   }
   for (const char* key : {"agents", "mix"})
     if (!cfg.population.empty() && was_given(cl, key))
-      std::fprintf(stderr,
+      if (speak) std::fprintf(stderr,
                    "eqpm: note: --%s is ignored: the agents come from --population %s (--agents "
                    "and --mix only shape a generated population)\n",
                    key, cfg.population.c_str());
@@ -437,16 +464,23 @@ void reconcile(CommandLine& cl) {
       for (const auto& [f, w] : parse_mix(cfg.mix))
         scaled += (scaled.empty() ? "" : ",") + std::string(family_name(f)) + "=" +
                   format_double(std::round(w * 1e4) / 1e4);
-      std::fprintf(stderr, "eqpm: note: --mix fractions sum to %s; used as %s\n",
+      if (speak) std::fprintf(stderr, "eqpm: note: --mix fractions sum to %s; used as %s\n",
                    format_double(total).c_str(), scaled.c_str());
     }
   }
 }
 
-int cmd_info() {
+int cmd_info(const World& world) {
+  if (world.rank != 0) return 0;  // under mpirun, rank 0 speaks for all
   std::printf("eqpm %s (%s build)\n", EQPM_VERSION, EQPM_BUILD_TYPE);
   std::printf("commit: %s\n", build_commit());
   std::printf("CUDA backend compiled in: %s\n", cuda_compiled() ? "yes" : "no");
+#ifdef EQPM_WITH_MPI
+  std::printf("MPI compiled in: yes; ranks: %d (this is rank %d%s)\n", world.size, world.rank,
+              world.mpi ? "" : ", not started by mpirun");
+#else
+  std::printf("MPI compiled in: no; ranks: %d\n", world.size);
+#endif
   const auto gpus = cuda_device_descriptions();
   std::printf("visible CUDA devices: %zu\n", gpus.size());
   for (const auto& g : gpus) std::printf("  %s\n", g.c_str());
@@ -561,8 +595,10 @@ void remove_earlier_sweep(const std::string& dir) {
   });
 }
 
-int cmd_train(CommandLine& cl) {
+int cmd_train(CommandLine& cl, const World& world) {
   RunConfig cfg = cl.cfg;
+  if (world.size > 1 && !cl.resume.empty())
+    throw ConfigError("--resume: not yet under MPI (resume the run in one process)");
   if (!cl.resume.empty()) {
     if (!cl.config_file.empty())
       throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
@@ -607,18 +643,27 @@ int cmd_train(CommandLine& cl) {
   }
   if (cfg.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(cfg);
+  // Under mpirun rank 0 writes the folder and prints; the other ranks compute only.
+  const bool writer = world.rank == 0;
+  if (!writer) {
+    cfg.out.clear();
+    cfg.quiet = true;
+    cfg.profile = false;
+  }
   OutputFolderGuard guard(cfg.out);
-  ensure_output_dir(cfg.out, cfg.overwrite);
-  if (cfg.overwrite)  // an earlier --beta auto run's candidates and choice go with its results
+  if (writer) ensure_output_dir(cfg.out, cfg.overwrite);
+  if (writer && cfg.overwrite)  // an earlier --beta auto run's candidates and choice go with its results
     remove_stale_entries(cfg.out, "run", [&](const std::filesystem::directory_entry& e) {
       const std::string name = e.path().filename().string();
       return (e.is_directory() && name.rfind("beta=", 0) == 0) || name == "beta_auto.csv" ||
              (cfg.beta_auto && name == "checkpoint.safetensors");
     });
-  const RunInputs in = load_inputs(cfg);
+  RunInputs in = load_inputs(cfg);
+  in.reducer = world.reducer;
   double chosen = cfg.beta;
   const RunOutcome o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen) : train_run(cfg, in);
   guard.keep();
+  if (!writer) return 0;
   if (o.interrupted_at >= 0) return report_interrupted(o);
   if (cfg.beta_auto)
     std::printf("beta auto: the validation %s picked beta %s (%s/beta_auto.csv)\n",
@@ -962,7 +1007,7 @@ int checked_exit(int rc) {
   return rc;
 }
 
-int run_command(int argc, char** argv) {
+int run_command(int argc, char** argv, const World& world) {
   try {
     CommandLine cl = parse_command_line(argc, argv);
     if (cl.version) {
@@ -978,28 +1023,50 @@ int run_command(int argc, char** argv) {
       return 2;
     }
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
+    // Ranks sharing a machine share its cores (results do not depend on threads).
+    else if (world.local_size > 1) omp_set_num_threads(std::max(1, omp_get_num_procs() / world.local_size));
+    if (world.size > 1 && cl.command != "train" && cl.command != "info")
+      throw ConfigError("eqpm " + cl.command + ": not yet under MPI (only eqpm train shares "
+                        "its agents across ranks; run it in one process)");
     if (((cl.command == "train" || cl.command == "sweep") && cl.resume.empty()) ||
         cl.command == "backtest" || cl.command == "generate")
-      reconcile(cl);
+      reconcile(cl, world.rank == 0);
     if (cl.command == "train" || cl.command == "sweep" || cl.command == "backtest") {
       const InterruptHandlers handlers;
-      return cl.command == "train" ? cmd_train(cl)
+      return cl.command == "train" ? cmd_train(cl, world)
              : cl.command == "sweep" ? cmd_sweep(cl) : cmd_backtest(cl);
     }
     if (cl.command == "eval") return cmd_eval(cl);
     if (cl.command == "generate") return cmd_generate(cl);
     if (cl.command == "predict") return cmd_predict(cl);
-    if (cl.command == "info") return cmd_info();
+    if (cl.command == "info") return cmd_info(world);
     if (cl.command == "report") return cmd_report(cl);
     std::fprintf(stderr, "eqpm: unknown command '%s'\n%s", cl.command.c_str(), kUsage);
     return 2;
   } catch (const eqpm::Error& e) {
-    std::fprintf(stderr, "eqpm: error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "eqpm: error%s: %s\n", world.where().c_str(), e.what());
+    return world.fail(1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "eqpm: internal error: %s\n", e.what());
-    return 3;
+    std::fprintf(stderr, "eqpm: internal error%s: %s\n", world.where().c_str(), e.what());
+    return world.fail(3);
   }
 }
 
-int main(int argc, char** argv) { return checked_exit(run_command(argc, argv)); }
+int main(int argc, char** argv) {
+  World world;
+#ifdef EQPM_WITH_MPI
+  // Under mpirun: rank r of K trains the same model with a K-th of the agents' evaluation.
+  MpiSession mpi(&argc, &argv);
+  std::unique_ptr<MpiReducer> reducer;
+  if (mpi.active()) {
+    reducer = std::make_unique<MpiReducer>();
+    world.rank = mpi.rank();
+    world.size = mpi.size();
+    world.local_size = mpi.local_size();
+    world.mpi = true;
+    world.reducer = reducer.get();
+    world.abort = [&mpi](int code) { mpi.abort(code); };
+  }
+#endif
+  return checked_exit(run_command(argc, argv, world));
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up (tools/setup.sh), builds Release and runs the whole test suite through ctest, then
-# installs the Python package with pip into build-python/venv and runs its tests (pytest).
+# Sets up (tools/setup.sh), builds Release and runs the whole test suite through ctest, checks
+# that training under mpirun gives the files of one process (tools/mpi-check.sh; skipped
+# with a message without mpirun or an MPI build), then installs the Python package with pip into build-python/venv and runs its tests (pytest).
 # GPU tests skip cleanly without a CUDA device.
 #   EQPM_BUILD_DIR   the build folder (default: build); CI uses the GPU machine's build
 #                    (tools/build-device.sh), so one build serves both
@@ -11,6 +12,7 @@ tools/setup.sh "$dir"
 cd "$dir"
 ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" --timeout 600
 cd ..
+tools/mpi-check.sh "$dir"
 tools/newcomer.sh "$dir"
 
 # The Python package (pyproject.toml), installed by pip into a virtual environment of its

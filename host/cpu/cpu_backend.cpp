@@ -69,6 +69,9 @@ void CpuBackend::setup_impl() {
   objective_ = p.objective ? p.objective : power_objective(p.q);
   flat_ = objective_->flat();
   reducer_ = p.reducer ? p.reducer : &local_reducer_;
+  place_ = reducer_->rank();
+  places_ = reducer_->size();
+  offsets_.assign(static_cast<size_t>(places_) + 1, 0);
   structured_ = CpuStructured();
   if (structured_path(p.regret_path)) structured_.setup(groups_, p);
   ev_conditional_ = EvConditional();
@@ -107,11 +110,9 @@ void CpuBackend::setup_impl() {
   grad_acc_.resize(static_cast<size_t>(P));
   x_double_.resize(static_cast<size_t>(p.layout.input_dim()));
   pre_double_.resize(static_cast<size_t>(p.layout.activation_count()));
-  // W and the agent count over every place that holds agents (reducer.hpp).
-  double totals[2] = {p.population->total_weight(), static_cast<double>(N)};
-  reducer_->sum(totals, 2);
-  total_weight_ = totals[0];
-  agent_total_ = totals[1];
+  // W and N: every place holds the whole population (only the evaluation is shared out).
+  total_weight_ = p.population->total_weight();
+  agent_total_ = static_cast<double>(N);
   weight_.resize(N);
   for (size_t n = 0; n < N; ++n) weight_[n] = p.population->agents[n].weight;
   group_ = p.population->groups();
@@ -123,6 +124,11 @@ void CpuBackend::setup_impl() {
   dscratch_.resize(static_cast<size_t>(thread_count()) * B * S * H);
   lanes_.reserve(static_cast<long>(B * S), static_cast<int>(H));
   if (in_lanes(p.regret_path)) order_for_locality(groups_);
+  size_t largest = 0;
+  Families::for_each([&](auto fam) {
+    largest = std::max(largest, std::get<FamilyGroup<decltype(fam)>>(groups_).index.size());
+  });
+  shared_.resize(places_ > 1 ? largest : 0);
   grad_.resize(static_cast<size_t>(P));
 }
 
@@ -178,6 +184,34 @@ void CpuBackend::forward(const std::vector<long>& rows, std::vector<float>& mu,
   }
 }
 
+std::pair<long, long> CpuBackend::owned_chunks(long n_chunks) const {
+  return {chunks::first_owned(n_chunks, place_, places_),
+          chunks::first_owned(n_chunks, place_ + 1, places_)};
+}
+
+template <class F>
+void CpuBackend::share_regrets(const FamilyGroup<F>& g, long n_chunks, std::vector<double>& rhat) {
+  if (places_ == 1) return;
+  const long n = static_cast<long>(g.index.size());
+  for (int r = 0; r <= places_; ++r)
+    offsets_[static_cast<size_t>(r)] = chunks::begin(n, chunks::first_owned(n_chunks, r, places_), n_chunks);
+  const long i0 = offsets_[static_cast<size_t>(place_)], i1 = offsets_[static_cast<size_t>(place_) + 1];
+  for (long i = i0; i < i1; ++i)
+    shared_[static_cast<size_t>(i)] = rhat[static_cast<size_t>(g.index[static_cast<size_t>(i)])];
+  reducer_->gather(shared_.data(), offsets_.data());
+  for (long i = 0; i < n; ++i)
+    rhat[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = shared_[static_cast<size_t>(i)];
+}
+
+void CpuBackend::share_partials(double* partials, long n_chunks, long chunk_len) {
+  if (places_ == 1) return;
+  for (int r = 0; r <= places_; ++r)
+    offsets_[static_cast<size_t>(r)] = chunks::first_owned(n_chunks, r, places_) * chunk_len;
+  reducer_->gather(partials, offsets_.data());
+}
+
+// Each place evaluates the agents of its own chunks (the reference path's chunking, the
+// one pass 2 uses); the values are then shared.
 void CpuBackend::mean_regrets(int B, std::vector<double>& rhat) {
   const int S = problem_.samples, H = problem_.layout.output_dim();
   const float* yhat = yhat_.data();
@@ -189,8 +223,12 @@ void CpuBackend::mean_regrets(int B, std::vector<double>& rhat) {
     using F = decltype(fam);
     const auto& g = std::get<FamilyGroup<F>>(groups_);
     const long n_agents = static_cast<long>(g.index.size());
+    if (n_agents == 0) return;
+    const long n_chunks = chunks::count(n_agents);
+    const auto [c0, c1] = owned_chunks(n_chunks);
+    const long i0 = chunks::begin(n_agents, c0, n_chunks), i1 = chunks::begin(n_agents, c1, n_chunks);
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 64)
-    for (long i = 0; i < n_agents; ++i) {
+    for (long i = i0; i < i1; ++i) {
       const auto& prm = g.params[static_cast<size_t>(i)];
       double sum = 0.0;
       for (int b = 0; b < B; ++b)
@@ -199,6 +237,7 @@ void CpuBackend::mean_regrets(int B, std::vector<double>& rhat) {
                                            y + static_cast<long>(b) * H, ctx, t[b]);
       rhat[static_cast<size_t>(g.index[static_cast<size_t>(i)])] = sum * inv;
     }
+    share_regrets(g, n_chunks, rhat);
   });
 }
 
@@ -225,8 +264,9 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
     const long n_chunks = chunks::count(n_agents);
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
+    const auto [c_first, c_last] = owned_chunks(n_chunks);
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1)
-    for (long c = 0; c < n_chunks; ++c) {
+    for (long c = c_first; c < c_last; ++c) {
       double* Ac = pa + c * BS;
       double* Gc = pg + c * BH;
       std::fill(Ac, Ac + BS, 0.0);
@@ -258,6 +298,8 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
         }
       }
     }
+    share_partials(pa, n_chunks, BS);
+    share_partials(pg, n_chunks, BH);
     for (long c = 0; c < n_chunks; ++c) {
       for (long i = 0; i < BS; ++i) A[static_cast<size_t>(i)] += pa[c * BS + i];
       for (long i = 0; i < BH; ++i) G[static_cast<size_t>(i)] += pg[c * BH + i];
@@ -309,8 +351,9 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
     bool family_finite = true;
+    const auto [c_first, c_last] = owned_chunks(n_chunks);
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) reduction(&& : family_finite)
-    for (long c = 0; c < n_chunks; ++c) {
+    for (long c = c_first; c < c_last; ++c) {
       const size_t thread = static_cast<size_t>(omp_get_thread_num());
       float* r = scratch_.data() + thread * r_stride;
       // Pathwise: derivatives hour-major (H x B S); score: P (B S).
@@ -353,6 +396,9 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
       }
     }
     finite = finite && family_finite;
+    share_regrets(g, n_chunks, rhat);
+    if (pathwise) share_partials(pg, n_chunks, BH);
+    else share_partials(pa, n_chunks, BS);
     for (long c = 0; c < n_chunks; ++c) {
       if (pathwise) {
         for (long j = 0; j < BH; ++j) G[static_cast<size_t>(j)] += pg[c * BH + j];
@@ -361,6 +407,12 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
       }
     }
   });
+  // A weight that overflowed on any place sends every place to the two-pass route.
+  if (places_ > 1) {
+    double overflow = finite ? 0.0 : 1.0;
+    reducer_->max(&overflow, 1);
+    finite = overflow == 0.0;
+  }
   return finite;
 }
 
@@ -392,9 +444,7 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   if (trace) fill_trace(w, *trace);
 
   // Numerical guard: a non-finite step changes nothing.
-  double nonfinite = w.equitable && !all_finite(rhat_.data(), static_cast<size_t>(p.population->size())) ? 1.0 : 0.0;
-  if (w.equitable) reducer_->sum(&nonfinite, 1);
-  const bool regrets_finite = nonfinite == 0.0;
+  const bool regrets_finite = !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
   st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
   if (st.finite) stage_update(spec, w, st);
   return st;
@@ -463,7 +513,7 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
   const bool fusable = flat_ && flat_->kind == FlatObjective::Kind::power;
   w.mref = !started || !in_lanes(p.regret_path) || !fusable ? 0.0
            : rbar_mean_valid_                   ? rbar_mean_
-                                                : objective_value(*flat_, state_.rbar.data(), weight_.data(), N, *reducer_);
+                                                : objective_value(*flat_, state_.rbar.data(), weight_.data(), N, local_reducer_);
   w.fused = w.mref > 0 && std::isfinite(w.mref) && fused_general(w.B, X, w.mref, rhat_, A_fused_, G_fused_);
   if (!w.fused) mean_regrets(w.B, rhat_);
   times_.regrets += seconds_since(t0);
@@ -481,12 +531,12 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
   if (flat_) {
-    w.mbar = objective_value(*flat_, rbar_new_.data(), wt, N, *reducer_);
-    st.power_mean = objective_value(*flat_, rhat_.data(), wt, N, *reducer_);
+    w.mbar = objective_value(*flat_, rbar_new_.data(), wt, N, local_reducer_);
+    st.power_mean = objective_value(*flat_, rhat_.data(), wt, N, local_reducer_);
   } else {
     // Every agent's weight comes with the value (objectives.hpp).
-    w.mbar = objective_->evaluate(rbar_new_.data(), agent_set_, *reducer_, omega_.data());
-    st.power_mean = objective_->evaluate(rhat_.data(), agent_set_, *reducer_, nullptr);
+    w.mbar = objective_->evaluate(rbar_new_.data(), agent_set_, local_reducer_, omega_.data());
+    st.power_mean = objective_->evaluate(rhat_.data(), agent_set_, local_reducer_, nullptr);
   }
   st.smoothed_power_mean = w.mbar;
   double sum = 0.0, mx = 0.0;
@@ -494,8 +544,6 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
     sum += rhat_[static_cast<size_t>(n)];
     mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
   }
-  reducer_->sum(&sum, 1);
-  reducer_->max(&mx, 1);
   st.mean_regret = sum / agent_total_;
   st.max_regret = mx;
   // A flat objective weighs here (all agents, or only the factorised ones); any other has
@@ -544,8 +592,6 @@ void CpuBackend::stage_advantages(StepWork& w) {
   if (!structured_.empty()) structured_.advantages(*score_omega, A_.data(), G_.data(), thread_count());
   ev_conditional_.add(B, S, H, yhat_.data(), mu_.data(), ybatch_.data(), ctx_, w.sigma, omega_,
                       G_.data(), thread_count());
-  reducer_->sum(A_.data(), static_cast<long>(B) * S);
-  reducer_->sum(G_.data(), static_cast<long>(B) * H);
   if (!p.antithetic)
     for (int b = 0; b < B; ++b) step::advantage_row(A_.data() + static_cast<long>(b) * S, S);
   times_.reductions += seconds_since(t0);

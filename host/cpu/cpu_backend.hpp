@@ -1,8 +1,12 @@
 // The CPU reference backend: DESIGN.md 5.2/5.3 written out plainly, parallel over agents
 // with OpenMP and a reduction order fixed by the data (chunks of agents whose partial sums
-// are added in chunk order), so results do not depend on the number of threads.
+// are added in chunk order), so results do not depend on the number of threads. With a
+// Reducer of several places (MPI ranks) each place evaluates the general-path agents of
+// its own chunks and the reducer gathers their regrets and partial sums (reducer.hpp);
+// everything else runs on every place, so results do not depend on the number of places.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "chunks.hpp"
@@ -72,6 +76,16 @@ class CpuBackend final : public Backend {
   bool fused_general(int B, const lanes::Lanes& X, double mref, std::vector<double>& rhat,
                      std::vector<double>& A, std::vector<double>& G);
 
+  // This place's chunks [first, last) of a reduction in n_chunks chunks (chunks.hpp).
+  std::pair<long, long> owned_chunks(long n_chunks) const;
+  // After each place evaluated Rhat_n of the agents in its own chunks of g (n_chunks of
+  // them), every place holds every agent's Rhat_n of g (copied, so exact).
+  template <class F>
+  void share_regrets(const FamilyGroup<F>& g, long n_chunks, std::vector<double>& rhat);
+  // After each place filled its own chunks' partial sums (n_chunks of chunk_len doubles
+  // from `partials`), every place holds all of them.
+  void share_partials(double* partials, long n_chunks, long chunk_len);
+
   int threads_;
   FamilyGroups all_groups_;  // every agent (evaluation)
   FamilyGroups groups_;      // agents on the general path of a training step
@@ -84,6 +98,9 @@ class CpuBackend final : public Backend {
   std::vector<int> group_;               // each agent's group
   LocalReducer local_reducer_;
   Reducer* reducer_ = &local_reducer_;  // Problem::reducer, or the local one
+  int place_ = 0, places_ = 1;           // reducer_'s rank and size
+  std::vector<long> offsets_;            // places_ + 1 (share_regrets, share_partials)
+  std::vector<double> shared_;           // one family's Rhat in group order (share_regrets)
   RegretContext ctx_;
   std::vector<float> demand_unwrapped_;  // D repeated over every t + phase (unwrap_demand)
   BackendState state_;

@@ -1,12 +1,19 @@
-// The reduction seam (DESIGN.md 7): every reduction across agents in a training step (the
-// objective's largest regret and sum of terms, the step's regret statistics, the
-// non-finite count, the sums X and G over agents) is formed first over the agents an executor
-// holds, in a fixed order, and then handed to a Reducer, which combines the contributions of
-// every place that holds agents. In one process there is nothing to combine: LocalReducer
-// returns its input, so the single-process results are those of the plain loops. A
-// multi-process Reducer (agents sharded over MPI ranks or GPUs) implements the same two
-// calls; nothing else in a backend changes.
+// The reduction seam (DESIGN.md 7). One model trains on agents whose per-sample regrets may
+// be evaluated in several places (MPI ranks): each place evaluates the agents of the chunks
+// it owns (chunks.hpp in the CPU backend: a family's agents in fixed chunks, place r of K
+// owning chunks [C r/K, C (r+1)/K)), and a Reducer hands the results on:
+//  - gather: every place receives the per-agent mean regrets and the per-chunk partial sums
+//    the other places computed. Values are copied, never added, so each place then holds
+//    exactly the numbers one process would hold, adds the chunks in chunk order as one
+//    process does, and computes everything that needs all agents (smoothing, the objective
+//    and its weights, statistics) itself: results do not depend on the number of places.
+//  - sum and max: combine one value per place (a flag, a checksum), in a fixed order.
+// In one process there is nothing to hand on: LocalReducer leaves its input as it is, so
+// the single-process results are those of the plain loops.
 #pragma once
+
+#include <cstddef>
+#include <cstdint>
 
 namespace eqpm {
 
@@ -20,6 +27,10 @@ class Reducer {
   // places, combined in a fixed order so that results reproduce.
   virtual void sum(double* values, long n) = 0;
   virtual void max(double* values, long n) = 0;
+  // In place, on every place: place r has written values[offsets[r], offsets[r + 1]) (its
+  // own part; offsets has size() + 1 entries, offsets[0] = 0, non-decreasing); afterwards
+  // every place holds every place's part, bit for bit.
+  virtual void gather(double* values, const long* offsets) = 0;
 };
 
 // One process holds every agent.
@@ -29,7 +40,22 @@ class LocalReducer final : public Reducer {
   int size() const override { return 1; }
   void sum(double*, long) override {}
   void max(double*, long) override {}
+  void gather(double*, const long*) override {}
 };
+
+// Whether `bytes` bytes at `data` are the same on every place (FNV-1a digests compared
+// through max of the digest and of its negation: equal everywhere iff max == -max(-x)).
+// What a replicated model's parameters are checked with.
+inline bool same_everywhere(Reducer& reducer, const void* data, std::size_t bytes) {
+  std::uint64_t h = 1469598103934665603ull;
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < bytes; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  // Two 32-bit halves: exact in a double.
+  const double hi = static_cast<double>(h >> 32), lo = static_cast<double>(h & 0xffffffffull);
+  double v[4] = {hi, lo, -hi, -lo};
+  reducer.max(v, 4);
+  return v[0] == -v[2] && v[1] == -v[3];
+}
 
 // An objective's value (objective.hpp) over regrets held in several places: this place's
 // largest regret and weight total, combined; then its sum of terms, combined; then the

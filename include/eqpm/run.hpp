@@ -32,6 +32,9 @@ struct RunInputs {
   // the training split, and `population` with its costs divided by it. Empty otherwise.
   std::vector<double> regret_unit;
   Population relative_population;
+  // Where a training step's per-agent work is shared out (reducer.hpp): the MPI ranks of
+  // `mpirun eqpm train`; null: this process does it all. Must outlive the runs.
+  Reducer* reducer = nullptr;
 
   // The population whose regrets are trained on and reported.
   const Population& scored_population() const {

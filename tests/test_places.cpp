@@ -1,0 +1,186 @@
+// Agents shared out over several places (reducer.hpp, what `mpirun eqpm train` does with
+// MPI ranks): the chunk ownership arithmetic, and K CPU backends in K threads joined by an
+// in-process Reducer against one backend, step by step, bit for bit, on every regret path.
+#include <gtest/gtest.h>
+
+#include <barrier>
+#include <ostream>
+#include <thread>
+#include <vector>
+
+#include "cpu/chunks.hpp"
+#include "eqpm/run.hpp"
+#include "test_util.hpp"
+
+namespace eqpm {
+namespace {
+
+using test::bitwise_equal;
+
+TEST(Places, ChunkOwnershipCoversEveryChunkOnceInOrder) {
+  for (long chunks_n : {1L, 2L, 3L, 7L, 63L, 64L})
+    for (int places = 1; places <= 9; ++places) {
+      long next = 0;
+      for (int r = 0; r < places; ++r) {
+        const long first = chunks::first_owned(chunks_n, r, places);
+        const long last = chunks::first_owned(chunks_n, r + 1, places);
+        EXPECT_EQ(first, next) << chunks_n << " chunks, place " << r << " of " << places;
+        EXPECT_LE(first, last);
+        // As even as whole chunks allow.
+        EXPECT_LE(last - first, chunks_n / places + 1);
+        next = last;
+      }
+      EXPECT_EQ(next, chunks_n);
+    }
+}
+
+TEST(Places, SameEverywhereInOnePlace) {
+  LocalReducer here;
+  const std::vector<float> w = {1.0f, -2.5f, 3.0f};
+  EXPECT_TRUE(same_everywhere(here, w.data(), w.size() * sizeof(float)));
+}
+
+// K places in one process, one thread each: every call is collective, as with MPI.
+struct Hall {
+  explicit Hall(int k) : places(k), sync(k), published(static_cast<size_t>(k)) {}
+  int places;
+  std::barrier<> sync;
+  std::vector<double*> published;
+};
+
+class ThreadReducer final : public Reducer {
+ public:
+  ThreadReducer(Hall& hall, int rank) : hall_(hall), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return hall_.places; }
+  void sum(double* values, long n) override {
+    combine(values, n, [](double a, double b) { return a + b; });
+  }
+  void max(double* values, long n) override {
+    combine(values, n, [](double a, double b) { return a > b ? a : b; });
+  }
+  void gather(double* values, const long* offsets) override {
+    publish(values);
+    for (int r = 0; r < hall_.places; ++r)
+      if (r != rank_)
+        for (long i = offsets[r]; i < offsets[r + 1]; ++i) values[i] = hall_.published[static_cast<size_t>(r)][i];
+    hall_.sync.arrive_and_wait();  // nobody changes its part before all have read it
+  }
+
+ private:
+  void publish(double* values) {
+    hall_.published[static_cast<size_t>(rank_)] = values;
+    hall_.sync.arrive_and_wait();
+  }
+  template <class Op>
+  void combine(double* values, long n, Op op) {
+    publish(values);
+    std::vector<double> out(static_cast<size_t>(n));
+    for (long i = 0; i < n; ++i) {
+      double v = hall_.published[0][i];
+      for (int r = 1; r < hall_.places; ++r) v = op(v, hall_.published[static_cast<size_t>(r)][i]);
+      out[static_cast<size_t>(i)] = v;
+    }
+    hall_.sync.arrive_and_wait();
+    std::copy(out.begin(), out.end(), values);
+  }
+  Hall& hall_;
+  int rank_;
+};
+
+struct Case {
+  const char* name;
+  RegretPath path;
+  int places;
+  int ev_window_min;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+class SharedAgents : public ::testing::TestWithParam<Case> {};
+
+struct Steps {
+  std::vector<StepStats> stats;
+  std::vector<StepTrace> traces;
+  BackendState state;
+};
+
+TEST_P(SharedAgents, EqualOneProcessBitForBit) {
+  const Case c = GetParam();
+  RunConfig cfg;
+  cfg.agents = 700;  // families of a few hundred agents: 64 chunks and partly filled ones
+  cfg.mix = "dc=0.3,ev=0.4,inv=0.3";
+  cfg.horizon = 12;
+  cfg.ev_window_min = c.ev_window_min;
+  cfg.series_hours = 24 * 60;
+  cfg.samples = 6;
+  cfg.batch = 9;
+  cfg.q = 4;
+  cfg.rho = 0.5;
+  const RunInputs in = load_inputs(cfg);
+  Problem p = make_problem(cfg, in);
+  p.regret_path = c.path;
+  auto steps = [&](Backend& backend) {
+    Steps run;
+    for (std::uint32_t step = 0; step < 5; ++step) {
+      StepSpec spec;
+      spec.step = step;
+      spec.beta = step == 0 ? 1.0 : 0.2;  // a warm-start step, then the regret steps
+      spec.lr = 1e-3;
+      for (long b = 0; b < cfg.batch; ++b) spec.rows.push_back((b * 53 + step * 7) % in.data.fit_rows);
+      StepTrace trace;
+      // The trace asks for every weight; the last steps run without one, as training does.
+      run.stats.push_back(backend.step(spec, step < 3 ? &trace : nullptr));
+      run.traces.push_back(trace);
+    }
+    run.state = backend.state();
+    return run;
+  };
+  auto one = make_backend("cpu", 1);
+  one->setup(p);
+  const Steps ref = steps(*one);
+
+  Hall hall(c.places);
+  std::vector<Steps> runs(static_cast<size_t>(c.places));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < c.places; ++r)
+    threads.emplace_back([&, r] {
+      ThreadReducer reducer(hall, r);
+      Problem pr = p;
+      pr.reducer = &reducer;
+      auto backend = make_backend("cpu", 1);
+      backend->setup(pr);
+      runs[static_cast<size_t>(r)] = steps(*backend);
+    });
+  for (auto& t : threads) t.join();
+
+  for (int r = 0; r < c.places; ++r) {
+    SCOPED_TRACE("place " + std::to_string(r) + " of " + std::to_string(c.places));
+    const Steps& got = runs[static_cast<size_t>(r)];
+    for (size_t s = 0; s < ref.stats.size(); ++s) {
+      SCOPED_TRACE("step " + std::to_string(s));
+      EXPECT_TRUE(bitwise_equal(got.stats[s].loss, ref.stats[s].loss));
+      EXPECT_TRUE(bitwise_equal(got.stats[s].power_mean, ref.stats[s].power_mean));
+      EXPECT_TRUE(bitwise_equal(got.stats[s].mean_regret, ref.stats[s].mean_regret));
+      EXPECT_TRUE(bitwise_equal(got.stats[s].grad_norm, ref.stats[s].grad_norm));
+      EXPECT_TRUE(bitwise_equal(got.traces[s].rhat, ref.traces[s].rhat));
+      EXPECT_TRUE(bitwise_equal(got.traces[s].omega, ref.traces[s].omega));
+      EXPECT_TRUE(bitwise_equal(got.traces[s].advantage, ref.traces[s].advantage));
+      EXPECT_TRUE(bitwise_equal(got.traces[s].g, ref.traces[s].g));
+    }
+    test::expect_same_state(got.state, ref.state, "after 5 steps");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    PathsAndPlaces, SharedAgents,
+    ::testing::Values(Case{"automatic_2", RegretPath::automatic, 2, 0},
+                      Case{"automatic_3_windows", RegretPath::automatic, 3, 6},
+                      Case{"lanes_3", RegretPath::generic, 3, 0},
+                      Case{"lanes_4_windows", RegretPath::generic, 4, 6},
+                      Case{"reference_2", RegretPath::reference, 2, 0},
+                      Case{"reference_5_windows", RegretPath::reference, 5, 6},
+                      Case{"structured_4", RegretPath::structured, 4, 6}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+}  // namespace
+}  // namespace eqpm
