@@ -110,7 +110,8 @@ void CpuBackend::setup_impl() {
   grad_acc_.resize(static_cast<size_t>(P));
   x_double_.resize(static_cast<size_t>(p.layout.input_dim()));
   pre_double_.resize(static_cast<size_t>(p.layout.activation_count()));
-  // W and N: every place holds the whole population (only the evaluation is shared out).
+  // W and N: every place holds the whole population (only the general path's per-sample
+  // regrets are shared out).
   total_weight_ = p.population->total_weight();
   agent_total_ = static_cast<double>(N);
   weight_.resize(N);

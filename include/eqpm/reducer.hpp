@@ -59,7 +59,9 @@ inline bool same_everywhere(Reducer& reducer, const void* data, std::size_t byte
 
 // An objective's value (objective.hpp) over regrets held in several places: this place's
 // largest regret and weight total, combined; then its sum of terms, combined; then the
-// finish. With a LocalReducer it is the plain two-pass loop (power_mean uses it so).
+// finish. With a LocalReducer it is the plain two-pass loop. Every caller passes one today
+// (power_mean, the objectives, both backends): since the regrets are gathered, every place
+// holds all of them and evaluates the objective itself.
 template <class Objective>
 double objective_value(const Objective& f, const double* R, const double* weight, long n,
                        Reducer& reducer) {
