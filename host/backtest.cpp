@@ -83,9 +83,12 @@ RunConfig fold_config(const RunConfig& run, const Fold& fold, const BacktestOpti
   c.out = fold_dir;
   if (warm) {
     const int e = warm_fold_epochs(run.epochs);
-    if (run.lr_decay_epochs > 0)
-      c.lr_decay_epochs = std::max(1, static_cast<int>(std::lround(
-                                          double(run.lr_decay_epochs) * e / run.epochs)));
+    // The schedules' epoch counts shrink with the fold's epochs.
+    const auto scaled = [&](int epochs) {
+      return std::max(1, static_cast<int>(std::lround(double(epochs) * e / run.epochs)));
+    };
+    if (run.lr_decay_epochs > 0) c.lr_decay_epochs = scaled(run.lr_decay_epochs);
+    c.lr_anneal_epochs = scaled(run.lr_anneal_epochs);
     c.epochs = e;
     c.warm_start_epochs = 0;
     c.average_epochs = std::min(run.average_epochs, e);

@@ -484,11 +484,21 @@ std::vector<OptionSpec> build_registry() {
   r.push_back(int_option("batch", "B: inputs per step", &RunConfig::batch, 1, 65536));
   r.push_back(float_option("lr", "Adam learning rate", &RunConfig::lr, 0, 10, true, false));
   r.push_back(enum_option<LrSchedule>(
-      "lr_schedule", "step: lr_decay_gamma every lr_decay_epochs; cosine: to 0 at the end",
-      &RunConfig::lr_schedule, {{"step", LrSchedule::step}, {"cosine", LrSchedule::cosine}}));
-  r.push_back(float_option("lr_decay_gamma", "learning-rate factor per decay",
+      "lr_schedule",
+      "anneal: lr held, then lowered geometrically to lr x lr_final over the last "
+      "lr_anneal_epochs epochs; step: x lr_decay_gamma every lr_decay_epochs; cosine: to 0 at "
+      "the end",
+      &RunConfig::lr_schedule,
+      {{"anneal", LrSchedule::anneal}, {"step", LrSchedule::step}, {"cosine", LrSchedule::cosine}}));
+  r.push_back(int_option("lr_anneal_epochs",
+                         "anneal: the closing epochs over which lr falls (all of them when "
+                         "the run is shorter)",
+                         &RunConfig::lr_anneal_epochs, 1, 100000));
+  r.push_back(float_option("lr_final", "anneal: the last step's lr as a fraction of lr",
+                           &RunConfig::lr_final, 0, 1, true, false));
+  r.push_back(float_option("lr_decay_gamma", "step: learning-rate factor per decay",
                            &RunConfig::lr_decay_gamma, 0, 1, true, false));
-  r.push_back(int_option("lr_decay_epochs", "epochs between decays (0: none)",
+  r.push_back(int_option("lr_decay_epochs", "step: epochs between decays (0: none)",
                          &RunConfig::lr_decay_epochs, 0, 100000));
   r.push_back(float_option("adam_beta1", "Adam beta1", &RunConfig::adam_beta1, 0, 1, false, true));
   r.push_back(float_option("adam_beta2", "Adam beta2", &RunConfig::adam_beta2, 0, 1, false, true));

@@ -44,6 +44,14 @@ double Trainer::lr_at(long step) const {
     const double x = static_cast<double>(step) / static_cast<double>(total_steps());
     return cfg_.lr * 0.5 * (1.0 + std::cos(3.14159265358979323846 * x));
   }
+  if (cfg_.lr_schedule == LrSchedule::anneal) {
+    // Held, then geometric from lr at the first closing step to lr x lr_final at the last.
+    const long total = total_steps();
+    const long start = std::max(0L, total - steps_per_epoch_ * cfg_.lr_anneal_epochs);
+    if (step < start) return cfg_.lr;
+    const double x = double(step - start) / double(std::max(1L, total - 1 - start));
+    return cfg_.lr * std::pow(cfg_.lr_final, x);
+  }
   if (cfg_.lr_decay_epochs <= 0) return cfg_.lr;
   const long epoch = step / steps_per_epoch_;
   return cfg_.lr * std::pow(cfg_.lr_decay_gamma, static_cast<double>(epoch / cfg_.lr_decay_epochs));

@@ -66,6 +66,37 @@ TEST(SigmaSchedule, AnnealsGeometricallyOverTheRegretPhase) {
   for (long s = 0; s <= last; s += 7) EXPECT_EQ(flat.trainer->sigma_at(s), 0.08f);
 }
 
+// The default learning-rate schedule: lr held, then a geometric fall over the last
+// lr_anneal_epochs epochs to lr x lr_final at the last step; a run shorter than that anneals
+// from its first step.
+TEST(LrSchedule, AnnealHoldsThenFallsGeometricallyToTheFinalRate) {
+  RunConfig cfg = tiny_config();
+  ASSERT_EQ(cfg.lr_schedule, LrSchedule::anneal);  // the default
+  cfg.lr = 2e-3;
+  cfg.lr_anneal_epochs = 2;
+  cfg.lr_final = 0.05;
+  Rig rig(cfg);
+  const Trainer& t = *rig.trainer;
+  const long last = t.total_steps() - 1;
+  const long start = t.total_steps() - 2 * t.steps_per_epoch();
+  for (long s = 0; s <= start; ++s) EXPECT_EQ(t.lr_at(s), 2e-3) << s;
+  EXPECT_DOUBLE_EQ(t.lr_at(last), 2e-3 * 0.05);
+  const long mid = start + (last - start) / 2;
+  EXPECT_NEAR(t.lr_at(mid), 2e-3 * std::pow(0.05, double(mid - start) / double(last - start)),
+              1e-15);
+  for (long s = start; s < last; ++s) EXPECT_GT(t.lr_at(s), t.lr_at(s + 1)) << s;
+
+  cfg.lr_anneal_epochs = 50;  // longer than the run
+  Rig whole(cfg);
+  EXPECT_EQ(whole.trainer->lr_at(0), 2e-3);
+  EXPECT_DOUBLE_EQ(whole.trainer->lr_at(last), 2e-3 * 0.05);
+  EXPECT_LT(whole.trainer->lr_at(1), 2e-3);
+
+  cfg.lr_final = 1;  // no fall: constant
+  Rig flat(cfg);
+  for (long s = 0; s <= last; s += 5) EXPECT_EQ(flat.trainer->lr_at(s), 2e-3);
+}
+
 // The noise a step uses is the schedule's: a step at sigma s equals a step of a backend
 // whose Problem has sigma s.
 TEST(SigmaSchedule, StepUsesTheStepsSigma) {
@@ -266,7 +297,7 @@ TEST(OptimiserSlow, SweepCheckExitsNonZeroWhenAModelIsBeaten) {
     const int rc = std::system(cmd.c_str());
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   };
-  ASSERT_EQ(run(" --sigma-decay 1 --average-epochs 0", "old"), 1)
+  ASSERT_EQ(run(" --sigma-decay 1 --average-epochs 0 --lr-schedule step", "old"), 1)
       << test::read_file(tmp.file("old.log"));
   EXPECT_NE(test::read_file(tmp.file("old.log")).find("FAIL: beaten by more than 1% by q=4"),
             std::string::npos)

@@ -230,10 +230,10 @@ TEST(Resume, FinishedRunResumesUnchangedAndExtendsWithEpochs) {
   EXPECT_EQ(steps, 2 * ((fit_rows + 63) / 64));
 
   // Extending to 3 epochs equals a 3-epoch run in the same folder, for a schedule that does
-  // not depend on the run's length (the default policy-noise decay and averaging window are
-  // laid over the whole run, so an extended run re-lays them: it continues, but is not a
-  // fresh 3-epoch run).
-  const std::string fixed = " --sigma-decay 1 --average-epochs 0";
+  // not depend on the run's length (the default policy-noise decay, learning-rate annealing
+  // and averaging window are laid over the end of the run, so an extended run re-lays them:
+  // it continues, but is not a fresh 3-epoch run).
+  const std::string fixed = " --sigma-decay 1 --average-epochs 0 --lr-schedule step";
   const std::string out2 = tmp.file("fixed");
   ASSERT_EQ(run(common + fixed + " --epochs 2 --out " + out2, tmp.file("l3")), 0)
       << test::read_file(tmp.file("l3"));

@@ -23,9 +23,11 @@ namespace eqpm {
 // regret-phase epoch with the lowest objective on the validation slice (DESIGN.md 6).
 enum class Select : int { last = 0, val = 1 };
 
-// Learning-rate schedule: `step` multiplies lr by lr_decay_gamma every lr_decay_epochs;
-// `cosine` follows lr (1 + cos(pi t / T)) / 2 over the T steps of the run, to 0 at its end.
-enum class LrSchedule : int { step = 0, cosine = 1 };
+// Learning-rate schedule: `anneal` holds lr, then lowers it geometrically over the last
+// lr_anneal_epochs epochs to lr x lr_final at the last step (DESIGN.md 5.3a); `step`
+// multiplies lr by lr_decay_gamma every lr_decay_epochs; `cosine` follows
+// lr (1 + cos(pi t / T)) / 2 over the T steps of the run, to 0 at its end.
+enum class LrSchedule : int { step = 0, cosine = 1, anneal = 2 };
 
 // How the generator sets datacenter parameters (DESIGN.md 4.4). `random` draws from the
 // configured range (the synthetic generator); the others are the paper's constructions,
@@ -119,12 +121,14 @@ struct RunConfig {
   int epochs = 20;
   int warm_start_epochs = 5;
   Select select = Select::last;
-  int average_epochs = 8;       // Polyak average of the weights over the last epochs (0: last iterate)
+  int average_epochs = 6;       // Polyak average of the weights over the last epochs (0: last iterate)
   int batch = 64;
   double lr = 1e-3;
-  LrSchedule lr_schedule = LrSchedule::step;
-  double lr_decay_gamma = 0.5;
-  int lr_decay_epochs = 4;
+  LrSchedule lr_schedule = LrSchedule::anneal;
+  int lr_anneal_epochs = 8;     // anneal: the closing epochs over which lr falls
+  double lr_final = 0.01;       // anneal: the last step's lr over lr
+  double lr_decay_gamma = 0.5;  // step
+  int lr_decay_epochs = 4;      // step
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;
