@@ -597,40 +597,51 @@ void remove_earlier_sweep(const std::string& dir) {
 
 int cmd_train(CommandLine& cl, const World& world) {
   RunConfig cfg = cl.cfg;
-  if (world.size > 1 && !cl.resume.empty())
-    throw ConfigError("--resume: not yet under MPI (resume the run in one process)");
+  // Under mpirun every rank trains the same runs, reading the same inputs and checkpoints
+  // (one shared file system); rank 0 alone writes the folder and prints.
+  const bool writer = world.rank == 0;
+  auto quiet_if_not_writer = [&](RunConfig& c) {
+    if (writer) return;
+    c.quiet = true;
+    c.profile = false;
+  };
   if (!cl.resume.empty()) {
     if (!cl.config_file.empty())
       throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
                         "stored in its checkpoint (give --epochs or run settings as flags)");
     const ResumedRun resumed = resumed_run(cl.resume, cl.cfg, cl.given);
     cfg = resumed.cfg;
+    quiet_if_not_writer(cfg);
     if (resumed.checkpoint.empty()) {  // a --beta auto run: each candidate resumes
       if (cl.print_config) {
-        std::printf("%s", printable_config(cfg).c_str());
+        if (writer) std::printf("%s", printable_config(cfg).c_str());
         return 0;
       }
-      const RunInputs in = load_inputs(cfg);
+      RunInputs in = load_inputs(cfg);
+      in.reducer = world.reducer;
       double chosen = 1;
       const RunOutcome o = train_beta_auto(cfg, in, nullptr, &chosen, nullptr, true);
-      if (o.interrupted_at >= 0) return report_interrupted(o);
+      if (o.interrupted_at >= 0) return writer ? report_interrupted(o) : 128 + interrupt_signal();
+      if (!writer) return 0;
       std::printf("resumed and finished %s (beta auto: validation picked beta %s): test mean "
                   "regret %.5g, max %.5g\n", cfg.out.c_str(), format_double(chosen).c_str(),
                   o.test_stats.mean, o.test_stats.max);
       return 0;
     }
     if (cl.print_config) {
-      std::printf("%s", printable_config(cfg).c_str());
+      if (writer) std::printf("%s", printable_config(cfg).c_str());
       return 0;
     }
     const bool same_folder = std::filesystem::weakly_canonical(cfg.out) ==
                              std::filesystem::weakly_canonical(cl.resume);
-    OutputFolderGuard guard(same_folder ? std::string() : cfg.out);
-    if (!same_folder) ensure_output_dir(cfg.out, cfg.overwrite);
-    const RunInputs in = load_inputs(cfg);
+    OutputFolderGuard guard(same_folder || !writer ? std::string() : cfg.out);
+    if (!same_folder && writer) ensure_output_dir(cfg.out, cfg.overwrite);
+    RunInputs in = load_inputs(cfg);
+    in.reducer = world.reducer;
     const RunOutcome o = train_run(cfg, in, resumed.checkpoint);
     guard.keep();
-    if (o.interrupted_at >= 0) return report_interrupted(o);
+    if (o.interrupted_at >= 0) return writer ? report_interrupted(o) : 128 + interrupt_signal();
+    if (!writer) return 0;
     if (cfg.profile) print_stage_profile(o);
     std::printf("resumed and finished %s: test mean regret %.5g, max %.5g\n", cfg.out.c_str(),
                 o.test_stats.mean, o.test_stats.max);
@@ -638,19 +649,13 @@ int cmd_train(CommandLine& cl, const World& world) {
   }
   if (cl.print_config) {
     validate(cfg);
-    std::printf("%s", printable_config(cfg).c_str());
+    if (writer) std::printf("%s", printable_config(cfg).c_str());
     return 0;
   }
   if (cfg.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(cfg);
-  // Under mpirun rank 0 writes the folder and prints; the other ranks compute only.
-  const bool writer = world.rank == 0;
-  if (!writer) {
-    cfg.out.clear();
-    cfg.quiet = true;
-    cfg.profile = false;
-  }
-  OutputFolderGuard guard(cfg.out);
+  quiet_if_not_writer(cfg);
+  OutputFolderGuard guard(writer ? cfg.out : std::string());
   if (writer) ensure_output_dir(cfg.out, cfg.overwrite);
   if (writer && cfg.overwrite)  // an earlier --beta auto run's candidates and choice go with its results
     remove_stale_entries(cfg.out, "run", [&](const std::filesystem::directory_entry& e) {
@@ -663,7 +668,7 @@ int cmd_train(CommandLine& cl, const World& world) {
   double chosen = cfg.beta;
   const RunOutcome o = cfg.beta_auto ? train_beta_auto(cfg, in, nullptr, &chosen) : train_run(cfg, in);
   guard.keep();
-  if (!writer) return 0;
+  if (!writer) return o.interrupted_at >= 0 ? 128 + interrupt_signal() : 0;
   if (o.interrupted_at >= 0) return report_interrupted(o);
   if (cfg.beta_auto)
     std::printf("beta auto: the validation %s picked beta %s (%s/beta_auto.csv)\n",
@@ -677,9 +682,12 @@ int cmd_train(CommandLine& cl, const World& world) {
   return 0;
 }
 
-int cmd_sweep(CommandLine& cl) {
+int cmd_sweep(CommandLine& cl, const World& world) {
   RunConfig base = cl.cfg;
+  // Under mpirun each run trains across every rank, as eqpm train does; rank 0 writes and prints.
+  const bool writer = world.rank == 0;
   if (cl.print_config) {
+    if (!writer) return 0;
     validate(base);
     // The sweep's q values replace the single q of a run (TOML: q = [0, 4]).
     std::string toml = printable_config(base);
@@ -707,21 +715,29 @@ int cmd_sweep(CommandLine& cl) {
   }
   if (base.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(base);
-  OutputFolderGuard guard(resume ? std::string() : base.out);
-  if (!resume) {
+  if (!writer) {
+    base.quiet = true;
+    base.profile = false;
+  }
+  OutputFolderGuard guard(resume || !writer ? std::string() : base.out);
+  if (!resume && writer) {
     ensure_output_dir(base.out, base.overwrite);
     if (base.overwrite) remove_earlier_sweep(base.out);
   }
-  const RunInputs in = load_inputs(base);
+  RunInputs in = load_inputs(base);
+  in.reducer = world.reducer;
   Sweep sw = run_sweep(base, specs, in, resume);
   if (sw.interrupted) {
     guard.keep();
+    if (!writer) return 128 + interrupt_signal();
     report_interrupted(sw.stopped);
     std::fprintf(stderr, "the sweep's remaining runs were not started; sweep.csv is not written; "
                          "continue with: eqpm sweep --resume %s and the same list\n", base.out.c_str());
     return 128 + interrupt_signal();
   }
   guard.keep();
+  // The objective check and the tables need nothing from the other ranks.
+  if (!writer) return 0;
   if (base.profile)  // runs trained once (with --beta auto, only plain)
     for (const SweepRun& r : sw.runs)
       if (r.name == "plain" || !base.beta_auto) print_stage_profile(r.outcome);
@@ -824,7 +840,9 @@ int cmd_predict(CommandLine& cl) {
   return 0;
 }
 
-int cmd_eval(CommandLine& cl) {
+int cmd_eval(CommandLine& cl, const World& world) {
+  // Under mpirun every rank evaluates the model in full (the same bits); rank 0 writes and prints.
+  const bool writer = world.rank == 0;
   const ModelFile m = load_model_argument(cl.model);
   RunConfig cfg = model_config(m, cl.model);
   // Explicit flags (series, population, ...) override the model's own configuration.
@@ -849,9 +867,10 @@ int cmd_eval(CommandLine& cl) {
   cfg.activation = m.layout.activation;
   if (cl.print_config) {
     validate(cfg);
-    std::printf("%s", printable_config(cfg).c_str());
+    if (writer) std::printf("%s", printable_config(cfg).c_str());
     return 0;
   }
+  if (!writer) cfg.quiet = true;
   // The population saved beside the model, unless flags name or shape another one.
   const std::string saved_pop =
       (std::filesystem::path(cl.model).parent_path() / "population.csv").string();
@@ -865,8 +884,9 @@ int cmd_eval(CommandLine& cl) {
     cfg.population = saved_pop;
     cfg.ev_sessions.clear();  // its agents are in the saved file
   }
-  if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
+  if (!cfg.out.empty() && writer) std::filesystem::create_directories(cfg.out);
   RunInputs in = load_inputs(cfg);
+  in.reducer = world.reducer;
   // The model's own normalisation, never one recomputed on another series.
   const std::string scaling_note =
       use_model_normalisation(m.metadata, cfg, in)
@@ -883,6 +903,7 @@ int cmd_eval(CommandLine& cl) {
   else if (!cl.metric.empty() && cl.metric != "per-hour")
     throw ConfigError("--metric: expected per-hour or paper-mean, got '" + cl.metric + "'");
   const RunOutcome o = evaluate_model(cfg, in, m.params, metric);
+  if (!writer) return 0;
   std::printf("evaluated %s on %ld agents (%s)\n", cl.model.c_str(), in.population.size(),
               metric == EvalMetric::paper_mean
                   ? "paper-mean regret: each agent scored on the split's mean forecast"
@@ -907,8 +928,10 @@ int cmd_report(const CommandLine& cl) {
   return 0;
 }
 
-int cmd_backtest(CommandLine& cl) {
+int cmd_backtest(CommandLine& cl, const World& world) {
   RunConfig base = cl.cfg;
+  // Under mpirun each fold's training runs across every rank; rank 0 writes and prints.
+  const bool writer = world.rank == 0;
   for (const char* key : {"train_from", "train_until", "test_from", "test_until"})
     if (was_given(cl, key) || !find_option(key)->get(base).empty()) {
       std::string flag = std::string("--") + key;
@@ -918,7 +941,7 @@ int cmd_backtest(CommandLine& cl) {
     }
   if (cl.print_config) {
     validate(base);
-    std::printf("%s", printable_config(base).c_str());
+    if (writer) std::printf("%s", printable_config(base).c_str());
     return 0;
   }
   if (cl.from.empty() || cl.to.empty())
@@ -944,18 +967,27 @@ int cmd_backtest(CommandLine& cl) {
   opt.warm_start = cl.warm_start_folds;
   opt.out = base.out;
   validate(base);
-  OutputFolderGuard guard(base.out);
-  ensure_output_dir(base.out, base.overwrite);
-  if (base.overwrite) remove_earlier_sweep(base.out);  // run folders of another q list, plots
-  const RunInputs in = load_inputs(base);
+  if (!writer) {
+    base.quiet = true;
+    base.profile = false;
+  }
+  OutputFolderGuard guard(writer ? base.out : std::string());
+  if (writer) {
+    ensure_output_dir(base.out, base.overwrite);
+    if (base.overwrite) remove_earlier_sweep(base.out);  // run folders of another q list, plots
+  }
+  RunInputs in = load_inputs(base);
+  in.reducer = world.reducer;
   const BacktestResult r = run_backtest(base, in, opt);
   if (r.stopped) {
     guard.keep();
+    if (!writer) return 128 + interrupt_signal();
     report_interrupted(r.stopped_run);
     std::fprintf(stderr, "the backtest's remaining folds were not run; backtest.csv is not written\n");
     return 128 + interrupt_signal();
   }
   guard.keep();
+  if (!writer) return 0;
   write_file_atomic((std::filesystem::path(base.out) / "backtest.csv").string(), backtest_csv(r));
   if (!r.beta_auto.empty())
     write_file_atomic((std::filesystem::path(base.out) / "beta_auto.csv").string(), beta_auto_csv(r));
@@ -1025,18 +1057,21 @@ int run_command(int argc, char** argv, const World& world) {
     if (cl.cfg.threads > 0) omp_set_num_threads(cl.cfg.threads);
     // Ranks sharing a machine share its cores (results do not depend on threads).
     else if (world.local_size > 1) omp_set_num_threads(std::max(1, omp_get_num_procs() / world.local_size));
-    if (world.size > 1 && cl.command != "train" && cl.command != "info")
-      throw ConfigError("eqpm " + cl.command + ": not yet under MPI (only eqpm train shares "
-                        "its agents across ranks; run it in one process)");
+    // train, sweep and backtest share each training's agents across the ranks; eval runs
+    // in full on every rank; the rest are single-process commands.
+    if (world.size > 1 && cl.command != "train" && cl.command != "sweep" &&
+        cl.command != "backtest" && cl.command != "eval" && cl.command != "info")
+      throw ConfigError("eqpm " + cl.command + ": not under MPI (train, sweep, backtest and "
+                        "eval run across ranks; run it in one process)");
     if (((cl.command == "train" || cl.command == "sweep") && cl.resume.empty()) ||
         cl.command == "backtest" || cl.command == "generate")
       reconcile(cl, world.rank == 0);
     if (cl.command == "train" || cl.command == "sweep" || cl.command == "backtest") {
       const InterruptHandlers handlers;
       return cl.command == "train" ? cmd_train(cl, world)
-             : cl.command == "sweep" ? cmd_sweep(cl) : cmd_backtest(cl);
+             : cl.command == "sweep" ? cmd_sweep(cl, world) : cmd_backtest(cl, world);
     }
-    if (cl.command == "eval") return cmd_eval(cl);
+    if (cl.command == "eval") return cmd_eval(cl, world);
     if (cl.command == "generate") return cmd_generate(cl);
     if (cl.command == "predict") return cmd_predict(cl);
     if (cl.command == "info") return cmd_info(world);
