@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -30,7 +31,9 @@
 #include "eqpm/error.hpp"
 #include "eqpm/interrupt.hpp"
 #include "eqpm/io.hpp"
+#include "eqpm/mlp.hpp"
 #include "eqpm/objective.hpp"
+#include "eqpm/plan.hpp"
 #include "eqpm/predict.hpp"
 #include "eqpm/report.hpp"
 #include "eqpm/run.hpp"
@@ -83,6 +86,7 @@ const char* kUsage =
     "  generate  write the configured population as CSV (--out FILE, or stdout)\n"
     "  report    DIR/report.md and plots of a sweep's (or run's) trade-offs, with bootstrap\n"
     "            intervals over test days\n"
+    "  plan      dry run: memory, bytes exchanged and step time across GPUs or ranks\n"
     "  info      version, build, CUDA devices, OpenMP threads\n";
 
 // Flags of one command beyond the configuration keys.
@@ -176,6 +180,20 @@ const CommandHelp kCommands[] = {
      "  --bootstrap B          resamples of the test days for the intervals (0: none) [1000]\n"
      "  --threads N, --quiet\n",
      false},
+    {"plan", "eqpm plan --agents N (--gpus G | --ranks K) [--nodes M] [--KEY VALUE ...]\n"
+             "A dry run, nothing is trained: memory per rank, bytes exchanged per step and a\n"
+             "predicted step time for training across G GPUs (an H200 roofline estimate) or K CPU\n"
+             "processes (the cost of an evaluation measured here by a short run on one core),\n"
+             "with every assumption printed. Every agent is taken on the general regret path.\n"
+             "flags:\n"
+     "  --agents N             agents, e.g. 1e8\n"
+     "  --gpus G | --ranks K   GPU ranks (one per GPU) or CPU processes\n"
+     "  --nodes M              machines the ranks are spread over (divides G or K) [1]\n"
+     "  --cpu-eval-ns T        CPU ranks: ns per agent-sample evaluation on one core, instead\n"
+     "                         of measuring it\n"
+     "  --batch, --samples, --horizon, --lookback, --hidden, --activation, --mix,\n"
+     "  --threads (CPU ranks: cores per rank) as for train\n",
+     "", false},
     {"info", "eqpm info\nPrints the version, build, CUDA devices and OpenMP threads.\n", "", false},
 };
 
@@ -219,7 +237,8 @@ std::string closest_flag(const std::string& key) {
   std::vector<std::string> names = {"config", "resume", "model", "q",    "from", "bootstrap",
                                     "to",     "print-config", "help", "version",
                                     "check", "check-tol", "metric", "refit", "window",
-                                    "warm-start-folds"};
+                                    "warm-start-folds", "gpus", "ranks", "nodes",
+                                    "cpu-eval-ns"};
   for (const auto& o : option_registry()) {
     std::string k = o.key;
     for (char& c : k)
@@ -256,6 +275,7 @@ struct CommandLine {
   bool warm_start_folds = true;    // backtest
   std::string report_dir;          // report: the folder
   int bootstrap = 1000;            // report: resamples
+  std::map<std::string, std::string> plan_flags;  // plan: agents, gpus, ranks, nodes, cpu-eval-ns
   bool print_config = false;
   bool help = false;
   bool version = false;
@@ -341,6 +361,15 @@ CommandLine parse_command_line(int argc, char** argv) {
       if (value.rfind("--", 0) == 0)
         throw ConfigError("--" + key + ": expected a value, got the flag " + value);
     }
+    if (cl.command == "plan" && (key == "agents" || key == "gpus" || key == "ranks" ||
+                                 key == "nodes" || key == "cpu-eval-ns")) {
+      cl.plan_flags[key] = value;
+      continue;
+    }
+    if (cl.command == "plan" && spec && key != "batch" && key != "samples" && key != "horizon" &&
+        key != "lookback" && key != "hidden" && key != "activation" && key != "mix" &&
+        key != "threads")
+      throw ConfigError("--" + key + ": not used by plan (see eqpm plan --help)");
     if (key == "config") cl.config_file = value;
     else if (key == "resume") cl.resume = value;
     else if (key == "model") cl.model = value;
@@ -1024,6 +1053,105 @@ int cmd_generate(CommandLine& cl) {
   return 0;
 }
 
+// A plan flag's number: a whole number, or a real one where `real`, written as 1e8 or 100000000.
+double plan_number(const CommandLine& cl, const std::string& key, bool real, const char* example) {
+  const auto it = cl.plan_flags.find(key);
+  if (it == cl.plan_flags.end()) return 0;
+  const std::string& v = it->second;
+  char* end = nullptr;
+  errno = 0;
+  const double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || end != v.c_str() + v.size() || errno != 0 || !std::isfinite(x) ||
+      (!real && std::floor(x) != x))
+    throw ConfigError("--" + key + ": expected " + (real ? "a number" : "a whole number") + " such as " +
+                      example + ", got '" + v + "'");
+  return x;
+}
+
+// Seconds per agent-sample regret evaluation of one core here: a short run of whole
+// training steps on the general path (every agent evaluated on every sample), divided by N B S.
+double measure_cpu_evaluation(RunConfig cfg) {
+  cfg.agents = 2000;
+  cfg.series_hours = 24 * 60;
+  cfg.population.clear();
+  cfg.ev_sessions.clear();
+  cfg.quiet = true;
+  const RunInputs in = load_inputs(cfg);
+  auto backend = make_backend("cpu", 1);
+  Problem p = make_problem(cfg, in);
+  p.regret_path = RegretPath::generic;
+  backend->setup(p);
+  StepSpec spec;
+  spec.beta = 0.1;
+  spec.lr = 1e-6;
+  for (long b = 0; b < cfg.batch; ++b) spec.rows.push_back((b * 37) % in.data.fit_rows);
+  backend->step(spec);  // the first step takes the two-pass route; measure the steady state
+  double best = 1e300;
+  for (std::uint32_t step = 1; step <= 5; ++step) {
+    spec.step = step;
+    const auto t0 = std::chrono::steady_clock::now();
+    backend->step(spec);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best / (static_cast<double>(in.population.size()) * cfg.batch * cfg.samples);
+}
+
+int cmd_plan(const CommandLine& cl) {
+  const RunConfig& cfg = cl.cfg;
+  const bool gpus = cl.plan_flags.count("gpus") > 0, ranks = cl.plan_flags.count("ranks") > 0;
+  if (gpus == ranks)
+    throw ConfigError(gpus ? "--gpus and --ranks: give one of them (GPU ranks or CPU ranks)"
+                           : "--gpus or --ranks: plan needs one, e.g. --gpus 8 (GPU ranks) or "
+                             "--ranks 4 (CPU processes)");
+  if (!cl.plan_flags.count("agents"))
+    throw ConfigError("--agents: plan needs the number of agents, e.g. --agents 1e8");
+  if (cl.plan_flags.count("cpu-eval-ns") && gpus)
+    throw ConfigError("--cpu-eval-ns: only for CPU ranks (--ranks); a GPU plan uses the roofline");
+  validate(cfg);
+  PlanInput in;
+  in.gpu = gpus;
+  in.agents = plan_number(cl, "agents", false, "1e8");
+  const double k = plan_number(cl, gpus ? "gpus" : "ranks", false, "8");
+  in.ranks = k >= 1 && k <= 65536 ? static_cast<int>(k) : (k < 1 ? 0 : 65537);
+  const double nodes = cl.plan_flags.count("nodes") ? plan_number(cl, "nodes", false, "2") : 1;
+  in.nodes = nodes >= 1 && nodes <= 65536 ? static_cast<int>(nodes) : 0;
+  in.threads = cfg.threads > 0 ? cfg.threads : 1;
+  in.batch = cfg.batch;
+  in.samples = cfg.samples;
+  in.horizon = cfg.horizon;
+  const MlpLayout layout = make_mlp_layout(cfg.lookback + 2, cfg.hidden, cfg.horizon, cfg.activation);
+  in.parameters = layout.parameter_count;
+  in.activations = layout.activation_count();
+  double total = 0;
+  for (const auto& [f, w] : parse_mix(cfg.mix)) total += w;
+  for (const auto& [f, w] : parse_mix(cfg.mix)) {
+    if (w <= 0) continue;
+    Families::for_each([&, f = f, w = w](auto fam) {
+      using F = decltype(fam);
+      if (F::tag != f) return;
+      in.family_share.push_back(w / total);
+      in.family_param_bytes.push_back(static_cast<double>(sizeof(typename F::Params)));
+    });
+  }
+  in.host_agent_bytes = sizeof(Agent);
+  in.cpu_eval_seconds = 1;  // checked below, once given or measured
+  validate_plan(in);        // the flags' errors before a measurement
+  if (!gpus) {
+    if (cl.plan_flags.count("cpu-eval-ns")) {
+      const double ns = plan_number(cl, "cpu-eval-ns", true, "25");
+      if (!(ns > 0)) throw ConfigError("--cpu-eval-ns: expected a cost above 0 ns");
+      in.cpu_eval_seconds = ns * 1e-9;
+    } else {
+      in.cpu_eval_seconds = measure_cpu_evaluation(cfg);
+      std::printf("measured here: %.3g ns per agent-sample evaluation on one core (2000 agents "
+                  "of this mix on the general path, the fastest of 5 steps)\n\n",
+                  in.cpu_eval_seconds * 1e9);
+    }
+  }
+  std::printf("%s", plan_report(in, plan(in)).c_str());
+  return 0;
+}
+
 }  // namespace
 
 // Output that never reached its destination (a full disk, a closed pipe) is an error.
@@ -1075,6 +1203,7 @@ int run_command(int argc, char** argv, const World& world) {
     if (cl.command == "generate") return cmd_generate(cl);
     if (cl.command == "predict") return cmd_predict(cl);
     if (cl.command == "info") return cmd_info(world);
+    if (cl.command == "plan") return cmd_plan(cl);
     if (cl.command == "report") return cmd_report(cl);
     std::fprintf(stderr, "eqpm: unknown command '%s'\n%s", cl.command.c_str(), kUsage);
     return 2;
