@@ -7,13 +7,15 @@
 # Prints a Markdown table. Strong: N fixed; weak: N per rank fixed.
 #   tools/mpi-scaling.sh [BUILD_DIR]   (default: build)
 # Environment: EQPM_SCALING_N (strong-scaling N, default 20000), EQPM_SCALING_PER_RANK
-# (weak-scaling agents per rank, default 10000), EQPM_MPI_RANKS (default "1 2 3 4").
+# (weak-scaling agents per rank, default 10000), EQPM_MPI_RANKS (default "1 2 3 4"),
+# EQPM_SCALING_PATHS (default "generic auto").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-build}/eqpm"
 strong="${EQPM_SCALING_N:-20000}"
 per_rank="${EQPM_SCALING_PER_RANK:-10000}"
 ranks="${EQPM_MPI_RANKS:-1 2 3 4}"
+paths="${EQPM_SCALING_PATHS:-generic auto}"
 flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
 work="$(mktemp -d)"
@@ -35,9 +37,10 @@ ms_per_step() {
   echo "$best"
 }
 
+load0="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| scaling | regret path | N | $(for k in $ranks; do printf '%s rank%s | ' "$k" "$([ "$k" = 1 ] || echo s)"; done)"
 echo "| --- | --- | --- | $(for _ in $ranks; do printf -- '--- | '; done)"
-for path in generic auto; do
+for path in $paths; do
   row="| strong | $path | $strong |"
   base=""
   for k in $ranks; do
@@ -57,4 +60,5 @@ for path in generic auto; do
 done
 echo
 echo "strong: ms per step (speed-up over 1 rank); weak: ms per step (efficiency: 1 rank's time"
-echo "over K ranks' at K times the agents). $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "over K ranks' at K times the agents). $(nproc) cores; load average before $load0, after"
+echo "$(cut -d' ' -f1-3 /proc/loadavg)."
