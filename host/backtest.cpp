@@ -101,6 +101,7 @@ RunInputs fold_inputs(const RunInputs& base, const RunConfig& fold_cfg) {
   in.series = base.series;
   in.population = base.population;
   in.demand = base.demand;
+  in.reducer = base.reducer;
   in.data = build_dataset(in.series, fold_cfg.lookback, fold_cfg.horizon, split_spec(fold_cfg),
                           fold_cfg.scaling);
   apply_regret_scale(fold_cfg, in);  // relative regrets: units from this fold's training rows
@@ -185,7 +186,7 @@ BacktestResult run_backtest(const RunConfig& base, const RunInputs& in, const Ba
         throw Error("fold " + std::to_string(fold.index) + " (" + boundary_text(fold.start) +
                     " to " + boundary_text(fold.end) + "): " + e.what());
       }
-      fs::create_directories(dir);
+      if (in.writes_files()) fs::create_directories(dir);
       if (!cfg.quiet)
         std::fprintf(stderr, "[backtest] %s fold %d/%zu: test %s to %s (%ld hours), %ld training rows%s\n",
                      dir_name.c_str(), fold.index, res.folds.size(),

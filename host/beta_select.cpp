@@ -119,7 +119,7 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
       const RunConfig c = candidate_config(cfg, b);
       std::string from;
       if (!c.out.empty()) {
-        std::filesystem::create_directories(c.out);
+        if (in.writes_files()) std::filesystem::create_directories(c.out);
         const auto ckpt = std::filesystem::path(c.out) / "checkpoint.safetensors";
         if (resume && std::filesystem::exists(ckpt)) from = ckpt.string();
       }
@@ -139,7 +139,7 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
   shipped.beta = cands[ch.index].beta;
   RunOutcome o = outcomes[ch.index];
   o.out_dir = cfg.out;
-  if (!cfg.out.empty()) {
+  if (!cfg.out.empty() && in.writes_files()) {
     write_run_outputs(shipped, in, o);
     std::string csv = "beta,val_power_mean,val_se,test_power_mean,chosen\n";
     for (size_t i = 0; i < cands.size(); ++i)

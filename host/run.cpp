@@ -444,6 +444,7 @@ void write_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& 
 
 void write_run_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutcome& o) {
   if (cfg.out.empty()) throw Error("write_run_outputs: no output folder");
+  if (!in.writes_files()) return;
   std::filesystem::create_directories(cfg.out);
   write_outputs(cfg, in, o,
                 make_mlp_layout(in.data.input_dim(), cfg.hidden, cfg.horizon, cfg.activation));
@@ -496,8 +497,9 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   // Totals over the whole run, the part before a resume included.
   long steps_done = 0, skipped = 0;
   double seconds = 0;
-  const std::string ckpt_path =
-      cfg.out.empty() ? std::string() : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
+  const std::string ckpt_path = cfg.out.empty() || !in.writes_files()
+                                    ? std::string()
+                                    : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
   if (!resume_from.empty()) {
     CheckpointData ck = load_checkpoint(resume_from);
     bool same_shape = ck.layout.layers == problem.layout.layers &&
@@ -562,15 +564,39 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     ck.metadata["eqpm.train_totals"] = std::to_string(steps_done) + "," +
                                        std::to_string(skipped) + "," + format_double(seconds);
     save_checkpoint(ckpt_path, ck);
-    if (!cfg.out.empty()) write_text(cfg.out, "metrics.csv", metrics_csv(history));
+    write_text(cfg.out, "metrics.csv", metrics_csv(history));
   };
   trainer.set_control([&](long) {
-    if (interrupt_signal() != 0) return StepAction::stop;
+    // Ranks meet in every step's gather, so they must stop after the same step: a signal
+    // that reached any rank (mpirun forwards one to each, not at the same instant) stops
+    // them all here, where one process would look at its own.
+    int sig = interrupt_signal();
+    if (shared) {
+      double s = sig;
+      problem.reducer->max(&s, 1);
+      sig = static_cast<int>(s);
+      if (sig != 0 && interrupt_signal() == 0) request_interrupt(sig);
+    }
+    if (sig != 0) return StepAction::stop;
     if (minutes > 0 && now_seconds() - last_save >= 60 * minutes) return StepAction::checkpoint;
     return StepAction::next;
   });
   for (const auto& n : in.notes) log.note(n);
   check_replicas(backend->params(), "at the start");
+  if (shared && !resume_from.empty()) {
+    // Every rank read the checkpoint itself: the whole state it restored must agree too
+    // (moments, step, smoothed regrets), or the ranks would drift apart from here.
+    const BackendState st = backend->state();
+    const bool same =
+        same_everywhere(*problem.reducer, st.adam_m.data(), st.adam_m.size() * sizeof(float)) &&
+        same_everywhere(*problem.reducer, st.adam_v.data(), st.adam_v.size() * sizeof(float)) &&
+        same_everywhere(*problem.reducer, st.rbar.data(), st.rbar.size() * sizeof(double)) &&
+        same_everywhere(*problem.reducer, &st.adam_step, sizeof st.adam_step) &&
+        same_everywhere(*problem.reducer, &first_step, sizeof first_step);
+    if (!same)
+      throw Error("MPI ranks restored different states from " + resume_from +
+                  " (every rank must read the same checkpoint: one shared file system)");
+  }
   o.train = trainer.run(
       first_step,
       [&](const Progress& p) {
@@ -606,7 +632,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   }
   evaluate_splits(*backend, trainer, o, cfg, in);
   o.stages = backend->stage_times();
-  if (!cfg.out.empty()) write_outputs(cfg, in, o, problem.layout);
+  if (!cfg.out.empty() && in.writes_files()) write_outputs(cfg, in, o, problem.layout);
   return o;
 }
 
@@ -628,7 +654,7 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
   Trainer trainer(cfg, in.data, in.population, *backend);
   o.params = params;
   evaluate_splits(*backend, trainer, o, cfg, in);
-  if (!cfg.out.empty()) {
+  if (!cfg.out.empty() && in.writes_files()) {
     write_text(cfg.out, "agents.csv",
                agents_csv(in.population, o.test, o.train_split, &o.validation, in.regret_unit));
     write_text(cfg.out, "summary.json", summary_json(cfg, in, o));

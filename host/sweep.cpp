@@ -31,7 +31,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
   Sweep sw;
   auto folder = [&](RunConfig& cfg, const std::string& name) {
     cfg.out = base.out.empty() ? std::string() : (std::filesystem::path(base.out) / name).string();
-    if (!cfg.out.empty()) std::filesystem::create_directories(cfg.out);
+    if (!cfg.out.empty() && in.writes_files()) std::filesystem::create_directories(cfg.out);
   };
   auto checkpoint = [&](const RunConfig& cfg) {
     const std::filesystem::path ckpt = std::filesystem::path(cfg.out) / "checkpoint.safetensors";

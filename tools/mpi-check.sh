@@ -5,8 +5,12 @@
 # EQPM_MPI_RANKS, each into the same --out path. Compared with the one-process run:
 # checkpoint.safetensors and model.safetensors (tensor names, dtypes, shapes and bytes, and
 # every metadata field but the wall times), agents.csv byte for byte, and metrics.csv
-# without its seconds column (tools/compare-outputs.sh's method). Exit status 1 on a
-# difference; 0 with a message when mpirun or an MPI build is missing (nothing to check).
+# without its seconds column (tools/compare-outputs.sh's method). Then a small sweep and an
+# eval of its model at 3 ranks, and a longer run stopped three ways under mpirun (rank
+# 1 killed with SIGKILL, SIGINT to rank 1 alone, SIGINT to mpirun as Ctrl-C sends it), each
+# checkpoint checked whole and resumed with another rank count, to the files of the run
+# never stopped. Exit status 1 on a difference; 0 with a message when mpirun or an MPI
+# build is missing (nothing to check).
 #   tools/mpi-check.sh [BUILD_DIR]      (default: build)
 # Environment: EQPM_MPI_RANKS (default "1 2 3 4"), EQPM_THREADS (threads per rank, default 1;
 # results do not depend on it).
@@ -109,4 +113,138 @@ for c in "${cases[@]}"; do
     rm -rf "$work/run"
   done
 done
+
+# A small sweep (plain and q = 4, each trained across 3 ranks) and eval of its q = 4 model
+# (every rank evaluates it in full, rank 0 writes): every run's files as above, the sweep's
+# tables and eval's agents.csv and summary.json byte for byte.
+sweep=(sweep --out "$work/run" "${base[@]}" --epochs 2 --q 4)
+evalargs=(eval --model "$work/run/q=4/model.safetensors" --out "$work/eval" --threads "$threads")
+"$bin" "${sweep[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+"$bin" "${evalargs[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+rm -rf "$work/ref-sweep" "$work/ref-eval"
+mv "$work/run" "$work/ref-sweep"
+mv "$work/eval" "$work/ref-eval"
+for k in 3; do  # an uneven split of the chunks; the train cases above cover the others
+  start=$(date +%s%N)
+  if ! { mpirun "${mpirun_flags[@]}" -np "$k" "$bin" "${sweep[@]}" &&
+         mpirun "${mpirun_flags[@]}" -np "$k" "$bin" "${evalargs[@]}"; } >"$work/log" 2>&1; then
+    cat "$work/log" >&2
+    echo "mpi-check: sweep and eval: mpirun -np $k failed" >&2
+    exit 1
+  fi
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  out=""
+  for r in plain q=4; do
+    o=$(compare "$work/ref-sweep/$r" "$work/run/$r") || out+=" $r: $o;"
+  done
+  for f in ref-sweep/sweep.csv ref-sweep/mq_check.csv ref-eval/agents.csv ref-eval/summary.json; do
+    new="$work/${f/ref-sweep/run}"
+    new="${new/ref-eval/eval}"
+    cmp -s "$work/$f" "$new" || out+=" ${f#ref-} differs;"
+  done
+  if [ -z "$out" ]; then
+    echo "mpi-check: sweep and eval: -np $k: identical to one process (${ms} ms)"
+  else
+    echo "mpi-check: sweep and eval: -np $k:$out" >&2
+    fail=1
+  fi
+  rm -rf "$work/run" "$work/eval"
+done
+
+# Stopping and resuming. A longer run (6 epochs, a checkpoint every 25 steps) in one
+# process is the reference; each case below stops a run under mpirun once a checkpoint
+# exists, checks that the checkpoint is whole, resumes it with another rank count and
+# compares the files with the reference.
+long=(--out "$work/run" "${base[@]}" --epochs 6 --checkpoint-every 25)
+"$bin" train "${long[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+rm -rf "$work/ref-long"
+mv "$work/run" "$work/ref-long"
+
+# The pid of rank $2 among the descendants of $1 (timeout, mpirun, the ranks; Open MPI puts
+# each rank's number in its environment).
+rank_pid() {
+  local p
+  for p in $(pgrep -P "$1"); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+      echo "$p"
+      return
+    fi
+    rank_pid "$p" "$2"
+  done
+}
+
+# A checkpoint file that parses as safetensors, with every tensor's bytes present.
+whole_checkpoint() {
+  /usr/bin/python3 - "$1" <<'PY'
+import json, os, struct, sys
+path = sys.argv[1]
+with open(path, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+if os.path.getsize(path) != 8 + n + end:
+    sys.exit(f"{path}: {os.path.getsize(path)} bytes, the header describes {8 + n + end}")
+PY
+}
+
+# stop_case NAME K_RUN K_RESUME HOW: trains the long run under mpirun -np K_RUN, stops it
+# once a checkpoint exists (HOW: kill = SIGKILL to rank 1, a rank failing; int-rank = SIGINT
+# to rank 1 alone, which every rank must agree on; int-mpirun = SIGINT to mpirun, Ctrl-C,
+# which Open MPI forwards to every rank as SIGTERM), then resumes with K_RESUME ranks (1:
+# one process without mpirun).
+stop_case() {
+  local name="$1" k="$2" k2="$3" how="$4" pid victim rc=0 start ms
+  start=$(date +%s%N)
+  rm -rf "$work/run"
+  # Ranks that disagree on when to stop would wait for each other for ever: a time limit.
+  timeout -k 10 120 mpirun "${mpirun_flags[@]}" -np "$k" "$bin" train "${long[@]}" >"$work/log" 2>&1 &
+  pid=$!
+  while [ ! -f "$work/run/checkpoint.safetensors" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.02; done
+  victim=$(rank_pid "$pid" 1)
+  case "$how" in
+    kill) [ -n "$victim" ] && kill -KILL "$victim" ;;
+    int-rank) [ -n "$victim" ] && kill -INT "$victim" ;;
+    int-mpirun) victim=$(pgrep -P "$pid" -x mpirun); [ -n "$victim" ] && kill -INT "$victim" ;;
+  esac
+  wait "$pid" || rc=$?
+  if [ -z "${victim:-}" ] || [ "$rc" = 0 ]; then
+    cat "$work/log" >&2
+    echo "mpi-check: $name: the run ended before it could be stopped (rc $rc); lengthen it" >&2
+    return 1
+  fi
+  if [ "$rc" = 124 ] || { [ "$rc" = 137 ] && [ "$how" != kill ]; }; then
+    cat "$work/log" >&2
+    echo "mpi-check: $name: the ranks did not end within 120 s (they disagree on when to stop)" >&2
+    return 1
+  fi
+  if [ "$how" != kill ] && ! grep -q "^eqpm: stopped by SIG[A-Z]* after step" "$work/log"; then
+    cat "$work/log" >&2
+    echo "mpi-check: $name: the ranks did not stop together with a checkpoint" >&2
+    return 1
+  fi
+  if [ -e "$work/run/model.safetensors" ]; then
+    echo "mpi-check: $name: the stopped run wrote a model (it should have stopped mid-run)" >&2
+    return 1
+  fi
+  whole_checkpoint "$work/run/checkpoint.safetensors" || return 1
+  local resume=(train --resume "$work/run" --threads "$threads" --quiet true)
+  if [ "$k2" = 1 ]; then
+    "$bin" "${resume[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; return 1; }
+  else
+    mpirun "${mpirun_flags[@]}" -np "$k2" "$bin" "${resume[@]}" >"$work/log" 2>&1 ||
+      { cat "$work/log" >&2; return 1; }
+  fi
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  local out
+  if out=$(compare "$work/ref-long" "$work/run"); then
+    echo "mpi-check: $name: stopped at -np $k, resumed at -np $k2: identical to one process (${ms} ms)"
+  else
+    echo "mpi-check: $name: stopped at -np $k, resumed at -np $k2: $out" >&2
+    return 1
+  fi
+}
+stop_case "rank 1 killed (SIGKILL)" 3 2 kill || fail=1
+stop_case "SIGINT to rank 1 alone" 2 3 int-rank || fail=1
+stop_case "Ctrl-C to mpirun" 2 1 int-mpirun || fail=1
+
 [ "$fail" = 0 ] && echo "mpi-check: every run identical to one process" || exit 1

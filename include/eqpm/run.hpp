@@ -36,6 +36,11 @@ struct RunInputs {
   // `mpirun eqpm train`; null: this process does it all. Must outlive the runs.
   Reducer* reducer = nullptr;
 
+  // Whether this process writes the output folders: every run and sweep computes the same
+  // on every rank, and rank 0 alone writes (checkpoints, models, tables), so that the files
+  // are those of one process and no two ranks write one file.
+  bool writes_files() const { return reducer == nullptr || reducer->rank() == 0; }
+
   // The population whose regrets are trained on and reported.
   const Population& scored_population() const {
     return regret_unit.empty() ? population : relative_population;
