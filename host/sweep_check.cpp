@@ -2,7 +2,6 @@
 #include "eqpm/sweep_check.hpp"
 
 #include <algorithm>
-
 #include <cmath>
 #include <cstdio>
 
@@ -109,6 +108,9 @@ std::string objective_check_table(const std::vector<SweepModel>& models,
     }
     s += "\n";
   }
+  if (std::any_of(rows.begin(), rows.end(), [](const ObjectiveCheckRow& r) { return !r.pass; }))
+    s += "A model beaten at its own objective has usually not converged: more --epochs, with a "
+         "longer --lr-anneal-epochs, narrows the gaps (README, \"How it trains\").\n";
   return s;
 }
 
