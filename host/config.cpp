@@ -577,7 +577,7 @@ std::vector<std::pair<Family, double>> parse_mix(const std::string& text) {
   double total = 0;
   for (const auto& part : split(text, ',')) {
     const auto kv = split(part, '=');
-    if (kv.size() != 2) throw ConfigError("mix: expected NAME=FRACTION items, got '" + part + "'");
+    if (kv.size() != 2) throw ConfigError("--mix: expected NAME=FRACTION items, got '" + part + "'");
     const std::string name = trim(kv[0]);
     Family f{};
     bool known = false;
@@ -590,15 +590,15 @@ std::vector<std::pair<Family, double>> parse_mix(const std::string& text) {
         known = true;
       }
     });
-    if (!known) throw ConfigError("mix: unknown family '" + name + "' (expected one of " + expected + ")");
+    if (!known) throw ConfigError("--mix: unknown family '" + name + "' (expected one of " + expected + ")");
     for (const auto& [g, w] : out)
-      if (g == f) throw ConfigError("mix: family '" + name + "' given twice");
-    const double w = parse_double(kv[1], "mix");
-    if (w < 0) throw ConfigError("mix: fraction of '" + name + "' must be >= 0");
+      if (g == f) throw ConfigError("--mix: family '" + name + "' given twice");
+    const double w = parse_double(kv[1], "--mix");
+    if (w < 0) throw ConfigError("--mix: fraction of '" + name + "' must be >= 0");
     out.emplace_back(f, w);
     total += w;
   }
-  if (total <= 0) throw ConfigError("mix: fractions must sum to a positive number");
+  if (total <= 0) throw ConfigError("--mix: fractions must sum to a positive number");
   for (auto& [f, w] : out) w /= total;
   return out;
 }

@@ -164,6 +164,12 @@ TEST(Cli, BadFlagsAreClearErrors) {
   EXPECT_NE(test::read_file(tmp.file("l2")).find("--lr"), std::string::npos);
   EXPECT_EQ(run("train --samples 3 --out x", tmp.file("l3")), 1);
   EXPECT_NE(test::read_file(tmp.file("l3")).find("even"), std::string::npos);
+  // A value checked after parsing names its flag too.
+  for (const char* mix : {"dc=0", "foo=1", "dc=x", "dc=0.5,dc=0.5"}) {
+    EXPECT_EQ(run(std::string("train --mix ") + mix + " --out x", tmp.file("l5")), 1) << mix;
+    EXPECT_NE(test::read_file(tmp.file("l5")).find("error: --mix: "), std::string::npos)
+        << mix << ": " << test::read_file(tmp.file("l5"));
+  }
   EXPECT_EQ(run("info", tmp.file("l4")), 0);
   EXPECT_NE(test::read_file(tmp.file("l4")).find("OpenMP threads"), std::string::npos);
 }
