@@ -151,11 +151,12 @@ for k in 3; do  # an uneven split of the chunks; the train cases above cover the
   rm -rf "$work/run" "$work/eval"
 done
 
-# Stopping and resuming. A longer run (6 epochs, a checkpoint every 25 steps) in one
+# Stopping and resuming. A longer run (30 epochs, a checkpoint every 25 steps) in one
 # process is the reference; each case below stops a run under mpirun once a checkpoint
 # exists, checks that the checkpoint is whole, resumes it with another rank count and
-# compares the files with the reference.
-long=(--out "$work/run" "${base[@]}" --epochs 6 --checkpoint-every 25)
+# compares the files with the reference. The run must outlast the signal's way through
+# mpirun: 6 epochs (under a second on an idle machine) sometimes ended first.
+long=(--out "$work/run" "${base[@]}" --epochs 30 --checkpoint-every 25)
 "$bin" train "${long[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
 rm -rf "$work/ref-long"
 mv "$work/run" "$work/ref-long"
