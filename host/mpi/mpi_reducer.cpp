@@ -71,11 +71,7 @@ void MpiReducer::sum(double* values, long n) {
   std::vector<double> all(static_cast<size_t>(n) * static_cast<size_t>(size_));
   check(MPI_Allgather(values, count, MPI_DOUBLE, all.data(), count, MPI_DOUBLE, MPI_COMM_WORLD),
         "MPI_Allgather");
-  for (long i = 0; i < n; ++i) {
-    double s = 0.0;
-    for (int r = 0; r < size_; ++r) s += all[static_cast<size_t>(r) * static_cast<size_t>(n) + static_cast<size_t>(i)];
-    values[i] = s;
-  }
+  add_in_place_order(all.data(), size_, n, values);
 }
 
 void MpiReducer::max(double* values, long n) {

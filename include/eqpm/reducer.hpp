@@ -43,6 +43,17 @@ class LocalReducer final : public Reducer {
   void gather(double*, const long*) override {}
 };
 
+// What a Reducer's sum does once every place's n values are gathered (place r's at
+// gathered[r n, (r + 1) n)): values[i] = their sum, added in place order, so that every
+// place gets the same bits whatever the transport and never ring order.
+inline void add_in_place_order(const double* gathered, int places, long n, double* values) {
+  for (long i = 0; i < n; ++i) {
+    double s = 0.0;
+    for (int r = 0; r < places; ++r) s += gathered[static_cast<long>(r) * n + i];
+    values[i] = s;
+  }
+}
+
 // Whether `bytes` bytes at `data` are the same on every place (FNV-1a digests compared
 // through max of the digest and of its negation: equal everywhere iff max == -max(-x)).
 // What a replicated model's parameters are checked with.
