@@ -67,6 +67,14 @@ struct World {
     }
     return code;
   }
+  // Under mpirun rank 0 alone writes the output folder and prints; the other ranks compute
+  // the same runs silently.
+  bool writer() const { return rank == 0; }
+  void silence_if_not_writer(RunConfig& c) const {
+    if (writer()) return;
+    c.quiet = true;
+    c.profile = false;
+  }
 };
 
 const char* kUsage =
@@ -628,19 +636,14 @@ int cmd_train(CommandLine& cl, const World& world) {
   RunConfig cfg = cl.cfg;
   // Under mpirun every rank trains the same runs, reading the same inputs and checkpoints
   // (one shared file system); rank 0 alone writes the folder and prints.
-  const bool writer = world.rank == 0;
-  auto quiet_if_not_writer = [&](RunConfig& c) {
-    if (writer) return;
-    c.quiet = true;
-    c.profile = false;
-  };
+  const bool writer = world.writer();
   if (!cl.resume.empty()) {
     if (!cl.config_file.empty())
       throw ConfigError("--config cannot be combined with --resume: the run's configuration is "
                         "stored in its checkpoint (give --epochs or run settings as flags)");
     const ResumedRun resumed = resumed_run(cl.resume, cl.cfg, cl.given);
     cfg = resumed.cfg;
-    quiet_if_not_writer(cfg);
+    world.silence_if_not_writer(cfg);
     if (resumed.checkpoint.empty()) {  // a --beta auto run: each candidate resumes
       if (cl.print_config) {
         if (writer) std::printf("%s", printable_config(cfg).c_str());
@@ -683,7 +686,7 @@ int cmd_train(CommandLine& cl, const World& world) {
   }
   if (cfg.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(cfg);
-  quiet_if_not_writer(cfg);
+  world.silence_if_not_writer(cfg);
   OutputFolderGuard guard(writer ? cfg.out : std::string());
   if (writer) ensure_output_dir(cfg.out, cfg.overwrite);
   if (writer && cfg.overwrite)  // an earlier --beta auto run's candidates and choice go with its results
@@ -714,7 +717,7 @@ int cmd_train(CommandLine& cl, const World& world) {
 int cmd_sweep(CommandLine& cl, const World& world) {
   RunConfig base = cl.cfg;
   // Under mpirun each run trains across every rank, as eqpm train does; rank 0 writes and prints.
-  const bool writer = world.rank == 0;
+  const bool writer = world.writer();
   if (cl.print_config) {
     if (!writer) return 0;
     validate(base);
@@ -744,10 +747,7 @@ int cmd_sweep(CommandLine& cl, const World& world) {
   }
   if (base.out.empty()) throw ConfigError("--out: an output folder is required");
   validate(base);
-  if (!writer) {
-    base.quiet = true;
-    base.profile = false;
-  }
+  world.silence_if_not_writer(base);
   OutputFolderGuard guard(resume || !writer ? std::string() : base.out);
   if (!resume && writer) {
     ensure_output_dir(base.out, base.overwrite);
@@ -871,7 +871,7 @@ int cmd_predict(CommandLine& cl) {
 
 int cmd_eval(CommandLine& cl, const World& world) {
   // Under mpirun every rank evaluates the model in full (the same bits); rank 0 writes and prints.
-  const bool writer = world.rank == 0;
+  const bool writer = world.writer();
   const ModelFile m = load_model_argument(cl.model);
   RunConfig cfg = model_config(m, cl.model);
   // Explicit flags (series, population, ...) override the model's own configuration.
@@ -899,7 +899,7 @@ int cmd_eval(CommandLine& cl, const World& world) {
     if (writer) std::printf("%s", printable_config(cfg).c_str());
     return 0;
   }
-  if (!writer) cfg.quiet = true;
+  world.silence_if_not_writer(cfg);
   // The population saved beside the model, unless flags name or shape another one.
   const std::string saved_pop =
       (std::filesystem::path(cl.model).parent_path() / "population.csv").string();
@@ -960,7 +960,7 @@ int cmd_report(const CommandLine& cl) {
 int cmd_backtest(CommandLine& cl, const World& world) {
   RunConfig base = cl.cfg;
   // Under mpirun each fold's training runs across every rank; rank 0 writes and prints.
-  const bool writer = world.rank == 0;
+  const bool writer = world.writer();
   for (const char* key : {"train_from", "train_until", "test_from", "test_until"})
     if (was_given(cl, key) || !find_option(key)->get(base).empty()) {
       std::string flag = std::string("--") + key;
@@ -996,10 +996,7 @@ int cmd_backtest(CommandLine& cl, const World& world) {
   opt.warm_start = cl.warm_start_folds;
   opt.out = base.out;
   validate(base);
-  if (!writer) {
-    base.quiet = true;
-    base.profile = false;
-  }
+  world.silence_if_not_writer(base);
   OutputFolderGuard guard(writer ? base.out : std::string());
   if (writer) {
     ensure_output_dir(base.out, base.overwrite);
@@ -1193,7 +1190,7 @@ int run_command(int argc, char** argv, const World& world) {
                         "eval run across ranks; run it in one process)");
     if (((cl.command == "train" || cl.command == "sweep") && cl.resume.empty()) ||
         cl.command == "backtest" || cl.command == "generate")
-      reconcile(cl, world.rank == 0);
+      reconcile(cl, world.writer());
     if (cl.command == "train" || cl.command == "sweep" || cl.command == "backtest") {
       const InterruptHandlers handlers;
       return cl.command == "train" ? cmd_train(cl, world)
