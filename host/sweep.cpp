@@ -168,5 +168,4 @@ RunConfig resumed_sweep_config(const RunConfig& flags, const std::vector<std::st
   return base;
 }
 
-
 }  // namespace eqpm

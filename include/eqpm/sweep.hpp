@@ -43,11 +43,6 @@ std::string sweep_run_name(const std::string& spec);
 // train_beta_auto writes it).
 RunConfig shipped_config(RunConfig cfg, double chosen);
 
-// Trains the sweep of `base` over `specs` (objective specs) on `in`. With base.out set, each
-// run writes base.out/<name>/ (created here); the caller has prepared base.out. With
-// `resume`, a run whose folder holds a checkpoint continues from it (a finished one only
-// re-evaluates; --beta auto candidates likewise), so a stopped sweep ends as one never
-// stopped.
 // The configuration of the sweep stopped in `dir`, continued over `specs` (`eqpm sweep
 // --resume DIR`): its plain run's stored one, with epochs and run settings from `flags` for
 // the registry keys `given` and any other given key refused when it differs, as for a
@@ -57,6 +52,11 @@ RunConfig shipped_config(RunConfig cfg, double chosen);
 RunConfig resumed_sweep_config(const RunConfig& flags, const std::vector<std::string>& given,
                                const std::vector<std::string>& specs, const std::string& dir);
 
+// Trains the sweep of `base` over `specs` (objective specs) on `in`. With base.out set, each
+// run writes base.out/<name>/ (created here); the caller has prepared base.out. With
+// `resume`, a run whose folder holds a checkpoint continues from it (a finished one only
+// re-evaluates; --beta auto candidates likewise), so a stopped sweep ends as one never
+// stopped.
 Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in,
                 bool resume = false);
 
