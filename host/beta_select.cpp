@@ -111,7 +111,6 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
                            double* chosen_beta, std::vector<RunOutcome>* candidates,
                            bool resume) {
   std::vector<RunOutcome> outcomes;
-  std::vector<BetaCandidate> cands;
   for (double b : cfg.beta_grid) {
     if (b >= 1.0 && plain) {
       outcomes.push_back(*plain);
@@ -130,8 +129,20 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
       }
       outcomes.push_back(std::move(o));
     }
-    cands.push_back(beta_candidate(b, outcomes.back()));
   }
+  RunOutcome o = ship_beta_auto(cfg, in, outcomes, chosen_beta);
+  if (candidates) *candidates = std::move(outcomes);
+  return o;
+}
+
+RunOutcome ship_beta_auto(const RunConfig& cfg, const RunInputs& in,
+                          const std::vector<RunOutcome>& outcomes, double* chosen_beta) {
+  if (outcomes.size() != cfg.beta_grid.size())
+    throw Error("ship_beta_auto: " + std::to_string(outcomes.size()) + " outcomes for " +
+                std::to_string(cfg.beta_grid.size()) + " betas");
+  std::vector<BetaCandidate> cands;
+  for (size_t i = 0; i < outcomes.size(); ++i)
+    cands.push_back(beta_candidate(cfg.beta_grid[i], outcomes[i]));
   const BetaChoice ch = choose_beta(cands, in.population.weights(), *run_objective(cfg),
                                     in.population.groups());
   RunConfig shipped = cfg;
@@ -152,7 +163,6 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in, const RunO
     std::fprintf(stderr, "[beta auto] %s: the validation objective picks beta %s\n",
                  objective_spec(cfg).c_str(), format_double(shipped.beta).c_str());
   if (chosen_beta) *chosen_beta = shipped.beta;
-  if (candidates) *candidates = std::move(outcomes);
   return o;
 }
 

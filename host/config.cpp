@@ -494,6 +494,12 @@ std::vector<OptionSpec> build_registry() {
                          "anneal: the closing epochs over which lr falls (all of them when "
                          "the run is shorter)",
                          &RunConfig::lr_anneal_epochs, 1, 100000));
+  r.push_back(enum_option<AnnealStart>(
+      "anneal_start",
+      "sweeps with the anneal schedule: best (each objective's model starts its annealing "
+      "from the sweep's model lowest on that objective on the training split, plain "
+      "included) or own (from its own weights)",
+      &RunConfig::anneal_start, {{"best", AnnealStart::best}, {"own", AnnealStart::own}}));
   r.push_back(float_option("lr_final", "anneal: the last step's lr as a fraction of lr",
                            &RunConfig::lr_final, 0, 1, true, false));
   r.push_back(float_option("lr_decay_gamma", "step: learning-rate factor per decay",

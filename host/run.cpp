@@ -453,6 +453,16 @@ void write_run_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutco
 
 RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from,
                      const std::vector<float>& initial_params) {
+  RunStart start;
+  start.checkpoint = resume_from;
+  start.initial_params = initial_params;
+  return train_run(cfg, in, start);
+}
+
+RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& start) {
+  const std::string& resume_from = start.checkpoint;
+  const std::vector<float>& initial_params = start.initial_params;
+  const bool resuming = !resume_from.empty() || start.state;
   if (cfg.beta_auto)  // a run trains one beta; beta_select.hpp trains the grid
     throw ConfigError("--beta auto: train_run takes one beta (see train_beta_auto)");
   RunOutcome o;
@@ -473,7 +483,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
       throw Error("MPI ranks hold different model parameters " + when +
                   " (every rank must run the same eqpm on the same inputs)");
   };
-  if (!initial_params.empty() && resume_from.empty()) {
+  if (!initial_params.empty() && !resuming) {
     BackendState st = backend->state();
     if (initial_params.size() != st.params.size())
       throw Error("initial weights: " + std::to_string(initial_params.size()) +
@@ -500,15 +510,33 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   const std::string ckpt_path = cfg.out.empty() || !in.writes_files()
                                     ? std::string()
                                     : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
-  if (!resume_from.empty()) {
-    CheckpointData ck = load_checkpoint(resume_from);
-    bool same_shape = ck.layout.layers == problem.layout.layers &&
-                      ck.layout.activation == problem.layout.activation;
-    for (int l = 0; same_shape && l <= problem.layout.layers; ++l)
-      same_shape = ck.layout.width[l] == problem.layout.width[l];
-    if (!same_shape) throw InputError(resume_from, 0, 0, "checkpoint holds a model of another shape");
-    backend->set_state(ck.state);
-    trainer.set_state(ck.trainer);
+  if (resuming) {
+    const std::string source = start.state ? std::string("checkpoint") : resume_from;
+    CheckpointData loaded;
+    if (!start.state) loaded = load_checkpoint(resume_from);
+    const CheckpointData& ck = start.state ? *start.state : loaded;
+    auto same_shape = [&](const MlpLayout& layout) {
+      bool same = layout.layers == problem.layout.layers &&
+                  layout.activation == problem.layout.activation;
+      for (int l = 0; same && l <= problem.layout.layers; ++l)
+        same = layout.width[l] == problem.layout.width[l];
+      return same;
+    };
+    if (!same_shape(ck.layout)) throw InputError(source, 0, 0, "checkpoint holds a model of another shape");
+    if (start.adopt) {
+      // Another model's state at the same step: its weights, moments, smoothed regrets and
+      // averaging sums; this run's own step, metrics and best epoch.
+      if (!same_shape(start.adopt->layout) || start.adopt->step != ck.step)
+        throw Error("train_run: the adopted state is of another shape or step");
+      backend->set_state(start.adopt->state);
+      TrainerState ts = ck.trainer;
+      ts.param_sum = start.adopt->trainer.param_sum;
+      ts.param_count = start.adopt->trainer.param_count;
+      trainer.set_state(ts);
+    } else {
+      backend->set_state(ck.state);
+      trainer.set_state(ck.trainer);
+    }
     first_step = static_cast<long>(ck.step);
     // Metrics of the epochs already done travel in the checkpoint's metadata.
     if (auto it = ck.metadata.find("eqpm.metrics_csv"); it != ck.metadata.end()) {
@@ -533,12 +561,12 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     if (auto it = ck.metadata.find("eqpm.epoch_tally"); it != ck.metadata.end()) {
       EpochTally t;
       if (std::sscanf(it->second.c_str(), "%lf,%ld,%lf", &t.loss, &t.steps, &t.seconds) != 3)
-        throw InputError(resume_from, 0, 0, "eqpm.epoch_tally: expected LOSS,STEPS,SECONDS");
+        throw InputError(source, 0, 0, "eqpm.epoch_tally: expected LOSS,STEPS,SECONDS");
       trainer.set_epoch_tally(t);
     }
     if (auto it = ck.metadata.find("eqpm.train_totals"); it != ck.metadata.end())
       if (std::sscanf(it->second.c_str(), "%ld,%ld,%lf", &steps_done, &skipped, &seconds) != 3)
-        throw InputError(resume_from, 0, 0, "eqpm.train_totals: expected STEPS,SKIPPED,SECONDS");
+        throw InputError(source, 0, 0, "eqpm.train_totals: expected STEPS,SKIPPED,SECONDS");
     if (first_step > trainer.total_steps())
       throw ConfigError("epochs: the checkpoint is at step " + std::to_string(first_step) +
                         ", past the " + std::to_string(trainer.total_steps()) + " steps of " +
@@ -548,9 +576,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   }
   const double minutes = cfg.checkpoint_minutes;
   double last_save = now_seconds();
-  auto save_ckpt = [&](long step) {
-    last_save = now_seconds();
-    if (ckpt_path.empty()) return;
+  auto make_ckpt = [&](long step) {
     CheckpointData ck;
     ck.layout = problem.layout;
     ck.state = backend->state();
@@ -563,10 +589,18 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
         format_double(t.loss) + "," + std::to_string(t.steps) + "," + format_double(t.seconds);
     ck.metadata["eqpm.train_totals"] = std::to_string(steps_done) + "," +
                                        std::to_string(skipped) + "," + format_double(seconds);
-    save_checkpoint(ckpt_path, ck);
+    return ck;
+  };
+  auto save_ckpt = [&](long step) {
+    last_save = now_seconds();
+    if (ckpt_path.empty()) return;
+    save_checkpoint(ckpt_path, make_ckpt(step));
     write_text(cfg.out, "metrics.csv", metrics_csv(history));
   };
-  trainer.set_control([&](long) {
+  if (start.pause_at >= 0 && first_step > start.pause_at)
+    throw Error("train_run: asked to pause at step " + std::to_string(start.pause_at) +
+                ", before the start at step " + std::to_string(first_step));
+  trainer.set_control([&](long done) {
     // Ranks meet in every step's gather, so they must stop after the same step: a signal
     // that reached any rank (mpirun forwards one to each, not at the same instant) stops
     // them all here, where one process would look at its own.
@@ -577,13 +611,13 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
       sig = static_cast<int>(s);
       if (sig != 0 && interrupt_signal() == 0) request_interrupt(sig);
     }
-    if (sig != 0) return StepAction::stop;
+    if (sig != 0 || done == start.pause_at) return StepAction::stop;
     if (minutes > 0 && now_seconds() - last_save >= 60 * minutes) return StepAction::checkpoint;
     return StepAction::next;
   });
   for (const auto& n : in.notes) log.note(n);
   check_replicas(backend->params(), "at the start");
-  if (shared && !resume_from.empty()) {
+  if (shared && resuming) {
     // Every rank read the checkpoint itself: the whole state it restored must agree too
     // (moments, step, smoothed regrets), or the ranks would drift apart from here.
     const BackendState st = backend->state();
@@ -596,6 +630,12 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
     if (!same)
       throw Error("MPI ranks restored different states from " + resume_from +
                   " (every rank must read the same checkpoint: one shared file system)");
+  }
+  if (first_step == start.pause_at) {  // already there
+    o.train.end_step = first_step;
+    o.train.epochs = history;
+    o.paused = std::make_shared<const CheckpointData>(make_ckpt(first_step));
+    return o;
   }
   o.train = trainer.run(
       first_step,
@@ -616,6 +656,10 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::strin
   o.train.steps = steps_done;
   o.train.skipped_steps = skipped;
   o.train.seconds = seconds;
+  if (o.train.stopped && interrupt_signal() == 0 && o.train.end_step == start.pause_at) {
+    o.paused = std::make_shared<const CheckpointData>(make_ckpt(o.train.end_step));
+    return o;
+  }
   if (o.train.stopped) {
     // The trainer wrote the checkpoint at the step it stopped after.
     o.interrupted_at = o.train.end_step;
@@ -660,6 +704,20 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
     write_text(cfg.out, "summary.json", summary_json(cfg, in, o));
   }
   return o;
+}
+
+std::vector<double> training_split_regret(const RunConfig& cfg, const RunInputs& in,
+                                          const std::vector<float>& params) {
+  auto backend = make_backend(cfg.backend, cfg.threads);
+  backend->setup(make_problem(cfg, in));
+  BackendState st = backend->state();
+  if (params.size() != st.params.size())
+    throw Error("model has " + std::to_string(params.size()) + " parameters, the configuration " +
+                std::to_string(st.params.size()));
+  st.params = params;
+  backend->set_state(st);
+  const Trainer trainer(cfg, in.data, in.population, *backend);
+  return backend->evaluate(trainer.train_rows()).regret;
 }
 
 // ------------------------------------------------------------------ config from JSON
@@ -767,6 +825,8 @@ struct FlatJsonParser {
 
 RunConfig config_from_json(const std::string& json, const std::string& source) {
   RunConfig cfg;
+  // Keys newer than the file take the behaviour it was written under.
+  cfg.anneal_start = AnnealStart::own;
   FlatJsonParser p{json, source};
   p.expect('{');
   p.ws();

@@ -2,10 +2,14 @@
 #include "eqpm/sweep.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include "eqpm/atomic_file.hpp"
 #include "eqpm/beta_select.hpp"
+#include "eqpm/checkpoint.hpp"
 #include "eqpm/metrics.hpp"
 #include "eqpm/objectives.hpp"
 
@@ -26,16 +30,40 @@ RunConfig shipped_config(RunConfig cfg, double chosen) {
   return cfg;
 }
 
+namespace {
+
+// One model a sweep trains: plain, or one beta of one objective.
+struct Slot {
+  RunConfig cfg;                // one beta, its own folder
+  size_t spec = SIZE_MAX;       // index into the sweep's specs; SIZE_MAX: plain
+  std::string label;            // "plain", "q=4", "q=4 beta=0.1"
+  std::shared_ptr<const CheckpointData> at_exchange;  // its state at the exchange step
+  size_t start_from = SIZE_MAX;  // the slot whose state it anneals from (SIZE_MAX: its own)
+  double own_value = 0, start_value = 0;
+  RunOutcome outcome;
+};
+
+std::string checkpoint_file(const RunConfig& cfg) {
+  return cfg.out.empty() ? std::string()
+                         : (std::filesystem::path(cfg.out) / "checkpoint.safetensors").string();
+}
+std::string exchange_file(const RunConfig& cfg) {
+  return cfg.out.empty() ? std::string()
+                         : (std::filesystem::path(cfg.out) / "anneal_start.safetensors").string();
+}
+
+}  // namespace
+
 Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, const RunInputs& in,
                 bool resume) {
+  namespace fs = std::filesystem;
   Sweep sw;
   auto folder = [&](RunConfig& cfg, const std::string& name) {
-    cfg.out = base.out.empty() ? std::string() : (std::filesystem::path(base.out) / name).string();
-    if (!cfg.out.empty() && in.writes_files()) std::filesystem::create_directories(cfg.out);
+    cfg.out = base.out.empty() ? std::string() : (fs::path(base.out) / name).string();
+    if (!cfg.out.empty() && in.writes_files()) fs::create_directories(cfg.out);
   };
-  auto checkpoint = [&](const RunConfig& cfg) {
-    const std::filesystem::path ckpt = std::filesystem::path(cfg.out) / "checkpoint.safetensors";
-    return resume && !cfg.out.empty() && std::filesystem::exists(ckpt) ? ckpt.string() : std::string();
+  auto existing = [&](const std::string& path) {
+    return resume && !path.empty() && fs::exists(path) ? path : std::string();
   };
   auto stopped = [&](RunOutcome& o) {
     if (o.interrupted_at < 0) return false;
@@ -43,40 +71,149 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
     sw.stopped = std::move(o);
     return true;
   };
-  RunConfig plain = base;
-  plain.beta_auto = false;
-  plain.beta = 1.0;
-  plain.q = 0.0;
-  plain.objective.clear();
-  folder(plain, "plain");
-  RunOutcome po = train_run(plain, in, checkpoint(plain));
-  if (stopped(po)) return sw;
-  sw.runs.push_back({"plain", 0.0, 1.0, plain, std::move(po), ""});
-  for (const std::string& spec : specs) {
+
+  // Every model the sweep trains: plain first, then each objective (one per beta of the grid
+  // with --beta auto, the grid's beta = 1 being plain), in the list's order.
+  std::vector<Slot> slots(1);
+  slots[0].cfg = base;
+  slots[0].cfg.beta_auto = false;
+  slots[0].cfg.beta = 1.0;
+  slots[0].cfg.q = 0.0;
+  slots[0].cfg.objective.clear();
+  slots[0].label = "plain";
+  folder(slots[0].cfg, "plain");
+  std::vector<RunConfig> spec_cfgs;
+  for (size_t k = 0; k < specs.size(); ++k) {
     RunConfig cfg = base;
-    set_option(cfg, "objective", spec, "--objective");
-    const std::string name = sweep_run_name(spec);
-    folder(cfg, name);
+    set_option(cfg, "objective", specs[k], "--objective");
+    folder(cfg, sweep_run_name(specs[k]));
+    spec_cfgs.push_back(cfg);
     if (!base.beta_auto) {
-      RunOutcome o = train_run(cfg, in, checkpoint(cfg));
+      slots.push_back({cfg, k, sweep_run_name(specs[k]), nullptr, SIZE_MAX, 0, 0, {}});
+      continue;
+    }
+    for (double b : base.beta_grid)
+      if (b < 1.0) {
+        RunConfig c = candidate_config(cfg, b);
+        if (!c.out.empty() && in.writes_files()) fs::create_directories(c.out);
+        slots.push_back({c, k, sweep_run_name(specs[k]) + " " + beta_folder(b), nullptr, SIZE_MAX,
+                         0, 0, {}});
+      }
+  }
+
+  // Annealing from the best (AnnealStart::best): every model trains to the exchange step
+  // first, keeping its state there (anneal_start.safetensors: a resumed sweep decides the
+  // same from the same states), then each objective's model starts its annealing from the
+  // model of its beta, or plain, whose weights there give the lowest training-split value
+  // of its objective.
+  long exchange = anneal_exchange_step(base, in.data);
+  if (exchange >= 0 && resume)
+    for (const Slot& s : slots) {
+      // A model already past the step without a state kept there was trained without an
+      // exchange (an older sweep, or one extended with more epochs): continue as it was.
+      const std::string ck = existing(checkpoint_file(s.cfg));
+      if (ck.empty() || !existing(exchange_file(s.cfg)).empty()) continue;
+      if (static_cast<long>(load_checkpoint(ck).step) > exchange) exchange = -1;
+    }
+  if (exchange >= 0) {
+    for (Slot& s : slots) {
+      const std::string kept = existing(exchange_file(s.cfg));
+      if (!kept.empty()) {
+        s.at_exchange = std::make_shared<const CheckpointData>(load_checkpoint(kept));
+        if (static_cast<long>(s.at_exchange->step) != exchange) {
+          throw ConfigError("resume: " + kept + " holds the state at step " +
+                            std::to_string(s.at_exchange->step) + ", the annealing of this run " +
+                            "starts at step " + std::to_string(exchange) +
+                            " (different --epochs?); give the epochs the sweep was started with");
+        }
+        continue;
+      }
+      RunStart st;
+      st.checkpoint = existing(checkpoint_file(s.cfg));
+      st.pause_at = exchange;
+      RunOutcome o = train_run(s.cfg, in, st);
+      if (s.spec != SIZE_MAX && base.beta_auto) o.out_dir = spec_cfgs[s.spec].out;
       if (stopped(o)) return sw;
-      sw.runs.push_back({name, cfg.q, cfg.beta, cfg, std::move(o), objective_spec(cfg)});
+      s.at_exchange = o.paused;
+      if (!s.cfg.out.empty() && in.writes_files()) save_checkpoint(exchange_file(s.cfg), *o.paused);
+    }
+    // The decision, from each model's training-split regrets at the step.
+    std::vector<std::vector<double>> regret;
+    for (const Slot& s : slots)
+      regret.push_back(training_split_regret(s.cfg, in, s.at_exchange->state.params));
+    const std::vector<double> w = in.population.weights();
+    std::string csv = "run,beta,start_from,own_value,start_value\n";
+    for (size_t i = 1; i < slots.size(); ++i) {
+      Slot& s = slots[i];
+      const auto f = run_objective(s.cfg);
+      auto value = [&](size_t j) { return objective_of(*f, regret[j], w, in.population.groups()); };
+      s.own_value = s.start_value = value(i);
+      for (size_t j = 0; j < slots.size(); ++j) {
+        if (j == i || (j != 0 && slots[j].cfg.beta != s.cfg.beta)) continue;
+        const double v = value(j);
+        if (v < s.start_value) {
+          s.start_value = v;
+          s.start_from = j;
+        }
+      }
+      csv += s.label.substr(0, s.label.find(' ')) + "," + format_double(s.cfg.beta) + "," +
+             (s.start_from == SIZE_MAX ? s.label : slots[s.start_from].label) + "," +
+             format_double(s.own_value) + "," + format_double(s.start_value) + "\n";
+      if (s.start_from != SIZE_MAX && !base.quiet)
+        std::fprintf(stderr,
+                     "[sweep] %s anneals from %s's weights: its objective on the training split "
+                     "is %.2f%% lower there than at its own\n",
+                     s.label.c_str(), slots[s.start_from].label.c_str(),
+                     100.0 * (1.0 - s.start_value / s.own_value));
+    }
+    if (!base.out.empty() && in.writes_files())
+      write_file_atomic((fs::path(base.out) / "anneal_start.csv").string(), csv);
+  }
+
+  for (Slot& s : slots) {
+    RunStart st;
+    st.checkpoint = existing(checkpoint_file(s.cfg));
+    if (exchange >= 0) {
+      // Not yet past the step: continue from the state kept there, the chosen model's.
+      const bool past = !st.checkpoint.empty() &&
+                        static_cast<long>(load_checkpoint(st.checkpoint).step) > exchange;
+      if (!past) {
+        st.checkpoint.clear();
+        st.state = s.at_exchange.get();
+        if (s.start_from != SIZE_MAX) st.adopt = slots[s.start_from].at_exchange.get();
+      }
+    }
+    RunOutcome o = train_run(s.cfg, in, st);
+    if (s.spec != SIZE_MAX && base.beta_auto) o.out_dir = spec_cfgs[s.spec].out;
+    if (stopped(o)) return sw;
+    s.outcome = std::move(o);
+  }
+
+  sw.runs.push_back({"plain", 0.0, 1.0, slots[0].cfg, slots[0].outcome, ""});
+  size_t next = 1;
+  for (size_t k = 0; k < specs.size(); ++k) {
+    const RunConfig& cfg = spec_cfgs[k];
+    const std::string name = sweep_run_name(specs[k]);
+    if (!base.beta_auto) {
+      sw.runs.push_back({name, cfg.q, cfg.beta, cfg, std::move(slots[next++].outcome),
+                         objective_spec(cfg)});
       continue;
     }
     // One model per beta of the grid, the plain run as its beta = 1; the run's folder gets
     // the one validation prefers (beta_auto.csv says which).
-    double chosen = 1;
     std::vector<RunOutcome> cands;
-    RunOutcome o = train_beta_auto(cfg, in, &sw.runs.front().outcome, &chosen, &cands, resume);
-    if (stopped(o)) return sw;
-    sw.runs.push_back({name, cfg.q, chosen, shipped_config(cfg, chosen), std::move(o), spec});
+    for (double b : base.beta_grid)
+      cands.push_back(b < 1.0 ? std::move(slots[next++].outcome) : sw.runs.front().outcome);
+    double chosen = 1;
+    RunOutcome o = ship_beta_auto(cfg, in, cands, &chosen);
+    sw.runs.push_back({name, cfg.q, chosen, shipped_config(cfg, chosen), std::move(o), specs[k]});
     const size_t lo = static_cast<size_t>(
         std::min_element(base.beta_grid.begin(), base.beta_grid.end()) - base.beta_grid.begin());
     if (sw.fixed_beta.empty()) sw.fixed_beta.push_back(sw.runs.front());
     RunConfig at_lo = cfg;
     at_lo.beta_auto = false;
     at_lo.beta = base.beta_grid[lo];
-    sw.fixed_beta.push_back({name, cfg.q, base.beta_grid[lo], at_lo, std::move(cands[lo]), spec});
+    sw.fixed_beta.push_back({name, cfg.q, base.beta_grid[lo], at_lo, std::move(cands[lo]), specs[k]});
   }
   return sw;
 }

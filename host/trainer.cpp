@@ -19,6 +19,13 @@ Trainer::Trainer(const RunConfig& cfg, const Dataset& data, const Population& po
   steps_per_epoch_ = (data_.fit_rows + cfg_.batch - 1) / cfg_.batch;
 }
 
+long anneal_exchange_step(const RunConfig& cfg, const Dataset& data) {
+  if (cfg.lr_schedule != LrSchedule::anneal || cfg.anneal_start != AnnealStart::best) return -1;
+  const long per_epoch = (data.fit_rows + cfg.batch - 1) / cfg.batch;
+  const int epochs = cfg.epochs - cfg.lr_anneal_epochs;
+  return epochs > cfg.warm_start_epochs ? per_epoch * epochs : -1;
+}
+
 std::vector<long> Trainer::batch_rows(long step) const {
   const long epoch = step / steps_per_epoch_;
   const long j = step % steps_per_epoch_;

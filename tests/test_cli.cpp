@@ -79,32 +79,56 @@ TEST(ResumeSlow, KilledAndResumedRunIsBitIdentical) {
             test::read_file(out + "/agents.csv"));
 }
 
-// A sweep killed inside its last run and continued with eqpm sweep --resume ends with the
-// files of a sweep never stopped: its tables, every run's regrets and the last run's state.
+// A sweep killed and continued with eqpm sweep --resume ends with the files of a sweep never
+// stopped: its tables, every run's regrets and states. Killed twice: before the annealing
+// exchange (AnnealStart::best), while the models train to it, and after it, while a model
+// anneals from the state it adopted.
 TEST(ResumeSlow, KilledAndResumedSweepIsBitIdentical) {
   test::TempDir tmp;
   const std::string args =
       "sweep --q 0,4 --agents 300 --series-hours 3000 --epochs 5 --warm-start-epochs 1 "
-      "--threads 1 --quiet --checkpoint-every 7 --hidden 32,32 --beta 0.1";
-  const std::string whole = tmp.file("whole"), out = tmp.file("killed");
+      "--lr-anneal-epochs 2 --threads 1 --quiet --checkpoint-every 7 --hidden 32,32 --beta 0.1";
+  const std::string whole = tmp.file("whole");
   ASSERT_EQ(run(args + " --out " + whole, tmp.file("log1")), 0) << test::read_file(tmp.file("log1"));
+  const std::string exchange = test::read_file(whole + "/anneal_start.csv");
+  ASSERT_NE(exchange.find("\nq=0,"), std::string::npos) << "no annealing exchange: " << exchange;
+  const long at = static_cast<long>(load_checkpoint(whole + "/q=0/anneal_start.safetensors").step);
+  ASSERT_GT(at, 14);
 
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    const std::string cmd = std::string(EQPM_BINARY) + " " + args + " --out " + out;
-    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > /dev/null 2>&1").c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  const std::string ckpt = out + "/q=4/checkpoint.safetensors";
-  test::wait_for_checkpoint(ckpt, 14);
-  kill(child, SIGKILL);
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status)) << "the sweep finished before it could be killed";
-  EXPECT_FALSE(std::filesystem::exists(out + "/sweep.csv"));
+  // Kills the sweep once `ckpt` holds step `min_step` or later, resumes it, and compares.
+  auto kill_and_resume = [&](const std::string& name, const std::string& run_name, long min_step) {
+    const std::string out = tmp.file(name);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      const std::string cmd = std::string(EQPM_BINARY) + " " + args + " --out " + out;
+      execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > /dev/null 2>&1").c_str(), (char*)nullptr);
+      _exit(127);
+    }
+    const std::string ckpt = out + "/" + run_name + "/checkpoint.safetensors";
+    test::wait_for_checkpoint(ckpt, min_step);
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the sweep finished before it could be killed";
+    EXPECT_FALSE(std::filesystem::exists(out + "/sweep.csv"));
+    RecordProperty(name + "_killed_at_step", std::to_string(load_checkpoint(ckpt).step));
+
+    ASSERT_EQ(run("sweep --resume " + out + " --q 0,4 --quiet", tmp.file(name + ".log")), 0)
+        << test::read_file(tmp.file(name + ".log"));
+    for (const char* f : {"sweep.csv", "mq_check.csv", "anneal_start.csv", "plain/agents.csv",
+                          "q=0/agents.csv", "q=4/agents.csv"})
+      EXPECT_EQ(test::read_file(whole + "/" + f), test::read_file(out + "/" + f)) << name << " " << f;
+    for (const char* r : {"plain", "q=0", "q=4"})
+      for (const char* f : {"checkpoint.safetensors", "model.safetensors", "anneal_start.safetensors"})
+        EXPECT_EQ(state_tensors(whole + "/" + r + "/" + f), state_tensors(out + "/" + r + "/" + f))
+            << name << " " << r << "/" << f;
+  };
+  kill_and_resume("before_exchange", "q=4", 14);
+  kill_and_resume("after_exchange", "q=0", at + 7);
 
   // Settings that would change the sweep are refused, as for a run.
+  const std::string out = tmp.file("before_exchange");
   EXPECT_EQ(run("sweep --resume " + out + " --q 0,4 --lr 0.01 --quiet", tmp.file("log2")), 1);
   EXPECT_NE(test::read_file(tmp.file("log2")).find("lr"), std::string::npos)
       << test::read_file(tmp.file("log2"));
@@ -112,13 +136,6 @@ TEST(ResumeSlow, KilledAndResumedSweepIsBitIdentical) {
                 tmp.file("log3")), 1);
   EXPECT_EQ(run("sweep --resume " + out + " --q 4 --quiet", tmp.file("log4")), 1)
       << "a list without the begun run q=0 must be refused";
-
-  ASSERT_EQ(run("sweep --resume " + out + " --q 0,4 --quiet", tmp.file("log5")), 0)
-      << test::read_file(tmp.file("log5"));
-  for (const char* f : {"sweep.csv", "mq_check.csv", "plain/agents.csv", "q=0/agents.csv", "q=4/agents.csv"})
-    EXPECT_EQ(test::read_file(whole + "/" + f), test::read_file(out + "/" + f)) << f;
-  EXPECT_EQ(state_tensors(whole + "/q=4/checkpoint.safetensors"), state_tensors(ckpt));
-  EXPECT_EQ(state_tensors(whole + "/q=4/model.safetensors"), state_tensors(out + "/q=4/model.safetensors"));
 }
 
 // eqpm eval on a saved model reproduces the summary of the run that saved it.

@@ -7,7 +7,11 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "eqpm/checkpoint.hpp"
 #include "eqpm/objective.hpp"
@@ -306,6 +310,48 @@ TEST(OptimiserSlow, SweepCheckExitsNonZeroWhenAModelIsBeaten) {
   EXPECT_NE(check.find(",q=4,false\n"), std::string::npos) << check;
   EXPECT_NE(test::read_file(tmp.file("old") + "/sweep.csv").find(",q=4,power:19\n"), std::string::npos);
   EXPECT_EQ(run("", "new"), 0) << test::read_file(tmp.file("new.log"));
+}
+
+// The optimiser battery's erco-dcinv-h1 case, seed 1: 400 datacenter and inventory agents
+// on ERCO 2022 at H = 1. Each model annealed from its own weights (--anneal-start own), the
+// q = 4 model beat the q = 1 and q = 19 models at their own objectives by 2.7% and 2.6%:
+// at the held learning rate the models wander, and where each happens to be when the
+// annealing starts decides more than its objective. Started from the sweep's best model for
+// their objective (the default), every model is within 1% of the lowest at its own q, and
+// each adopted state was lower on that model's objective than its own.
+TEST(OptimiserSlow, AnnealingFromTheBestModelPassesTheCheckWhereOwnFails) {
+  EQPM_REQUIRE_SHARED_DATA(data);
+  test::TempDir tmp;
+  const std::string common =
+      std::string(EQPM_BINARY) + " sweep --series " + data +
+      "/carbon_intensity/ERCO_2022.csv --agents 400 --mix dc=0.5,inv=0.5 --inv-cu 1,4"
+      " --inv-co 0.1,1 --pop-seed 421 --seed 11 --horizon 1 --ev-k 1,1 --q 0,1,4,19"
+      " --beta 0.1 --select last --threads 2 --quiet --check";
+  auto run = [&](const std::string& extra, const std::string& out) {
+    const std::string cmd = common + extra + " --out " + tmp.file(out) + " > " +
+                            tmp.file(out + ".log") + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  };
+  EXPECT_EQ(run(" --anneal-start own", "own"), 1) << test::read_file(tmp.file("own.log"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("own") + "/anneal_start.csv"));
+  ASSERT_EQ(run("", "best"), 0) << test::read_file(tmp.file("best.log"));
+  // anneal_start.csv: run,beta,start_from,own_value,start_value; a start is never worse.
+  std::istringstream rows(test::read_file(tmp.file("best") + "/anneal_start.csv"));
+  std::string line;
+  std::getline(rows, line);
+  int n = 0, adopted = 0;
+  while (std::getline(rows, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_EQ(f.size(), 5u) << line;
+    EXPECT_LE(std::stod(f[4]), std::stod(f[3])) << line;
+    adopted += f[0] != f[2];
+    ++n;
+  }
+  EXPECT_EQ(n, 4);
+  EXPECT_GT(adopted, 0);
 }
 
 }  // namespace

@@ -114,10 +114,11 @@ for c in "${cases[@]}"; do
   done
 done
 
-# A small sweep (plain and q = 4, each trained across 3 ranks) and eval of its q = 4 model
-# (every rank evaluates it in full, rank 0 writes): every run's files as above, the sweep's
-# tables and eval's agents.csv and summary.json byte for byte.
-sweep=(sweep --out "$work/run" "${base[@]}" --epochs 2 --q 4)
+# A small sweep (plain, q = 0 and q = 4, each trained across 3 ranks, with the annealing
+# exchange after epoch 2) and eval of its q = 4 model (every rank evaluates it in full, rank
+# 0 writes): every run's files as above, the sweep's tables and eval's agents.csv and
+# summary.json byte for byte.
+sweep=(sweep --out "$work/run" "${base[@]}" --epochs 4 --lr-anneal-epochs 2 --q 0,4)
 evalargs=(eval --model "$work/run/q=4/model.safetensors" --out "$work/eval" --threads "$threads")
 "$bin" "${sweep[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
 "$bin" "${evalargs[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
@@ -134,10 +135,11 @@ for k in 3; do  # an uneven split of the chunks; the train cases above cover the
   fi
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   out=""
-  for r in plain q=4; do
+  for r in plain q=0 q=4; do
     o=$(compare "$work/ref-sweep/$r" "$work/run/$r") || out+=" $r: $o;"
   done
-  for f in ref-sweep/sweep.csv ref-sweep/mq_check.csv ref-eval/agents.csv ref-eval/summary.json; do
+  for f in ref-sweep/sweep.csv ref-sweep/mq_check.csv ref-sweep/anneal_start.csv \
+           ref-eval/agents.csv ref-eval/summary.json; do
     new="$work/${f/ref-sweep/run}"
     new="${new/ref-eval/eval}"
     cmp -s "$work/$f" "$new" || out+=" ${f#ref-} differs;"

@@ -70,4 +70,11 @@ RunOutcome train_beta_auto(const RunConfig& cfg, const RunInputs& in,
                            const RunOutcome* plain = nullptr, double* chosen_beta = nullptr,
                            std::vector<RunOutcome>* candidates = nullptr, bool resume = false);
 
+// The second half of train_beta_auto, for candidates trained elsewhere (a sweep trains
+// them side by side): `outcomes` holds one finished outcome per beta of cfg.beta_grid, in
+// its order. Chooses, writes cfg.out as train_beta_auto does, and returns the shipped
+// outcome.
+RunOutcome ship_beta_auto(const RunConfig& cfg, const RunInputs& in,
+                          const std::vector<RunOutcome>& outcomes, double* chosen_beta = nullptr);
+
 }  // namespace eqpm

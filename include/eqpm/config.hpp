@@ -29,6 +29,13 @@ enum class Select : int { last = 0, val = 1 };
 // lr (1 + cos(pi t / T)) / 2 over the T steps of the run, to 0 at its end.
 enum class LrSchedule : int { step = 0, cosine = 1, anneal = 2 };
 
+// Where a sweep's models begin their annealing (DESIGN.md 5.3a): `best` trains every model
+// to the first annealing step, then starts each objective's model from whichever model of
+// the sweep (plain included, same beta) has the lowest training-split value of that
+// objective there; `own` lets each continue from its own weights. Only sweeps with the
+// anneal schedule exchange; a single run has no other model to start from.
+enum class AnnealStart : int { own = 0, best = 1 };
+
 // How the generator sets datacenter parameters (DESIGN.md 4.4). `random` draws from the
 // configured range (the synthetic generator); the others are the paper's constructions,
 // indexed by n = 0..N_dc-1 over the datacenter agents in population order.
@@ -126,6 +133,7 @@ struct RunConfig {
   double lr = 1e-3;
   LrSchedule lr_schedule = LrSchedule::anneal;
   int lr_anneal_epochs = 8;     // anneal: the closing epochs over which lr falls
+  AnnealStart anneal_start = AnnealStart::best;  // sweeps: see AnnealStart
   double lr_final = 0.01;       // anneal: the last step's lr over lr
   double lr_decay_gamma = 0.5;  // step
   int lr_decay_epochs = 4;      // step

@@ -5,10 +5,12 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "eqpm/backend.hpp"
+#include "eqpm/checkpoint.hpp"
 #include "eqpm/config.hpp"
 #include "eqpm/data.hpp"
 #include "eqpm/error.hpp"
@@ -126,6 +128,24 @@ struct RunOutcome {
   long interrupted_at = -1;
   long total_steps = 0;
   EvalMetric metric = EvalMetric::per_hour;
+  // A run paused at RunStart::pause_at: the checkpoint it wrote there (nothing is
+  // evaluated and only the checkpoint and metrics.csv are written).
+  std::shared_ptr<const CheckpointData> paused;
+};
+
+// Where train_run starts and stops, besides the configuration.
+struct RunStart {
+  std::string checkpoint;                 // continue from this checkpoint file
+  const CheckpointData* state = nullptr;  // or from this one (instead of a file)
+  // With a checkpoint: take the model's state from this one instead (weights, optimiser
+  // moments, smoothed regrets, the averaging window's sums), keeping the run's own step,
+  // metrics and epoch-selection state. How a sweep starts one model's annealing from
+  // another's weights (AnnealStart::best); both must be at the same step.
+  const CheckpointData* adopt = nullptr;
+  // Without a checkpoint: start from these weights instead of the seeded initialisation,
+  // with fresh optimiser moments and the full schedule of cfg.
+  std::vector<float> initial_params;
+  long pause_at = -1;  // stop after this many steps (RunOutcome::paused); -1: run to the end
 };
 
 // Trains one model and writes `cfg.out` (which must already be prepared: see
@@ -136,6 +156,7 @@ struct RunOutcome {
 // the seeded initialisation, with fresh optimiser moments and the full schedule of cfg.
 RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const std::string& resume_from = "",
                      const std::vector<float>& initial_params = {});
+RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& start);
 
 // Writes the whole output folder cfg.out (model, population, demand profile, agents.csv,
 // summary.json, metrics.csv) for an outcome already trained and evaluated: how
@@ -146,6 +167,11 @@ void write_run_outputs(const RunConfig& cfg, const RunInputs& in, const RunOutco
 // summary.json into out_dir (when non-empty).
 RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params,
                           EvalMetric metric = EvalMetric::per_hour);
+
+// Each agent's mean regret over the training split under `params` (as RunOutcome::
+// train_split), nothing written.
+std::vector<double> training_split_regret(const RunConfig& cfg, const RunInputs& in,
+                                          const std::vector<float>& params);
 
 // Text of the output files (exposed for tests).
 // agents.csv: agent,family,regret,train_regret[,val_regret][,naive_regret]: val_regret when

@@ -71,6 +71,11 @@ struct TrainResult {
   long end_step = 0;       // global steps completed when run() returned
 };
 
+// The first step of the annealing phase at which a sweep exchanges models
+// (AnnealStart::best), or -1 when the configuration has none: another schedule, `own`, or
+// no regret-phase step before the annealing (every model is then still the warm start).
+long anneal_exchange_step(const RunConfig& cfg, const Dataset& data);
+
 class Trainer {
  public:
   Trainer(const RunConfig& cfg, const Dataset& data, const Population& population,
