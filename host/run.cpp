@@ -680,21 +680,31 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& 
   return o;
 }
 
-RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params,
-                          EvalMetric metric) {
-  RunOutcome o;
-  o.out_dir = cfg.out;
-  o.metric = metric;
+namespace {
+
+// A backend set up for the configuration, holding `params` as its model.
+std::unique_ptr<Backend> backend_with_params(const RunConfig& cfg, const RunInputs& in,
+                                             const std::vector<float>& params) {
   auto backend = make_backend(cfg.backend, cfg.threads);
-  o.backend = backend->name();
-  const Problem problem = make_problem(cfg, in);
-  backend->setup(problem);
+  backend->setup(make_problem(cfg, in));
   BackendState st = backend->state();
   if (params.size() != st.params.size())
     throw Error("model has " + std::to_string(params.size()) + " parameters, the configuration " +
                 std::to_string(st.params.size()));
   st.params = params;
   backend->set_state(st);
+  return backend;
+}
+
+}  // namespace
+
+RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::vector<float>& params,
+                          EvalMetric metric) {
+  RunOutcome o;
+  o.out_dir = cfg.out;
+  o.metric = metric;
+  const auto backend = backend_with_params(cfg, in, params);
+  o.backend = backend->name();
   Trainer trainer(cfg, in.data, in.population, *backend);
   o.params = params;
   evaluate_splits(*backend, trainer, o, cfg, in);
@@ -708,14 +718,7 @@ RunOutcome evaluate_model(const RunConfig& cfg, const RunInputs& in, const std::
 
 std::vector<double> training_split_regret(const RunConfig& cfg, const RunInputs& in,
                                           const std::vector<float>& params) {
-  auto backend = make_backend(cfg.backend, cfg.threads);
-  backend->setup(make_problem(cfg, in));
-  BackendState st = backend->state();
-  if (params.size() != st.params.size())
-    throw Error("model has " + std::to_string(params.size()) + " parameters, the configuration " +
-                std::to_string(st.params.size()));
-  st.params = params;
-  backend->set_state(st);
+  const auto backend = backend_with_params(cfg, in, params);
   const Trainer trainer(cfg, in.data, in.population, *backend);
   return backend->evaluate(trainer.train_rows()).regret;
 }

@@ -102,18 +102,18 @@ inline void report_cuda(cudaError_t status, const char* expr, const char* file, 
 
 namespace eqpm::cuda {
 
-// Device memory for n elements of T (no construction: T must be trivially copyable).
-template <class T>
-class DeviceBuffer {
+// n elements of T in memory that Memory allocates (cudaMalloc or cudaMallocHost): owns it,
+// moves, never copies. No construction: T must be trivially copyable.
+template <class T, class Memory>
+class CudaAllocation {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t n) { allocate(n); }
-  ~DeviceBuffer() { release(); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept
+  CudaAllocation() = default;
+  ~CudaAllocation() { release(); }
+  CudaAllocation(const CudaAllocation&) = delete;
+  CudaAllocation& operator=(const CudaAllocation&) = delete;
+  CudaAllocation(CudaAllocation&& o) noexcept
       : ptr_(std::exchange(o.ptr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  CudaAllocation& operator=(CudaAllocation&& o) noexcept {
     if (this != &o) {
       release();
       ptr_ = std::exchange(o.ptr_, nullptr);
@@ -126,9 +126,7 @@ class DeviceBuffer {
   void allocate(std::size_t n) {
     release();
     if (n == 0) return;
-    void* p = nullptr;
-    EQPM_CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
-    ptr_ = static_cast<T*>(p);
+    ptr_ = static_cast<T*>(Memory::allocate(n * sizeof(T)));
     size_ = n;
   }
   // Grow-only: keeps the allocation when it already holds n elements.
@@ -142,25 +140,9 @@ class DeviceBuffer {
   std::size_t bytes() const { return size_ * sizeof(T); }
   bool empty() const { return size_ == 0; }
 
-  void upload(const T* host, std::size_t n, cudaStream_t stream) {
-    if (n == 0) return;
-    if (n > size_) throw Error("DeviceBuffer::upload: " + std::to_string(n) + " elements into " +
-                               std::to_string(size_));
-    EQPM_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
-  }
-  void download(T* host, std::size_t n, cudaStream_t stream) const {
-    if (n == 0) return;
-    if (n > size_) throw Error("DeviceBuffer::download: " + std::to_string(n) + " elements from " +
-                               std::to_string(size_));
-    EQPM_CUDA_CHECK(cudaMemcpyAsync(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
-  }
-  void zero(cudaStream_t stream) {
-    if (size_) EQPM_CUDA_CHECK(cudaMemsetAsync(ptr_, 0, bytes(), stream));
-  }
-
  private:
   void release() noexcept {
-    if (ptr_) EQPM_CUDA_REPORT(cudaFree(ptr_));
+    if (ptr_) Memory::release(ptr_);
     ptr_ = nullptr;
     size_ = 0;
   }
@@ -168,46 +150,58 @@ class DeviceBuffer {
   std::size_t size_ = 0;
 };
 
-// Page-locked host memory, so asynchronous copies (and copies inside CUDA graphs) are legal.
-template <class T>
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer() { release(); }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  PinnedBuffer(PinnedBuffer&& o) noexcept
-      : ptr_(std::exchange(o.ptr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      release();
-      ptr_ = std::exchange(o.ptr_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-    }
-    return *this;
-  }
-  void reserve(std::size_t n) {
-    if (n <= size_) return;
-    release();
+struct DeviceMemory {
+  static void* allocate(std::size_t bytes) {
     void* p = nullptr;
-    EQPM_CUDA_CHECK(cudaMallocHost(&p, n * sizeof(T)));
-    ptr_ = static_cast<T*>(p);
-    size_ = n;
+    EQPM_CUDA_CHECK(cudaMalloc(&p, bytes));
+    return p;
   }
-  T* data() { return ptr_; }
-  const T* data() const { return ptr_; }
-  std::size_t size() const { return size_; }
-  T& operator[](std::size_t i) { return ptr_[i]; }
-  const T& operator[](std::size_t i) const { return ptr_[i]; }
+  static void release(void* p) noexcept { EQPM_CUDA_REPORT(cudaFree(p)); }
+};
 
- private:
-  void release() noexcept {
-    if (ptr_) EQPM_CUDA_REPORT(cudaFreeHost(ptr_));
-    ptr_ = nullptr;
-    size_ = 0;
+// Page-locked host memory, so that asynchronous copies (and copies inside CUDA graphs) are
+// legal.
+struct PinnedMemory {
+  static void* allocate(std::size_t bytes) {
+    void* p = nullptr;
+    EQPM_CUDA_CHECK(cudaMallocHost(&p, bytes));
+    return p;
   }
-  T* ptr_ = nullptr;
-  std::size_t size_ = 0;
+  static void release(void* p) noexcept { EQPM_CUDA_REPORT(cudaFreeHost(p)); }
+};
+
+// Device memory for n elements of T, with copies on a stream.
+template <class T>
+class DeviceBuffer : public CudaAllocation<T, DeviceMemory> {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) { this->allocate(n); }
+
+  void upload(const T* host, std::size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    if (n > this->size())
+      throw Error("DeviceBuffer::upload: " + std::to_string(n) + " elements into " +
+                  std::to_string(this->size()));
+    EQPM_CUDA_CHECK(cudaMemcpyAsync(this->data(), host, n * sizeof(T), cudaMemcpyHostToDevice, stream));
+  }
+  void download(T* host, std::size_t n, cudaStream_t stream) const {
+    if (n == 0) return;
+    if (n > this->size())
+      throw Error("DeviceBuffer::download: " + std::to_string(n) + " elements from " +
+                  std::to_string(this->size()));
+    EQPM_CUDA_CHECK(cudaMemcpyAsync(host, this->data(), n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+  }
+  void zero(cudaStream_t stream) {
+    if (!this->empty()) EQPM_CUDA_CHECK(cudaMemsetAsync(this->data(), 0, this->bytes(), stream));
+  }
+};
+
+// Page-locked host memory for n elements of T (grow-only through reserve), indexable.
+template <class T>
+class PinnedBuffer : public CudaAllocation<T, PinnedMemory> {
+ public:
+  T& operator[](std::size_t i) { return this->data()[i]; }
+  const T& operator[](std::size_t i) const { return this->data()[i]; }
 };
 
 }  // namespace eqpm::cuda
