@@ -571,8 +571,10 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& 
       throw ConfigError("epochs: the checkpoint is at step " + std::to_string(first_step) +
                         ", past the " + std::to_string(trainer.total_steps()) + " steps of " +
                         std::to_string(cfg.epochs) + " epochs; give more --epochs");
-    log.note("resuming at step " + std::to_string(first_step) + " of " +
-             std::to_string(trainer.total_steps()));
+    const std::string at = std::to_string(first_step) + " of " + std::to_string(trainer.total_steps());
+    if (!start.state) log.note("resuming at step " + at);
+    else if (start.adopt) log.note("annealing from step " + at + " with " + start.adopt_name + "'s weights");
+    else log.note("annealing from step " + at);
   }
   const double minutes = cfg.checkpoint_minutes;
   double last_save = now_seconds();

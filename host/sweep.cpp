@@ -180,7 +180,10 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
       if (!past) {
         st.checkpoint.clear();
         st.state = s.at_exchange.get();
-        if (s.start_from != SIZE_MAX) st.adopt = slots[s.start_from].at_exchange.get();
+        if (s.start_from != SIZE_MAX) {
+          st.adopt = slots[s.start_from].at_exchange.get();
+          st.adopt_name = slots[s.start_from].label;
+        }
       }
     }
     RunOutcome o = train_run(s.cfg, in, st);

@@ -142,6 +142,7 @@ struct RunStart {
   // metrics and epoch-selection state. How a sweep starts one model's annealing from
   // another's weights (AnnealStart::best); both must be at the same step.
   const CheckpointData* adopt = nullptr;
+  std::string adopt_name;  // the adopted state's model, for the progress log
   // Without a checkpoint: start from these weights instead of the seeded initialisation,
   // with fresh optimiser moments and the full schedule of cfg.
   std::vector<float> initial_params;
