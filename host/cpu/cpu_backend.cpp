@@ -151,7 +151,12 @@ void CpuBackend::setup_impl() {
   }
   counted_weight_.resize(counted_.size());
   counted_r_.resize(counted_.size());
-  for (size_t k = 0; k < counted_.size(); ++k) counted_weight_[k] = weight_[static_cast<size_t>(counted_[k])];
+  counted_wsum_ = 0.0;
+  for (size_t k = 0; k < counted_.size(); ++k) {
+    counted_weight_[k] = weight_[static_cast<size_t>(counted_[k])];
+    counted_wsum_ += counted_weight_[k];
+  }
+  if (fast_) reducer_->fast_sum(&counted_wsum_, 1);
   grad_.resize(static_cast<size_t>(P));
 }
 
@@ -233,6 +238,36 @@ double CpuBackend::flat_value(const std::vector<double>& R) {
   FastReducer native(*reducer_);
   return objective_value(*flat_, counted_r_.data(), counted_weight_.data(),
                          static_cast<long>(counted_.size()), native);
+}
+
+void CpuBackend::fast_values(StepWork& w, StepStats& st) {
+  const size_t n = counted_.size();
+  // objective_value's two passes for Rbar and Rhat at once, with the statistics alongside;
+  // the maximum of Rhat is also its statistic.
+  double mx[3] = {0.0, 0.0, 0.0};  // max Rbar, max Rhat, a non-finite Rhat
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = static_cast<size_t>(counted_[k]);
+    mx[0] = rbar_new_[i] > mx[0] ? rbar_new_[i] : mx[0];
+    mx[1] = rhat_[i] > mx[1] ? rhat_[i] : mx[1];
+    mx[2] = std::isfinite(rhat_[i]) ? mx[2] : 1.0;
+  }
+  reducer_->fast_max(mx, 3);
+  double sums[3] = {0.0, 0.0, 0.0};  // terms of Rbar, terms of Rhat, sum of Rhat
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = static_cast<size_t>(counted_[k]);
+    if (mx[0] > 0.0) sums[0] += flat_->term(rbar_new_[i], counted_weight_[k], mx[0]);
+    if (mx[1] > 0.0) sums[1] += flat_->term(rhat_[i], counted_weight_[k], mx[1]);
+    sums[2] += rhat_[i];
+  }
+  reducer_->fast_sum(sums, 3);
+  auto value = [&](double rmax, double terms) {
+    return rmax <= 0.0 || counted_wsum_ <= 0.0 ? 0.0 : flat_->finish(rmax, terms, counted_wsum_);
+  };
+  w.mbar = value(mx[0], sums[0]);
+  st.power_mean = value(mx[1], sums[1]);
+  st.mean_regret = sums[2] / agent_total_;
+  st.max_regret = mx[1];
+  w.regrets_finite = mx[2] == 0.0;
 }
 
 template <class F>
@@ -495,13 +530,8 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
 
   // Numerical guard: a non-finite step changes nothing.
   bool regrets_finite = !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
-  if (fast_ && w.equitable) {
-    // Only own agents' regrets are this place's: every place must skip the same steps.
-    double bad = 0.0;
-    for (long n : counted_) bad = std::isfinite(rhat_[static_cast<size_t>(n)]) ? bad : 1.0;
-    reducer_->fast_max(&bad, 1);
-    regrets_finite = bad == 0.0;
-  }
+  // Only own agents' regrets are this place's: every place must skip the same steps.
+  if (fast_ && w.equitable) regrets_finite = w.regrets_finite;
   st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
   if (st.finite) stage_update(spec, w, st);
   return st;
@@ -585,7 +615,9 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   for (long n = 0; n < N; ++n)
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
-  if (flat_) {
+  if (fast_) {
+    fast_values(w, st);
+  } else if (flat_) {
     w.mbar = flat_value(rbar_new_);
     st.power_mean = flat_value(rhat_);
   } else {
@@ -594,22 +626,15 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
     st.power_mean = objective_->evaluate(rhat_.data(), agent_set_, local_reducer_, nullptr);
   }
   st.smoothed_power_mean = w.mbar;
-  double sum = 0.0, mx = 0.0;
-  if (fast_) {
-    for (long n : counted_) {
-      sum += rhat_[static_cast<size_t>(n)];
-      mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
-    }
-    reducer_->fast_sum(&sum, 1);
-    reducer_->fast_max(&mx, 1);
-  } else {
+  if (!fast_) {
+    double sum = 0.0, mx = 0.0;
     for (long n = 0; n < N; ++n) {
       sum += rhat_[static_cast<size_t>(n)];
       mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
     }
+    st.mean_regret = sum / agent_total_;
+    st.max_regret = mx;
   }
-  st.mean_regret = sum / agent_total_;
-  st.max_regret = mx;
   // A flat objective weighs here (all agents, or only the factorised ones); any other has
   // weighed every agent with its value above.
   if (flat_ && all) {

@@ -49,6 +49,7 @@ class CpuBackend final : public Backend {
     double mref = 0.0;         // the fused pass's provisional power mean
     double mbar = 0.0;         // power mean of the smoothed regrets
     double msebar = 0.0;       // smoothed MSE after this step
+    bool regrets_finite = true;  // --fast-reduce: every place's Rhat finite (fast_values)
   };
   void stage_forward(const StepSpec& spec, StepWork& w, StepStats& st);
   lanes::Lanes stage_sample(const StepSpec& spec, const StepWork& w);
@@ -86,6 +87,10 @@ class CpuBackend final : public Backend {
   // The flat objective's value of R (population order) over every place's agents: the
   // plain loop, or under --fast-reduce over the counted_ agents, reduced natively.
   double flat_value(const std::vector<double>& R);
+  // Under --fast-reduce: Mbar (the objective of rbar_new_), the objective of rhat_ and the
+  // regrets' mean and max over every place, in two native reductions of a few scalars
+  // (the maxima, then the sums of terms and of regrets).
+  void fast_values(StepWork& w, StepStats& st);
   // After each place evaluated Rhat_n of the agents in its own chunks of g (n_chunks of
   // them), every place holds every agent's Rhat_n of g (copied, so exact).
   template <class F>
@@ -116,6 +121,7 @@ class CpuBackend final : public Backend {
   std::vector<long> counted_;            // agents this place adds into the step's sums
                                          // (own general-path ones; place 0 also the factorised)
   std::vector<double> counted_weight_, counted_r_;  // w_n and a copy of R_n of counted_
+  double counted_wsum_ = 0.0;            // sum of w_n over every place's counted_ agents
   std::vector<double> omega_own_;        // omega of counted_ EV agents, 0 for other EV agents
   std::vector<double> sums_;             // X and G in one buffer for one fast_sum
   RegretContext ctx_;
