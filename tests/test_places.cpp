@@ -161,8 +161,9 @@ Steps run_steps(Backend& backend, const Setting& s, int n_steps = 5) {
   return run;
 }
 
-// K backends in K threads, one place each.
-std::vector<Steps> run_places(const Problem& p, const Setting& s, int places, int n_steps = 5) {
+// K backends in K threads, one place each, from `start` when given.
+std::vector<Steps> run_places(const Problem& p, const Setting& s, int places, int n_steps = 5,
+                              const BackendState* start = nullptr) {
   Hall hall(places);
   std::vector<Steps> runs(static_cast<size_t>(places));
   std::vector<std::thread> threads;
@@ -173,6 +174,7 @@ std::vector<Steps> run_places(const Problem& p, const Setting& s, int places, in
       pr.reducer = &reducer;
       auto backend = make_backend("cpu", 1);
       backend->setup(pr);
+      if (start) backend->set_state(*start);
       runs[static_cast<size_t>(r)] = run_steps(*backend, s, n_steps);
     });
   for (auto& t : threads) t.join();
@@ -311,6 +313,32 @@ TEST(FastReduce, OnePlaceIsTheDefaultBitForBit) {
     test::expect_same_state(local.state, ref.state, "local reducer");
     test::expect_same_state(hall.state, ref.state, "one place");
   }
+}
+
+// A state with every agent's Rbar (the default path's checkpoint) given to --fast-reduce
+// places: each takes its own agents' (the power mean of Rbar formed across places, then
+// the fused pass), and the steps continue as one backend's do, to rounding.
+TEST(FastReduce, ContinuesFromAStateWithEveryAgentsSmoothedRegrets) {
+  const Case c{"automatic_2", RegretPath::automatic, 2, 6};
+  const Setting set = make_setting(c);
+  Problem p = make_problem(set.cfg, set.in);
+  auto one = make_backend("cpu", 1);
+  one->setup(p);
+  const BackendState start = run_steps(*one, set, 3).state;
+  ASSERT_FALSE(start.rbar.empty());
+  auto again = make_backend("cpu", 1);
+  again->setup(p);
+  again->set_state(start);
+  const Steps ref = run_steps(*again, set, 3);
+  p.fast_reduce = true;
+  const std::vector<Steps> got = run_places(p, set, c.places, 3, &start);
+  for (const Steps& place : got)
+    for (size_t s = 0; s < ref.stats.size(); ++s) {
+      SCOPED_TRACE("step " + std::to_string(s));
+      EXPECT_LT(relative(place.stats[s].loss, ref.stats[s].loss), 1e-12);
+      EXPECT_LT(relative(place.stats[s].smoothed_power_mean, ref.stats[s].smoothed_power_mean), 1e-12);
+      EXPECT_TRUE(bitwise_equal(place.stats[s].loss, got[0].stats[s].loss));
+    }
 }
 
 // Objectives that need every agent in one place are refused, naming the flag.
