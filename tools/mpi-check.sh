@@ -10,8 +10,9 @@
 # 1 killed with SIGKILL, SIGINT to rank 1 alone, SIGINT to mpirun as Ctrl-C sends it), each
 # checkpoint checked whole and resumed with another rank count, to the files of the run
 # never stopped. --fast-reduce: one process gives the default's files bit for bit; mpirun
-# -np 2 gives the same files twice, and one process's to rounding (close, below). Exit status 1 on a difference; 0 with a message when mpirun or an MPI
-# build is missing (nothing to check).
+# -np 2 gives the same files twice, and one process's to rounding (close, below). Exit
+# status 1 on a difference; 0 with a message when mpirun or an MPI build is missing
+# (nothing to check).
 #   tools/mpi-check.sh [BUILD_DIR]      (default: build)
 # Environment: EQPM_MPI_RANKS (default "1 2 3 4"), EQPM_THREADS (threads per rank, default 1;
 # results do not depend on it).
