@@ -544,6 +544,15 @@ std::vector<OptionSpec> build_registry() {
       &RunConfig::regret_path,
       {{"auto", RegretPath::automatic}, {"structured", RegretPath::structured},
        {"generic", RegretPath::generic}, {"reference", RegretPath::reference}})));
+  r.push_back(run_setting(bool_option(
+      "fast_reduce",
+      "across MPI ranks (cpu backend, flat objectives: power, tilt, maxmin): each rank keeps "
+      "its own agents' regrets and the step's sums are added by MPI_Allreduce instead of "
+      "gathering every agent's regret; results reproduce run after run for a given rank "
+      "count and equal the default's to rounding, but are not bit-identical across rank "
+      "counts; a resumed run restarts the regret smoothing; in one process it changes nothing "
+      "(other objectives are refused there too)",
+      &RunConfig::fast_reduce)));
   // backend names are checked here rather than through an enum so that the help text
   // can say which ones this build has.
   return r;

@@ -161,11 +161,15 @@ PlanResult plan(const PlanInput& in) {
     const double total = N * 8.0 + partial_bytes(in);
     r.gather_bytes = total * (K - 1) / K;
     r.gather_seconds = r.collectives * r.latency_s + r.gather_bytes / r.bus_bytes_per_s;
-    // A native all-reduce (sums in ring order: reproducible per rank count only): X and G,
-    // B (S + H) doubles, plus the objective's max and sums; all-reduce moves 2 (K - 1) / K.
-    const double sums = (B * S + B * H + 3) * 8.0;
+    // --fast-reduce, a native all-reduce (sums in the transport's order: reproducible per
+    // rank count only): X and G, B (S + H) doubles, in one; 6 scalars in two more (the
+    // maxima of Rhat and Rbar and a finiteness flag, then the sums of terms of both
+    // objectives and of the regrets), and the overflow and stop flags as the gather path.
+    // An all-reduce moves 2 (K - 1) / K of its bytes.
+    const double sums = (B * S + B * H + 6) * 8.0;
+    r.allreduce_collectives = 5;
     r.allreduce_bytes = sums * 2 * (K - 1) / K;
-    r.allreduce_seconds = 3 * r.latency_s + r.allreduce_bytes / r.bus_bytes_per_s;
+    r.allreduce_seconds = r.allreduce_collectives * r.latency_s + r.allreduce_bytes / r.bus_bytes_per_s;
   }
   r.step_seconds = r.compute_seconds + r.replicated_seconds + r.gather_seconds;
   r.one_rank_seconds = compute(1.0) + r.replicated_seconds;
@@ -211,9 +215,10 @@ std::string plan_report(const PlanInput& in, const PlanResult& r) {
          "    agents, N x 8 B in all, and each family's %ld chunk partial sums); the same bits\n"
          "    for any rank count\n",
          bytes_text(r.gather_bytes).c_str(), r.collectives, kPlanChunks);
-    line("  native all-reduce instead: %s (X and G, B (S + H) doubles, and three scalars);\n"
-         "    reproducible per rank count only, and the agents' state would shard (N / K each)\n",
-         bytes_text(r.allreduce_bytes).c_str());
+    line("  --fast-reduce (a native all-reduce, CPU ranks) instead: %s in %d collectives (X\n"
+         "    and G, B (S + H) doubles, and 6 scalars); whatever N; reproducible per rank count\n"
+         "    only; the per-agent vectors stay full length on every rank (not yet N / K each)\n",
+         bytes_text(r.allreduce_bytes).c_str(), r.allreduce_collectives);
   }
   if (r.idle_ranks > 0)
     line("  note: %ld of %d ranks own no chunk (each family has %ld chunks): they only repeat work\n",
@@ -225,7 +230,7 @@ std::string plan_report(const PlanInput& in, const PlanResult& r) {
   line("  replicated O(N)    %10s  (smoothing, objective, weights on every rank)\n",
        seconds_text(r.replicated_seconds).c_str());
   if (in.ranks > 1) {
-    line("  gather             %10s  (native all-reduce would take %s)\n",
+    line("  gather             %10s  (--fast-reduce's native all-reduce: %s)\n",
          seconds_text(r.gather_seconds).c_str(), seconds_text(r.allreduce_seconds).c_str());
   }
   line("  step               %10s  (one rank: %s; speed-up %sx on %d %s)\n",

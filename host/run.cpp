@@ -163,6 +163,7 @@ Problem make_problem(const RunConfig& cfg, const RunInputs& in) {
   p.cuda_graphs = cfg.cuda_graphs;
   p.regret_path = cfg.regret_path;
   p.reducer = in.reducer;
+  p.fast_reduce = cfg.fast_reduce;
   return p;
 }
 

@@ -1,9 +1,13 @@
 // Agents shared out over several places (reducer.hpp, what `mpirun eqpm train` does with
 // MPI ranks): the chunk ownership arithmetic, and K CPU backends in K threads joined by an
-// in-process Reducer against one backend, step by step, bit for bit, on every regret path.
+// in-process Reducer against one backend, step by step, bit for bit, on every regret path;
+// and --fast-reduce (sums reduced, not gathered): reproducible for a given K, equal to one
+// backend to rounding, and in one place the default's bits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <barrier>
+#include <cmath>
 #include <ostream>
 #include <thread>
 #include <vector>
@@ -59,6 +63,19 @@ class ThreadReducer final : public Reducer {
   void max(double* values, long n) override {
     combine(values, n, [](double a, double b) { return a > b ? a : b; });
   }
+  // A native sum's stand-in: another fixed order than sum's (last place first), so that a
+  // result that depended on the order of fast_sum's additions would show.
+  void fast_sum(double* values, long n) override {
+    publish(values);
+    std::vector<double> out(static_cast<size_t>(n));
+    for (long i = 0; i < n; ++i) {
+      double v = 0.0;
+      for (int r = hall_.places - 1; r >= 0; --r) v += hall_.published[static_cast<size_t>(r)][i];
+      out[static_cast<size_t>(i)] = v;
+    }
+    hall_.sync.arrive_and_wait();
+    std::copy(out.begin(), out.end(), values);
+  }
   void gather(double* values, const long* offsets) override {
     publish(values);
     for (int r = 0; r < hall_.places; ++r)
@@ -104,9 +121,16 @@ struct Steps {
   BackendState state;
 };
 
-TEST_P(SharedAgents, EqualOneProcessBitForBit) {
-  const Case c = GetParam();
+// The populations and steps of both suites: families of a few hundred agents (64 chunks
+// and partly filled ones), a warm-start step, then regret steps.
+struct Setting {
   RunConfig cfg;
+  RunInputs in;
+};
+
+Setting make_setting(const Case& c) {
+  Setting s;
+  RunConfig& cfg = s.cfg;
   cfg.agents = 700;  // families of a few hundred agents: 64 chunks and partly filled ones
   cfg.mix = "dc=0.3,ev=0.4,inv=0.3";
   cfg.horizon = 12;
@@ -116,42 +140,56 @@ TEST_P(SharedAgents, EqualOneProcessBitForBit) {
   cfg.batch = 9;
   cfg.q = 4;
   cfg.rho = 0.5;
-  const RunInputs in = load_inputs(cfg);
-  Problem p = make_problem(cfg, in);
-  p.regret_path = c.path;
-  auto steps = [&](Backend& backend) {
-    Steps run;
-    for (std::uint32_t step = 0; step < 5; ++step) {
-      StepSpec spec;
-      spec.step = step;
-      spec.beta = step == 0 ? 1.0 : 0.2;  // a warm-start step, then the regret steps
-      spec.lr = 1e-3;
-      for (long b = 0; b < cfg.batch; ++b) spec.rows.push_back((b * 53 + step * 7) % in.data.fit_rows);
-      StepTrace trace;
-      // The trace asks for every weight; the last steps run without one, as training does.
-      run.stats.push_back(backend.step(spec, step < 3 ? &trace : nullptr));
-      run.traces.push_back(trace);
-    }
-    run.state = backend.state();
-    return run;
-  };
-  auto one = make_backend("cpu", 1);
-  one->setup(p);
-  const Steps ref = steps(*one);
+  s.in = load_inputs(cfg);
+  return s;
+}
 
-  Hall hall(c.places);
-  std::vector<Steps> runs(static_cast<size_t>(c.places));
+Steps run_steps(Backend& backend, const Setting& s, int n_steps = 5) {
+  Steps run;
+  for (std::uint32_t step = 0; step < static_cast<std::uint32_t>(n_steps); ++step) {
+    StepSpec spec;
+    spec.step = step;
+    spec.beta = step == 0 ? 1.0 : 0.2;  // a warm-start step, then the regret steps
+    spec.lr = 1e-3;
+    for (long b = 0; b < s.cfg.batch; ++b) spec.rows.push_back((b * 53 + step * 7) % s.in.data.fit_rows);
+    StepTrace trace;
+    // The trace asks for every weight; the last steps run without one, as training does.
+    run.stats.push_back(backend.step(spec, step < 3 ? &trace : nullptr));
+    run.traces.push_back(trace);
+  }
+  run.state = backend.state();
+  return run;
+}
+
+// K backends in K threads, one place each, from `start` when given.
+std::vector<Steps> run_places(const Problem& p, const Setting& s, int places, int n_steps = 5,
+                              const BackendState* start = nullptr) {
+  Hall hall(places);
+  std::vector<Steps> runs(static_cast<size_t>(places));
   std::vector<std::thread> threads;
-  for (int r = 0; r < c.places; ++r)
+  for (int r = 0; r < places; ++r)
     threads.emplace_back([&, r] {
       ThreadReducer reducer(hall, r);
       Problem pr = p;
       pr.reducer = &reducer;
       auto backend = make_backend("cpu", 1);
       backend->setup(pr);
-      runs[static_cast<size_t>(r)] = steps(*backend);
+      if (start) backend->set_state(*start);
+      runs[static_cast<size_t>(r)] = run_steps(*backend, s, n_steps);
     });
   for (auto& t : threads) t.join();
+  return runs;
+}
+
+TEST_P(SharedAgents, EqualOneProcessBitForBit) {
+  const Case c = GetParam();
+  const Setting set = make_setting(c);
+  Problem p = make_problem(set.cfg, set.in);
+  p.regret_path = c.path;
+  auto one = make_backend("cpu", 1);
+  one->setup(p);
+  const Steps ref = run_steps(*one, set);
+  const std::vector<Steps> runs = run_places(p, set, c.places);
 
   for (int r = 0; r < c.places; ++r) {
     SCOPED_TRACE("place " + std::to_string(r) + " of " + std::to_string(c.places));
@@ -181,6 +219,147 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"reference_5_windows", RegretPath::reference, 5, 6},
                       Case{"structured_4", RegretPath::structured, 4, 6}),
     [](const auto& param_info) { return std::string(param_info.param.name); });
+
+// --fast-reduce: every place keeps its own agents' regrets, the sums are reduced.
+class FastReduce : public ::testing::TestWithParam<Case> {};
+
+double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-300); }
+
+TEST_P(FastReduce, ReproducibleAndCloseToOneProcess) {
+  const Case c = GetParam();
+  const Setting set = make_setting(c);
+  Problem p = make_problem(set.cfg, set.in);
+  p.regret_path = c.path;
+  auto one = make_backend("cpu", 1);
+  one->setup(p);
+  const Steps ref = run_steps(*one, set);
+  p.fast_reduce = true;
+  const std::vector<Steps> first = run_places(p, set, c.places);
+  const std::vector<Steps> again = run_places(p, set, c.places);
+  for (int r = 0; r < c.places; ++r) {
+    SCOPED_TRACE("place " + std::to_string(r) + " of " + std::to_string(c.places));
+    const Steps& got = first[static_cast<size_t>(r)];
+    const Steps& other = again[static_cast<size_t>(r)];
+    const Steps& place0 = first[0];
+    for (size_t s = 0; s < ref.stats.size(); ++s) {
+      SCOPED_TRACE("step " + std::to_string(s));
+      // The same K: the same bits run after run, and on every place.
+      for (const Steps* same : {&other, &place0}) {
+        EXPECT_TRUE(bitwise_equal(got.stats[s].loss, same->stats[s].loss));
+        EXPECT_TRUE(bitwise_equal(got.stats[s].power_mean, same->stats[s].power_mean));
+        EXPECT_TRUE(bitwise_equal(got.stats[s].mean_regret, same->stats[s].mean_regret));
+        EXPECT_TRUE(bitwise_equal(got.stats[s].max_regret, same->stats[s].max_regret));
+        EXPECT_TRUE(bitwise_equal(got.stats[s].grad_norm, same->stats[s].grad_norm));
+        EXPECT_TRUE(bitwise_equal(got.traces[s].advantage, same->traces[s].advantage));
+        EXPECT_TRUE(bitwise_equal(got.traces[s].g, same->traces[s].g));
+      }
+      // One process's values to rounding (measured: up to about 1e-15).
+      EXPECT_LT(relative(got.stats[s].loss, ref.stats[s].loss), 1e-12);
+      EXPECT_LT(relative(got.stats[s].power_mean, ref.stats[s].power_mean), 1e-12);
+      EXPECT_LT(relative(got.stats[s].mean_regret, ref.stats[s].mean_regret), 1e-12);
+      EXPECT_LT(relative(got.stats[s].max_regret, ref.stats[s].max_regret), 1e-12);
+      EXPECT_LT(relative(got.stats[s].grad_norm, ref.stats[s].grad_norm), 1e-10);
+      EXPECT_EQ(got.stats[s].finite, ref.stats[s].finite);
+    }
+    EXPECT_TRUE(bitwise_equal(got.state.params, other.state.params));
+    EXPECT_TRUE(bitwise_equal(got.state.params, place0.state.params));
+    ASSERT_EQ(got.state.params.size(), ref.state.params.size());
+    const double scale = test::max_abs(ref.state.params);
+    for (size_t i = 0; i < ref.state.params.size(); ++i)
+      ASSERT_NEAR(got.state.params[i], ref.state.params[i], 1e-6 * scale) << "parameter " << i;
+    // Own agents only: the state carries no smoothed regrets.
+    EXPECT_TRUE(got.state.rbar.empty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    PathsAndPlaces, FastReduce,
+    ::testing::Values(Case{"automatic_2", RegretPath::automatic, 2, 0},
+                      Case{"automatic_3_windows", RegretPath::automatic, 3, 6},
+                      Case{"lanes_2_windows", RegretPath::generic, 2, 6},
+                      Case{"reference_3", RegretPath::reference, 3, 0},
+                      Case{"structured_3", RegretPath::structured, 3, 6}),
+    [](const auto& param_info) { return std::string(param_info.param.name); });
+
+// In one place --fast-reduce has nothing to reduce: the default's bits, with the local
+// reducer and with an in-process one of one place.
+TEST(FastReduce, OnePlaceIsTheDefaultBitForBit) {
+  for (const Case c : {Case{"automatic", RegretPath::automatic, 1, 6},
+                       Case{"reference", RegretPath::reference, 1, 0}}) {
+    SCOPED_TRACE(c.name);
+    const Setting set = make_setting(c);
+    Problem p = make_problem(set.cfg, set.in);
+    p.regret_path = c.path;
+    auto plain = make_backend("cpu", 1);
+    plain->setup(p);
+    const Steps ref = run_steps(*plain, set);
+    p.fast_reduce = true;
+    auto fast = make_backend("cpu", 1);
+    fast->setup(p);
+    const Steps local = run_steps(*fast, set);
+    const Steps hall = run_places(p, set, 1)[0];
+    for (const Steps* got : {&local, &hall})
+      for (size_t s = 0; s < ref.stats.size(); ++s) {
+        SCOPED_TRACE("step " + std::to_string(s));
+        EXPECT_TRUE(bitwise_equal(got->stats[s].loss, ref.stats[s].loss));
+        EXPECT_TRUE(bitwise_equal(got->stats[s].power_mean, ref.stats[s].power_mean));
+        EXPECT_TRUE(bitwise_equal(got->stats[s].mean_regret, ref.stats[s].mean_regret));
+        EXPECT_TRUE(bitwise_equal(got->stats[s].grad_norm, ref.stats[s].grad_norm));
+        EXPECT_TRUE(bitwise_equal(got->traces[s].rhat, ref.traces[s].rhat));
+        EXPECT_TRUE(bitwise_equal(got->traces[s].omega, ref.traces[s].omega));
+        EXPECT_TRUE(bitwise_equal(got->traces[s].advantage, ref.traces[s].advantage));
+        EXPECT_TRUE(bitwise_equal(got->traces[s].g, ref.traces[s].g));
+      }
+    test::expect_same_state(local.state, ref.state, "local reducer");
+    test::expect_same_state(hall.state, ref.state, "one place");
+  }
+}
+
+// A state with every agent's Rbar (the default path's checkpoint) given to --fast-reduce
+// places: each takes its own agents' (the power mean of Rbar formed across places, then
+// the fused pass), and the steps continue as one backend's do, to rounding.
+TEST(FastReduce, ContinuesFromAStateWithEveryAgentsSmoothedRegrets) {
+  const Case c{"automatic_2", RegretPath::automatic, 2, 6};
+  const Setting set = make_setting(c);
+  Problem p = make_problem(set.cfg, set.in);
+  auto one = make_backend("cpu", 1);
+  one->setup(p);
+  const BackendState start = run_steps(*one, set, 3).state;
+  ASSERT_FALSE(start.rbar.empty());
+  auto again = make_backend("cpu", 1);
+  again->setup(p);
+  again->set_state(start);
+  const Steps ref = run_steps(*again, set, 3);
+  p.fast_reduce = true;
+  const std::vector<Steps> got = run_places(p, set, c.places, 3, &start);
+  for (const Steps& place : got)
+    for (size_t s = 0; s < ref.stats.size(); ++s) {
+      SCOPED_TRACE("step " + std::to_string(s));
+      EXPECT_LT(relative(place.stats[s].loss, ref.stats[s].loss), 1e-12);
+      EXPECT_LT(relative(place.stats[s].smoothed_power_mean, ref.stats[s].smoothed_power_mean), 1e-12);
+      EXPECT_TRUE(bitwise_equal(place.stats[s].loss, got[0].stats[s].loss));
+    }
+}
+
+// Objectives that need every agent in one place are refused, naming the flag.
+TEST(FastReduce, RefusesObjectivesThatNeedEveryAgent) {
+  const Setting set = make_setting(Case{"cvar", RegretPath::automatic, 1, 0});
+  RunConfig cfg = set.cfg;
+  cfg.objective = "cvar:0.2";
+  Problem p = make_problem(cfg, set.in);
+  p.fast_reduce = true;
+  auto backend = make_backend("cpu", 1);
+  try {
+    backend->setup(p);
+    ADD_FAILURE() << "cvar under --fast-reduce was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--fast-reduce"), std::string::npos) << e.what();
+  }
+  cfg.objective = "tilt:2";
+  Problem tilt = make_problem(cfg, set.in);
+  tilt.fast_reduce = true;
+  EXPECT_NO_THROW(make_backend("cpu", 1)->setup(tilt));
+}
 
 }  // namespace
 }  // namespace eqpm

@@ -68,8 +68,9 @@ TEST(Plan, GatherMovesEveryOtherRanksRegretsAndPartials) {
   EXPECT_EQ(r.collectives, 2 * 2 + 2);
   EXPECT_DOUBLE_EQ(r.bus_bytes_per_s, in.machine.nvlink_bytes_per_s);
   EXPECT_DOUBLE_EQ(r.gather_seconds, 6 * in.machine.nvlink_latency_s + total * 3 / 4 / 450e9);
-  // The native all-reduce: B (S + H) + 3 doubles, twice (K - 1) / K of them.
-  EXPECT_DOUBLE_EQ(r.allreduce_bytes, (64 * 16 + 64 * 12 + 3) * 8.0 * 2 * 3 / 4);
+  // --fast-reduce's native all-reduce: B (S + H) + 6 doubles, twice (K - 1) / K of them.
+  EXPECT_DOUBLE_EQ(r.allreduce_bytes, (64 * 16 + 64 * 12 + 6) * 8.0 * 2 * 3 / 4);
+  EXPECT_EQ(r.allreduce_collectives, 5);
   EXPECT_LT(r.allreduce_seconds, r.gather_seconds);
   // Across nodes the InfiniBand link is the bottleneck.
   in.ranks = 16;

@@ -9,8 +9,10 @@
 # eval of its model at 3 ranks, and a longer run stopped three ways under mpirun (rank
 # 1 killed with SIGKILL, SIGINT to rank 1 alone, SIGINT to mpirun as Ctrl-C sends it), each
 # checkpoint checked whole and resumed with another rank count, to the files of the run
-# never stopped. Exit status 1 on a difference; 0 with a message when mpirun or an MPI
-# build is missing (nothing to check).
+# never stopped. --fast-reduce: one process gives the default's files bit for bit; mpirun
+# -np 2 gives the same files twice, and one process's to rounding (close, below). Exit
+# status 1 on a difference; 0 with a message when mpirun or an MPI build is missing
+# (nothing to check).
 #   tools/mpi-check.sh [BUILD_DIR]      (default: build)
 # Environment: EQPM_MPI_RANKS (default "1 2 3 4"), EQPM_THREADS (threads per rank, default 1;
 # results do not depend on it).
@@ -39,11 +41,13 @@ cases=("mixed:"
        "ev-windows:--ev-window-min 6"
        "reference:--regret-path reference")
 
+# compare REF NEW [KEY...]: KEYs of the recorded configuration (eqpm.config) not compared.
 compare() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
+  /usr/bin/python3 - "$@" <<'PY'
 import json, struct, sys
 
 ref, new = sys.argv[1], sys.argv[2]
+UNCOMPARED = sys.argv[3:]
 # Wall times: the last field of these, the seconds column of the metrics.
 TIMED = ("eqpm.epoch_tally", "eqpm.train_totals")
 
@@ -65,6 +69,11 @@ def safetensors(path):
             meta[k] = meta[k].rsplit(",", 1)[0]
     if "eqpm.metrics_csv" in meta:
         meta["eqpm.metrics_csv"] = metrics(meta["eqpm.metrics_csv"])
+    if UNCOMPARED and "eqpm.config" in meta:
+        config = json.loads(meta["eqpm.config"])
+        for k in UNCOMPARED:
+            config.pop(k, None)
+        meta["eqpm.config"] = config
     t = {k: (v["dtype"], v["shape"], body[v["data_offsets"][0]:v["data_offsets"][1]])
          for k, v in header.items()}
     return t, meta
@@ -85,6 +94,55 @@ if metrics(open(f"{ref}/metrics.csv").read()) != metrics(open(f"{new}/metrics.cs
 if differ:
     print("differ: " + "; ".join(differ))
     sys.exit(1)
+PY
+}
+
+# Whether the run in $2 equals the one in $1 to rounding (--fast-reduce across ranks): every
+# number of metrics.csv but the seconds within 1e-9 relative, every regret of agents.csv
+# within 1e-6 relative (of the largest), the same columns and rows.
+close() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import csv, sys
+
+ref, new = sys.argv[1], sys.argv[2]
+differ = []
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.reader(f))
+
+
+def numbers(a, b, skip, rel, what):
+    if len(a) != len(b) or a[0] != b[0]:
+        differ.append(what + " (shape)")
+        return
+    cols = [i for i, c in enumerate(a[0]) if c not in skip]
+    worst = 0.0
+    for ra, rb in zip(a[1:], b[1:]):
+        for i in cols:
+            try:
+                x, y = float(ra[i]), float(rb[i])
+            except ValueError:
+                if ra[i] != rb[i]:
+                    differ.append(f"{what} ({a[0][i]}: {ra[i]} vs {rb[i]})")
+                continue
+            worst = max(worst, abs(x - y) / max(abs(x), 1e-300) if rel == "each" else abs(x - y))
+    return worst
+
+
+m = numbers(rows(f"{ref}/metrics.csv"), rows(f"{new}/metrics.csv"), {"seconds"}, "each", "metrics.csv")
+if m is not None and m > 1e-9:
+    differ.append(f"metrics.csv (relative difference {m:.3g})")
+ra, rb = rows(f"{ref}/agents.csv"), rows(f"{new}/agents.csv")
+scale = max(abs(float(x)) for r in ra[1:] for x in r[2:])
+a = numbers(ra, rb, {"agent", "family"}, "abs", "agents.csv")
+if a is not None and a > 1e-6 * scale:
+    differ.append(f"agents.csv (regrets differ by {a:.3g}, {a / scale:.3g} of the largest)")
+if differ:
+    print("differ: " + "; ".join(differ))
+    sys.exit(1)
+print(f"metrics within {m:.2g}, regrets within {a / scale:.2g} (relative)")
 PY
 }
 
@@ -113,6 +171,41 @@ for c in "${cases[@]}"; do
     rm -rf "$work/run"
   done
 done
+
+# --fast-reduce (sums by MPI_Allreduce, each rank its own agents' regrets): one process
+# is the default's bits; -np 2 reproduces itself bit for bit and one process to rounding.
+fast=(train --out "$work/run" "${base[@]}" --fast-reduce true)
+"$bin" "${fast[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+if out=$(compare "$work/ref-mixed" "$work/run" fast_reduce); then
+  echo "mpi-check: fast-reduce: one process: identical to the default (but the recorded setting)"
+else
+  echo "mpi-check: fast-reduce: one process: $out" >&2
+  fail=1
+fi
+rm -rf "$work/run" "$work/fast-first"
+for attempt in first again; do
+  start=$(date +%s%N)
+  if ! mpirun "${mpirun_flags[@]}" -np 2 "$bin" "${fast[@]}" >"$work/log" 2>&1; then
+    cat "$work/log" >&2
+    echo "mpi-check: fast-reduce: mpirun -np 2 failed" >&2
+    exit 1
+  fi
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  [ "$attempt" = first ] && mv "$work/run" "$work/fast-first"
+done
+if out=$(compare "$work/fast-first" "$work/run"); then
+  echo "mpi-check: fast-reduce: -np 2 twice: identical to each other (${ms} ms)"
+else
+  echo "mpi-check: fast-reduce: -np 2 twice: $out" >&2
+  fail=1
+fi
+if out=$(close "$work/ref-mixed" "$work/run"); then
+  echo "mpi-check: fast-reduce: -np 2: close to one process ($out)"
+else
+  echo "mpi-check: fast-reduce: -np 2 against one process: $out" >&2
+  fail=1
+fi
+rm -rf "$work/run" "$work/fast-first"
 
 # A small sweep (plain, q = 0 and q = 4, each trained across 3 ranks, with the annealing
 # exchange after epoch 2) and eval of its q = 4 model (every rank evaluates it in full, rank

@@ -71,6 +71,12 @@ void CpuBackend::setup_impl() {
   reducer_ = p.reducer ? p.reducer : &local_reducer_;
   place_ = reducer_->rank();
   places_ = reducer_->size();
+  if (p.fast_reduce && !flat_)
+    throw ConfigError("--fast-reduce: the objective " + objective_->spec() +
+                      " needs every agent's regret in one place; only the flat objectives "
+                      "(power, tilt, maxmin) reduce natively across ranks. Leave out "
+                      "--fast-reduce for it");
+  fast_ = p.fast_reduce && places_ > 1;
   offsets_.assign(static_cast<size_t>(places_) + 1, 0);
   structured_ = CpuStructured();
   if (structured_path(p.regret_path)) structured_.setup(groups_, p);
@@ -129,7 +135,28 @@ void CpuBackend::setup_impl() {
   Families::for_each([&](auto fam) {
     largest = std::max(largest, std::get<FamilyGroup<decltype(fam)>>(groups_).index.size());
   });
-  shared_.resize(places_ > 1 ? largest : 0);
+  shared_.resize(places_ > 1 && !fast_ ? largest : 0);
+  counted_.clear();
+  if (fast_) {
+    Families::for_each([&](auto fam) {
+      const auto& g = std::get<FamilyGroup<decltype(fam)>>(groups_);
+      const auto [a0, a1] = own_agents(static_cast<long>(g.index.size()));
+      for (long i = a0; i < a1; ++i) counted_.push_back(g.index[static_cast<size_t>(i)]);
+    });
+    // Every place evaluates the factorised agents; place 0 counts them.
+    if (place_ == 0) counted_.insert(counted_.end(), structured_.agents().begin(), structured_.agents().end());
+    std::sort(counted_.begin(), counted_.end());
+    omega_own_.assign(N, 0.0);
+    sums_.resize(B * S + B * H);
+  }
+  counted_weight_.resize(counted_.size());
+  counted_r_.resize(counted_.size());
+  counted_wsum_ = 0.0;
+  for (size_t k = 0; k < counted_.size(); ++k) {
+    counted_weight_[k] = weight_[static_cast<size_t>(counted_[k])];
+    counted_wsum_ += counted_weight_[k];
+  }
+  if (fast_) reducer_->fast_sum(&counted_wsum_, 1);
   grad_.resize(static_cast<size_t>(P));
 }
 
@@ -186,13 +213,66 @@ void CpuBackend::forward(const std::vector<long>& rows, std::vector<float>& mu,
 }
 
 std::pair<long, long> CpuBackend::owned_chunks(long n_chunks) const {
+  if (fast_) return {0, n_chunks};
   return {chunks::first_owned(n_chunks, place_, places_),
           chunks::first_owned(n_chunks, place_ + 1, places_)};
 }
 
+std::pair<long, long> CpuBackend::own_agents(long n) const {
+  if (!fast_) return {0, n};
+  return {n * place_ / places_, n * (place_ + 1) / places_};
+}
+
+BackendState CpuBackend::state_impl() const {
+  if (!fast_) return state_;
+  // This place holds its own agents' Rbar only: a state without smoothed regrets (a
+  // checkpoint's resume restarts the smoothing) rather than one with other places' wrong.
+  BackendState s = state_;
+  s.rbar.clear();
+  return s;
+}
+
+double CpuBackend::flat_value(const std::vector<double>& R) {
+  if (!fast_) return objective_value(*flat_, R.data(), weight_.data(), problem_.population->size(), local_reducer_);
+  for (size_t k = 0; k < counted_.size(); ++k) counted_r_[k] = R[static_cast<size_t>(counted_[k])];
+  FastReducer native(*reducer_);
+  return objective_value(*flat_, counted_r_.data(), counted_weight_.data(),
+                         static_cast<long>(counted_.size()), native);
+}
+
+void CpuBackend::fast_values(StepWork& w, StepStats& st) {
+  const size_t n = counted_.size();
+  // objective_value's two passes for Rbar and Rhat at once, with the statistics alongside;
+  // the maximum of Rhat is also its statistic.
+  double mx[3] = {0.0, 0.0, 0.0};  // max Rbar, max Rhat, a non-finite Rhat
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = static_cast<size_t>(counted_[k]);
+    mx[0] = rbar_new_[i] > mx[0] ? rbar_new_[i] : mx[0];
+    mx[1] = rhat_[i] > mx[1] ? rhat_[i] : mx[1];
+    mx[2] = std::isfinite(rhat_[i]) ? mx[2] : 1.0;
+  }
+  reducer_->fast_max(mx, 3);
+  double sums[3] = {0.0, 0.0, 0.0};  // terms of Rbar, terms of Rhat, sum of Rhat
+  for (size_t k = 0; k < n; ++k) {
+    const size_t i = static_cast<size_t>(counted_[k]);
+    if (mx[0] > 0.0) sums[0] += flat_->term(rbar_new_[i], counted_weight_[k], mx[0]);
+    if (mx[1] > 0.0) sums[1] += flat_->term(rhat_[i], counted_weight_[k], mx[1]);
+    sums[2] += rhat_[i];
+  }
+  reducer_->fast_sum(sums, 3);
+  auto value = [&](double rmax, double terms) {
+    return rmax <= 0.0 || counted_wsum_ <= 0.0 ? 0.0 : flat_->finish(rmax, terms, counted_wsum_);
+  };
+  w.mbar = value(mx[0], sums[0]);
+  st.power_mean = value(mx[1], sums[1]);
+  st.mean_regret = sums[2] / agent_total_;
+  st.max_regret = mx[1];
+  w.regrets_finite = mx[2] == 0.0;
+}
+
 template <class F>
 void CpuBackend::share_regrets(const FamilyGroup<F>& g, long n_chunks, std::vector<double>& rhat) {
-  if (places_ == 1) return;
+  if (places_ == 1 || fast_) return;
   const long n = static_cast<long>(g.index.size());
   for (int r = 0; r <= places_; ++r)
     offsets_[static_cast<size_t>(r)] = chunks::begin(n, chunks::first_owned(n_chunks, r, places_), n_chunks);
@@ -205,7 +285,7 @@ void CpuBackend::share_regrets(const FamilyGroup<F>& g, long n_chunks, std::vect
 }
 
 void CpuBackend::share_partials(double* partials, long n_chunks, long chunk_len) {
-  if (places_ == 1) return;
+  if (places_ == 1 || fast_) return;
   for (int r = 0; r <= places_; ++r)
     offsets_[static_cast<size_t>(r)] = chunks::first_owned(n_chunks, r, places_) * chunk_len;
   reducer_->gather(partials, offsets_.data());
@@ -227,7 +307,9 @@ void CpuBackend::mean_regrets(int B, std::vector<double>& rhat) {
     if (n_agents == 0) return;
     const long n_chunks = chunks::count(n_agents);
     const auto [c0, c1] = owned_chunks(n_chunks);
-    const long i0 = chunks::begin(n_agents, c0, n_chunks), i1 = chunks::begin(n_agents, c1, n_chunks);
+    const auto [a0, a1] = own_agents(n_agents);
+    const long i0 = std::max(a0, chunks::begin(n_agents, c0, n_chunks)),
+               i1 = std::min(a1, chunks::begin(n_agents, c1, n_chunks));
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 64)
     for (long i = i0; i < i1; ++i) {
       const auto& prm = g.params[static_cast<size_t>(i)];
@@ -266,6 +348,7 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
     double* pa = partial_A_.data() + static_cast<long>(slot) * kReductionChunks * BS;
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
     const auto [c_first, c_last] = owned_chunks(n_chunks);
+    const auto [a0, a1] = own_agents(n_agents);
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1)
     for (long c = c_first; c < c_last; ++c) {
       double* Ac = pa + c * BS;
@@ -274,8 +357,8 @@ void CpuBackend::advantages(int B, const std::vector<double>& omega, std::vector
       std::fill(Gc, Gc + BH, 0.0);
       float r[kMaxSamples];
       float dv[kMaxHorizon];
-      const long i_end = chunks::begin(n_agents, c + 1, n_chunks);
-      for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
+      const long i_end = std::min(a1, chunks::begin(n_agents, c + 1, n_chunks));
+      for (long i = std::max(a0, chunks::begin(n_agents, c, n_chunks)); i < i_end; ++i) {
         const auto& prm = g.params[static_cast<size_t>(i)];
         const double w = omega[static_cast<size_t>(g.index[static_cast<size_t>(i)])];
         if (w == 0.0) continue;
@@ -353,6 +436,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
     double* pg = partial_G_.data() + static_cast<long>(slot) * kReductionChunks * BH;
     bool family_finite = true;
     const auto [c_first, c_last] = owned_chunks(n_chunks);
+    const auto [a0, a1] = own_agents(n_agents);
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) reduction(&& : family_finite)
     for (long c = c_first; c < c_last; ++c) {
       const size_t thread = static_cast<size_t>(omp_get_thread_num());
@@ -361,8 +445,8 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
       double* acc = dscratch_.data() + thread * g_stride;
       const long acc_size = pathwise ? static_cast<long>(H) * BS : BS;
       std::fill(acc, acc + acc_size, 0.0);
-      const long i_end = chunks::begin(n_agents, c + 1, n_chunks);
-      for (long i = chunks::begin(n_agents, c, n_chunks); i < i_end; ++i) {
+      const long i_end = std::min(a1, chunks::begin(n_agents, c + 1, n_chunks));
+      for (long i = std::max(a0, chunks::begin(n_agents, c, n_chunks)); i < i_end; ++i) {
         const auto& prm = g.params[static_cast<size_t>(i)];
         const long n = g.index[static_cast<size_t>(i)];
         const double rh = lanes::regrets<F>(prm, X, ctx, pathwise || regrets_only ? nullptr : r) * inv_bs;
@@ -445,7 +529,9 @@ StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   if (trace) fill_trace(w, *trace);
 
   // Numerical guard: a non-finite step changes nothing.
-  const bool regrets_finite = !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
+  bool regrets_finite = !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
+  // Only own agents' regrets are this place's: every place must skip the same steps.
+  if (fast_ && w.equitable) regrets_finite = w.regrets_finite;
   st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
   if (st.finite) stage_update(spec, w, st);
   return st;
@@ -508,13 +594,12 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
   // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar (same
   // values, same function) unless the state was replaced since.
   const bool started = !state_.rbar.empty();
-  const long N = p.population->size();
   // The fused pass weighs with the previous value: only the power mean's weights stay in
   // range that way (a tilt's e^{t (R - Tprev)} may overflow), so only it is fused.
   const bool fusable = flat_ && flat_->kind == FlatObjective::Kind::power;
   w.mref = !started || !in_lanes(p.regret_path) || !fusable ? 0.0
            : rbar_mean_valid_                   ? rbar_mean_
-                                                : objective_value(*flat_, state_.rbar.data(), weight_.data(), N, local_reducer_);
+                                                : flat_value(state_.rbar);
   w.fused = w.mref > 0 && std::isfinite(w.mref) && fused_general(w.B, X, w.mref, rhat_, A_fused_, G_fused_);
   if (!w.fused) mean_regrets(w.B, rhat_);
   times_.regrets += seconds_since(t0);
@@ -525,28 +610,31 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
 void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
   const Problem& p = problem_;
   const long N = p.population->size();
-  const double* wt = weight_.data();
   const auto t0 = Clock::now();
   const bool started = !state_.rbar.empty();
   for (long n = 0; n < N; ++n)
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
-  if (flat_) {
-    w.mbar = objective_value(*flat_, rbar_new_.data(), wt, N, local_reducer_);
-    st.power_mean = objective_value(*flat_, rhat_.data(), wt, N, local_reducer_);
+  if (fast_) {
+    fast_values(w, st);
+  } else if (flat_) {
+    w.mbar = flat_value(rbar_new_);
+    st.power_mean = flat_value(rhat_);
   } else {
     // Every agent's weight comes with the value (objectives.hpp).
     w.mbar = objective_->evaluate(rbar_new_.data(), agent_set_, local_reducer_, omega_.data());
     st.power_mean = objective_->evaluate(rhat_.data(), agent_set_, local_reducer_, nullptr);
   }
   st.smoothed_power_mean = w.mbar;
-  double sum = 0.0, mx = 0.0;
-  for (long n = 0; n < N; ++n) {
-    sum += rhat_[static_cast<size_t>(n)];
-    mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
+  if (!fast_) {
+    double sum = 0.0, mx = 0.0;
+    for (long n = 0; n < N; ++n) {
+      sum += rhat_[static_cast<size_t>(n)];
+      mx = std::max(mx, rhat_[static_cast<size_t>(n)]);
+    }
+    st.mean_regret = sum / agent_total_;
+    st.max_regret = mx;
   }
-  st.mean_regret = sum / agent_total_;
-  st.max_regret = mx;
   // A flat objective weighs here (all agents, or only the factorised ones); any other has
   // weighed every agent with its value above.
   if (flat_ && all) {
@@ -590,9 +678,28 @@ void CpuBackend::stage_advantages(StepWork& w) {
     score_omega = &omega_score_;
   }
   if (!(w.fused && std::isfinite(rescale))) advantages(B, *score_omega, A_, G_);
-  if (!structured_.empty()) structured_.advantages(*score_omega, A_.data(), G_.data(), thread_count());
-  ev_conditional_.add(B, S, H, yhat_.data(), mu_.data(), ybatch_.data(), ctx_, w.sigma, omega_,
-                      G_.data(), thread_count());
+  if (fast_) {
+    // This place's own agents' sums, EV conditional ones included (each EV agent's weight
+    // on the place that counts it), added over places natively; then the factorised
+    // agents, which every place evaluates, on every place.
+    if (!ev_conditional_.empty()) {
+      for (long n : ev_conditional_.agents()) omega_own_[static_cast<size_t>(n)] = 0.0;
+      for (long n : counted_) omega_own_[static_cast<size_t>(n)] = omega_[static_cast<size_t>(n)];
+      ev_conditional_.add(B, S, H, yhat_.data(), mu_.data(), ybatch_.data(), ctx_, w.sigma,
+                          omega_own_, G_.data(), thread_count());
+    }
+    const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
+    std::copy(A_.begin(), A_.begin() + BS, sums_.begin());
+    std::copy(G_.begin(), G_.begin() + BH, sums_.begin() + BS);
+    reducer_->fast_sum(sums_.data(), BS + BH);
+    std::copy(sums_.begin(), sums_.begin() + BS, A_.begin());
+    std::copy(sums_.begin() + BS, sums_.begin() + BS + BH, G_.begin());
+    if (!structured_.empty()) structured_.advantages(*score_omega, A_.data(), G_.data(), thread_count());
+  } else {
+    if (!structured_.empty()) structured_.advantages(*score_omega, A_.data(), G_.data(), thread_count());
+    ev_conditional_.add(B, S, H, yhat_.data(), mu_.data(), ybatch_.data(), ctx_, w.sigma, omega_,
+                        G_.data(), thread_count());
+  }
   if (!p.antithetic)
     for (int b = 0; b < B; ++b) step::advantage_row(A_.data() + static_cast<long>(b) * S, S);
   times_.reductions += seconds_since(t0);

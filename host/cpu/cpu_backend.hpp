@@ -32,7 +32,7 @@ class CpuBackend final : public Backend {
  protected:
   void setup_impl() override;
   void set_state_impl(const BackendState& s) override;
-  BackendState state_impl() const override { return state_; }
+  BackendState state_impl() const override;
   std::vector<float> params_impl() const override { return state_.params; }
   StepStats step_impl(const StepSpec& spec, StepTrace* trace) override;
   EvalResult evaluate_impl(const std::vector<long>& rows) override;
@@ -49,6 +49,7 @@ class CpuBackend final : public Backend {
     double mref = 0.0;         // the fused pass's provisional power mean
     double mbar = 0.0;         // power mean of the smoothed regrets
     double msebar = 0.0;       // smoothed MSE after this step
+    bool regrets_finite = true;  // --fast-reduce: every place's Rhat finite (fast_values)
   };
   void stage_forward(const StepSpec& spec, StepWork& w, StepStats& st);
   lanes::Lanes stage_sample(const StepSpec& spec, const StepWork& w);
@@ -76,8 +77,20 @@ class CpuBackend final : public Backend {
   bool fused_general(int B, const lanes::Lanes& X, double mref, std::vector<double>& rhat,
                      std::vector<double>& A, std::vector<double>& G);
 
-  // This place's chunks [first, last) of a reduction in n_chunks chunks (chunks.hpp).
+  // This place's chunks [first, last) of a reduction in n_chunks chunks (chunks.hpp); under
+  // --fast-reduce every chunk, each clipped to own_agents.
   std::pair<long, long> owned_chunks(long n_chunks) const;
+  // The agents [first, last) of a general-path family group of n agents whose regrets this
+  // place evaluates within its chunks: all of them, or under --fast-reduce its own share
+  // [n r/K, n (r+1)/K), whatever the chunking of the pass.
+  std::pair<long, long> own_agents(long n) const;
+  // The flat objective's value of R (population order) over every place's agents: the
+  // plain loop, or under --fast-reduce over the counted_ agents, reduced natively.
+  double flat_value(const std::vector<double>& R);
+  // Under --fast-reduce: Mbar (the objective of rbar_new_), the objective of rhat_ and the
+  // regrets' mean and max over every place, in two native reductions of a few scalars
+  // (the maxima, then the sums of terms and of regrets).
+  void fast_values(StepWork& w, StepStats& st);
   // After each place evaluated Rhat_n of the agents in its own chunks of g (n_chunks of
   // them), every place holds every agent's Rhat_n of g (copied, so exact).
   template <class F>
@@ -101,6 +114,16 @@ class CpuBackend final : public Backend {
   int place_ = 0, places_ = 1;           // reducer_'s rank and size
   std::vector<long> offsets_;            // places_ + 1 (share_regrets, share_partials)
   std::vector<double> shared_;           // one family's Rhat in group order (share_regrets)
+  // --fast-reduce (Problem::fast_reduce) with more than one place: nothing per agent is
+  // exchanged; Rhat, Rbar and omega hold meaningful values only for this place's own
+  // general-path agents and the factorised agents (which every place evaluates).
+  bool fast_ = false;
+  std::vector<long> counted_;            // agents this place adds into the step's sums
+                                         // (own general-path ones; place 0 also the factorised)
+  std::vector<double> counted_weight_, counted_r_;  // w_n and a copy of R_n of counted_
+  double counted_wsum_ = 0.0;            // sum of w_n over every place's counted_ agents
+  std::vector<double> omega_own_;        // omega of counted_ EV agents, 0 for other EV agents
+  std::vector<double> sums_;             // X and G in one buffer for one fast_sum
   RegretContext ctx_;
   std::vector<float> demand_unwrapped_;  // D repeated over every t + phase (unwrap_demand)
   BackendState state_;

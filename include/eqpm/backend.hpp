@@ -49,6 +49,10 @@ struct Problem {
   // Where the cross-agent sums and maxima of a step are combined (reducer.hpp); null: one
   // process holds every agent. Must outlive the backend. The CPU backend calls it.
   Reducer* reducer = nullptr;
+  // --fast-reduce: with more than one place the CPU backend keeps its own agents'
+  // per-agent values only and reduces the step's sums with the Reducer's fast_sum and
+  // fast_max (reducer.hpp). Flat objectives only. No effect in one place.
+  bool fast_reduce = false;
 
   // Whether EV agents learn through the conditional gradient: asked for, and not overruled
   // by estimator = score, which means the score function for every family.

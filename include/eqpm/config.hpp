@@ -156,6 +156,9 @@ struct RunConfig {
   bool overwrite = false;
   CudaGraphs cuda_graphs = CudaGraphs::automatic;
   RegretPath regret_path = RegretPath::automatic;
+  // Across MPI ranks: reduce the step's sums natively instead of gathering every agent's
+  // regret (Problem::fast_reduce); reproducible for a given rank count, not across counts.
+  bool fast_reduce = false;
   // The input paths (series, demand_profile, population, ev_sessions) as a configuration
   // file wrote them, for those it gave relative to its own folder; the fields above hold
   // them resolved (relative to the working folder). Not part of the option registry.

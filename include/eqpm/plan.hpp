@@ -1,7 +1,7 @@
 // `eqpm plan`: what a run across ranks would need and cost, without running it. A stated
 // model, not a measurement: memory per rank counted from the arrays the backends hold, the
 // bytes the ranks exchange per step by the deterministic gather (reducer.hpp) against a
-// native all-reduce, and a step time from a per-evaluation cost (measured on this machine's
+// native all-reduce (--fast-reduce), and a step time from a per-evaluation cost (measured on this machine's
 // CPU, or a roofline bound for a GPU) plus interconnect terms. Every assumption is a field
 // of PlanMachine and is printed with the plan.
 #pragma once
@@ -63,7 +63,10 @@ struct PlanResult {
   int collectives = 0;          // gathers and one-value reductions per step
   double gather_bytes = 0;      // received per rank: Rhat of the other ranks' agents + partials
   double gather_seconds = 0;
-  double allreduce_bytes = 0;   // a native all-reduce instead: the B (S + H) sums per rank
+  // --fast-reduce (a native all-reduce) instead: X and G, B (S + H) doubles, in one
+  // all-reduce and the objective's and statistics' scalars in the others, per rank.
+  int allreduce_collectives = 0;
+  double allreduce_bytes = 0;
   double allreduce_seconds = 0;
   double step_seconds = 0;      // compute + replicated + gather
   double one_rank_seconds = 0;  // the same step on one rank

@@ -8,6 +8,11 @@
 //    process does, and computes everything that needs all agents (smoothing, the objective
 //    and its weights, statistics) itself: results do not depend on the number of places.
 //  - sum and max: combine one value per place (a flag, a checksum), in a fixed order.
+//  - fast_sum and fast_max: the transport's native all-reduce (MPI_Allreduce), for
+//    --fast-reduce (RunConfig::fast_reduce), where each place keeps the per-agent values
+//    of its own agents only and the step's sums (objective terms, X, G, statistics) are
+//    reduced instead of gathered. The order of the additions is the transport's: results
+//    reproduce for a given number of places but differ across numbers to rounding.
 // In one process there is nothing to hand on: LocalReducer leaves its input as it is, so
 // the single-process results are those of the plain loops.
 #pragma once
@@ -31,6 +36,26 @@ class Reducer {
   // own part; offsets has size() + 1 entries, offsets[0] = 0, non-decreasing); afterwards
   // every place holds every place's part, bit for bit.
   virtual void gather(double* values, const long* offsets) = 0;
+  // In place, on every place: the sum (or max) of values[i] over all places by the
+  // transport's native reduction. The same bits on every place and run after run for a
+  // given number of places, not across numbers. By default sum and max.
+  virtual void fast_sum(double* values, long n) { sum(values, n); }
+  virtual void fast_max(double* values, long n) { max(values, n); }
+};
+
+// The same places, with fast_sum and fast_max as their sum and max: what objective_value
+// is given under --fast-reduce.
+class FastReducer final : public Reducer {
+ public:
+  explicit FastReducer(Reducer& places) : places_(&places) {}
+  int rank() const override { return places_->rank(); }
+  int size() const override { return places_->size(); }
+  void sum(double* values, long n) override { places_->fast_sum(values, n); }
+  void max(double* values, long n) override { places_->fast_max(values, n); }
+  void gather(double* values, const long* offsets) override { places_->gather(values, offsets); }
+
+ private:
+  Reducer* places_;
 };
 
 // One process holds every agent.
@@ -70,9 +95,10 @@ inline bool same_everywhere(Reducer& reducer, const void* data, std::size_t byte
 
 // An objective's value (objective.hpp) over regrets held in several places: this place's
 // largest regret and weight total, combined; then its sum of terms, combined; then the
-// finish. With a LocalReducer it is the plain two-pass loop. Every caller passes one today
-// (power_mean, the objectives, both backends): since the regrets are gathered, every place
-// holds all of them and evaluates the objective itself.
+// finish. With a LocalReducer it is the plain two-pass loop. Every caller but one passes
+// one (power_mean, the objectives, both backends): since the regrets are gathered, every
+// place holds all of them and evaluates the objective itself. Under --fast-reduce the CPU
+// backend passes its own agents' regrets and a FastReducer.
 template <class Objective>
 double objective_value(const Objective& f, const double* R, const double* weight, long n,
                        Reducer& reducer) {
