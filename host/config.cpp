@@ -550,7 +550,7 @@ std::vector<OptionSpec> build_registry() {
       "its own agents' regrets and the step's sums are added by MPI_Allreduce instead of "
       "gathering every agent's regret; results reproduce run after run for a given rank "
       "count and equal the default's to rounding, but are not bit-identical across rank "
-      "counts; a resumed run restarts the regret smoothing; in one process it changes nothing "
+      "counts; in one process it changes nothing "
       "(other objectives are refused there too)",
       &RunConfig::fast_reduce)));
   // backend names are checked here rather than through an enum so that the help text

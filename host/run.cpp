@@ -596,8 +596,13 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& 
   };
   auto save_ckpt = [&](long step) {
     last_save = now_seconds();
+    // On every rank: under --fast-reduce the state gathers the smoothed regrets, which
+    // every rank must take part in.
+    const bool collective = shared && cfg.fast_reduce;
+    if (ckpt_path.empty() && !collective) return;
+    const CheckpointData ck = make_ckpt(step);
     if (ckpt_path.empty()) return;
-    save_checkpoint(ckpt_path, make_ckpt(step));
+    save_checkpoint(ckpt_path, ck);
     write_text(cfg.out, "metrics.csv", metrics_csv(history));
   };
   if (start.pause_at >= 0 && first_step > start.pause_at)
@@ -607,15 +612,18 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& 
     // Ranks meet in every step's gather, so they must stop after the same step: a signal
     // that reached any rank (mpirun forwards one to each, not at the same instant) stops
     // them all here, where one process would look at its own.
+    // So must a checkpoint that one rank's clock calls for (a checkpoint can be collective).
     int sig = interrupt_signal();
+    bool due = minutes > 0 && now_seconds() - last_save >= 60 * minutes;
     if (shared) {
-      double s = sig;
-      problem.reducer->max(&s, 1);
-      sig = static_cast<int>(s);
+      double v[2] = {static_cast<double>(sig), due ? 1.0 : 0.0};
+      problem.reducer->max(v, 2);
+      sig = static_cast<int>(v[0]);
+      due = v[1] > 0.0;
       if (sig != 0 && interrupt_signal() == 0) request_interrupt(sig);
     }
     if (sig != 0 || done == start.pause_at) return StepAction::stop;
-    if (minutes > 0 && now_seconds() - last_save >= 60 * minutes) return StepAction::checkpoint;
+    if (due) return StepAction::checkpoint;
     return StepAction::next;
   });
   for (const auto& n : in.notes) log.note(n);

@@ -138,14 +138,7 @@ void CpuBackend::setup_impl() {
   shared_.resize(places_ > 1 && !fast_ ? largest : 0);
   counted_.clear();
   if (fast_) {
-    Families::for_each([&](auto fam) {
-      const auto& g = std::get<FamilyGroup<decltype(fam)>>(groups_);
-      const auto [a0, a1] = own_agents(static_cast<long>(g.index.size()));
-      for (long i = a0; i < a1; ++i) counted_.push_back(g.index[static_cast<size_t>(i)]);
-    });
-    // Every place evaluates the factorised agents; place 0 counts them.
-    if (place_ == 0) counted_.insert(counted_.end(), structured_.agents().begin(), structured_.agents().end());
-    std::sort(counted_.begin(), counted_.end());
+    counted_ = counted_agents(place_);
     omega_own_.assign(N, 0.0);
     sums_.resize(B * S + B * H);
   }
@@ -223,12 +216,42 @@ std::pair<long, long> CpuBackend::own_agents(long n) const {
   return {n * place_ / places_, n * (place_ + 1) / places_};
 }
 
+std::vector<long> CpuBackend::counted_agents(int place) const {
+  std::vector<long> out;
+  Families::for_each([&](auto fam) {
+    const auto& g = std::get<FamilyGroup<decltype(fam)>>(groups_);
+    const long n = static_cast<long>(g.index.size());
+    for (long i = n * place / places_; i < n * (place + 1) / places_; ++i)
+      out.push_back(g.index[static_cast<size_t>(i)]);
+  });
+  // Every place evaluates the factorised agents; place 0 counts them.
+  if (place == 0) out.insert(out.end(), structured_.agents().begin(), structured_.agents().end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 BackendState CpuBackend::state_impl() const {
-  if (!fast_) return state_;
-  // This place holds its own agents' Rbar only: a state without smoothed regrets (a
-  // checkpoint's resume restarts the smoothing) rather than one with other places' wrong.
+  if (!fast_ || state_.rbar.empty()) return state_;
+  // Each place holds its own agents' Rbar only; a state (a checkpoint, a sweep's annealing
+  // hand-over) gathers every agent's, so that it continues like one process's. Every place
+  // asks for it at the same point (a collective, on checkpoints only).
+  std::vector<std::vector<long>> lists;
+  std::vector<long> offsets{0};
+  for (int r = 0; r < places_; ++r) {
+    lists.push_back(counted_agents(r));
+    offsets.push_back(offsets.back() + static_cast<long>(lists.back().size()));
+  }
+  std::vector<double> packed(static_cast<size_t>(offsets.back()));
+  const auto& own = lists[static_cast<size_t>(place_)];
+  for (size_t k = 0; k < own.size(); ++k)
+    packed[static_cast<size_t>(offsets[static_cast<size_t>(place_)]) + k] =
+        state_.rbar[static_cast<size_t>(own[k])];
+  reducer_->gather(packed.data(), offsets.data());
   BackendState s = state_;
-  s.rbar.clear();
+  for (int r = 0; r < places_; ++r)
+    for (size_t k = 0; k < lists[static_cast<size_t>(r)].size(); ++k)
+      s.rbar[static_cast<size_t>(lists[static_cast<size_t>(r)][k])] =
+          packed[static_cast<size_t>(offsets[static_cast<size_t>(r)]) + k];
   return s;
 }
 

@@ -84,6 +84,10 @@ class CpuBackend final : public Backend {
   // place evaluates within its chunks: all of them, or under --fast-reduce its own share
   // [n r/K, n (r+1)/K), whatever the chunking of the pass.
   std::pair<long, long> own_agents(long n) const;
+  // Under --fast-reduce: the agents place `place` adds into the step's sums (its own share
+  // of each general-path family, and place 0 the factorised agents), population order.
+  // Every place's lists together hold each agent once.
+  std::vector<long> counted_agents(int place) const;
   // The flat objective's value of R (population order) over every place's agents: the
   // plain loop, or under --fast-reduce over the counted_ agents, reduced natively.
   double flat_value(const std::vector<double>& R);
