@@ -30,7 +30,7 @@
 #include <vector>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/build_info.hpp"
+#include "host/build_info.hpp"
 #include "workloads.hpp"
 #ifdef EQPM_WITH_CUDA
 #include "eqpm/cuda_backend.hpp"

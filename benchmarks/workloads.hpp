@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 
 namespace eqpm::bench {
 

@@ -1,6 +1,6 @@
 // Rolling-origin backtest (backtest.hpp).
-#include "eqpm/backtest.hpp"
-#include "eqpm/sweep.hpp"
+#include "host/backtest.hpp"
+#include "host/sweep.hpp"
 
 #include <sys/wait.h>
 
@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "eqpm/beta_select.hpp"
+#include "host/beta_select.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 

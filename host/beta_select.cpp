@@ -1,11 +1,11 @@
 // --beta auto (beta_select.hpp).
-#include "eqpm/beta_select.hpp"
+#include "host/beta_select.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 
-#include "eqpm/atomic_file.hpp"
+#include "host/io/atomic_file.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/objectives.hpp"
 #include "eqpm/rng.hpp"

@@ -1,6 +1,6 @@
 // The build's commit (build_info.hpp). Only this file sees EQPM_GIT_COMMIT, so a new commit
 // recompiles one file. The "eqpm-commit:" prefix lets a script find it in any binary.
-#include "eqpm/build_info.hpp"
+#include "host/build_info.hpp"
 
 #ifndef EQPM_GIT_COMMIT
 #define EQPM_GIT_COMMIT "unknown"

@@ -1,5 +1,5 @@
 // The registry of configuration keys: parsing, range checks, and serialisation.
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 namespace {

@@ -1,7 +1,7 @@
 // TOML configuration files: checks each value's TOML type against the option registry,
 // then hands its text to set_option with the value's file:line:col. toml++ is included
 // here only (it is slow to compile).
-#include "eqpm/config_toml.hpp"
+#include "host/config_toml.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -22,7 +22,7 @@
 #endif
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 namespace {

@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/rng.hpp"
 
 namespace eqpm {

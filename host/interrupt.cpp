@@ -1,5 +1,5 @@
 // SIGINT / SIGTERM handling for runs (interrupt.hpp).
-#include "eqpm/interrupt.hpp"
+#include "host/interrupt.hpp"
 
 #include <signal.h>
 #include <unistd.h>

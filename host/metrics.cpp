@@ -1,10 +1,10 @@
 // Equity metrics of per-agent regrets (DESIGN.md section 6).
-#include "eqpm/metrics.hpp"
+#include "host/metrics.hpp"
 
 #include <algorithm>
 #include <cmath>
 
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 

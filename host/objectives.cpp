@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 

@@ -1,5 +1,5 @@
 // The paper's mean-forecast metric (paper_metric.hpp).
-#include "eqpm/paper_metric.hpp"
+#include "host/paper_metric.hpp"
 
 #include "eqpm/error.hpp"
 #include "eqpm/families.hpp"

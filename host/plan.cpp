@@ -1,5 +1,5 @@
 // The dry-run planner (plan.hpp): counts and a stated time model, no training.
-#include "eqpm/plan.hpp"
+#include "host/plan.hpp"
 
 #include <algorithm>
 #include <cmath>

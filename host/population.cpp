@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/rng.hpp"
 

@@ -1,15 +1,15 @@
 // Forecasts from a saved model (predict.hpp).
-#include "eqpm/predict.hpp"
+#include "host/predict.hpp"
 
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/mlp.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 
 namespace eqpm {
 namespace {

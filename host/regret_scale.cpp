@@ -1,5 +1,5 @@
 // Relative regrets (regret_scale.hpp).
-#include "eqpm/regret_scale.hpp"
+#include "host/regret_scale.hpp"
 
 #include <algorithm>
 #include <unordered_map>

@@ -1,5 +1,5 @@
 // Loading a run's inputs, training, evaluating and writing the output folder (run.hpp).
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 
 #include <unistd.h>
 
@@ -11,14 +11,14 @@
 #include <iostream>
 #include <sstream>
 
-#include "eqpm/atomic_file.hpp"
-#include "eqpm/checkpoint.hpp"
+#include "host/io/atomic_file.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/interrupt.hpp"
-#include "eqpm/io.hpp"
+#include "host/interrupt.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/objective.hpp"
-#include "eqpm/paper_metric.hpp"
-#include "eqpm/regret_scale.hpp"
+#include "host/paper_metric.hpp"
+#include "host/regret_scale.hpp"
 
 namespace eqpm {
 

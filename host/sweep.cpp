@@ -1,5 +1,5 @@
 // Sweeps (sweep.hpp).
-#include "eqpm/sweep.hpp"
+#include "host/sweep.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -7,10 +7,10 @@
 #include <filesystem>
 #include <memory>
 
-#include "eqpm/atomic_file.hpp"
-#include "eqpm/beta_select.hpp"
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/metrics.hpp"
+#include "host/io/atomic_file.hpp"
+#include "host/beta_select.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/metrics.hpp"
 #include "eqpm/objectives.hpp"
 
 namespace eqpm {

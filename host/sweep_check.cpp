@@ -1,12 +1,12 @@
 // The objective check of a sweep (sweep_check.hpp).
-#include "eqpm/sweep_check.hpp"
+#include "host/sweep_check.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "eqpm/objectives.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 
 namespace eqpm {
 

@@ -1,5 +1,5 @@
 // The training loop (see trainer.hpp).
-#include "eqpm/trainer.hpp"
+#include "host/trainer.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "eqpm/error.hpp"
-#include "eqpm/metrics.hpp"
+#include "host/metrics.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/rng.hpp"
 

@@ -13,15 +13,15 @@
 #include <sstream>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/backtest.hpp"
-#include "eqpm/checkpoint.hpp"
+#include "host/backtest.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/data.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/objectives.hpp"
-#include "eqpm/paper_metric.hpp"
-#include "eqpm/run.hpp"
-#include "eqpm/trainer.hpp"
+#include "host/paper_metric.hpp"
+#include "host/run.hpp"
+#include "host/trainer.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -15,8 +15,8 @@
 #include <limits>
 #include <random>
 
-#include "eqpm/atomic_file.hpp"
-#include "eqpm/checkpoint.hpp"
+#include "host/io/atomic_file.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/error.hpp"
 #include "test_util.hpp"
 

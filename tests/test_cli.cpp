@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <string>
 
-#include "eqpm/config.hpp"
-#include "eqpm/config_toml.hpp"
+#include "host/config.hpp"
+#include "host/config_toml.hpp"
 #include "eqpm/error.hpp"
 #include "test_util.hpp"
 

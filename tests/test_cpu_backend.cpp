@@ -15,7 +15,7 @@
 #include "eqpm/error.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/rng.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/families.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

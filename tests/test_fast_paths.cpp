@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

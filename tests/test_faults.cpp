@@ -29,15 +29,15 @@
 #include <thread>
 #include <vector>
 
-#include "eqpm/atomic_file.hpp"
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/config.hpp"
-#include "eqpm/config_toml.hpp"
+#include "host/io/atomic_file.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/config.hpp"
+#include "host/config_toml.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/mlp.hpp"
 #include "eqpm/population.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/build_info.hpp"
+#include "host/build_info.hpp"
 #include "eqpm/families.hpp"
 #include "launch_config.hpp"
 

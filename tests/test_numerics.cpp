@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/atomic_file.hpp"
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/config.hpp"
+#include "host/io/atomic_file.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

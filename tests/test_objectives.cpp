@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/objectives.hpp"
-#include "eqpm/regret_scale.hpp"
+#include "host/regret_scale.hpp"
 #include "eqpm/rng.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 
 namespace eqpm {
 namespace {

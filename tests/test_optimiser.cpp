@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/objective.hpp"
-#include "eqpm/run.hpp"
-#include "eqpm/sweep_check.hpp"
-#include "eqpm/trainer.hpp"
+#include "host/run.hpp"
+#include "host/sweep_check.hpp"
+#include "host/trainer.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
-#include "eqpm/config_toml.hpp"
+#include "host/config.hpp"
+#include "host/config_toml.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/objective.hpp"
 #include "eqpm/population.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 #ifndef EQPM_SOURCE_DIR

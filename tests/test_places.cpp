@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cpu/chunks.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -8,7 +8,7 @@
 
 #include "cpu/chunks.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/plan.hpp"
+#include "host/plan.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/interrupt.hpp"
-#include "eqpm/run.hpp"
+#include "host/interrupt.hpp"
+#include "host/run.hpp"
 
 namespace eqpm {
 namespace {

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
-#include "eqpm/report.hpp"
+#include "host/io/io.hpp"
+#include "host/report/report.hpp"
 #include "report/plot.hpp"
 #include "test_util.hpp"
 

@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/interrupt.hpp"
-#include "eqpm/run.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/interrupt.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

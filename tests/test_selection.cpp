@@ -10,17 +10,17 @@
 #include <memory>
 #include <sstream>
 
-#include "eqpm/backtest.hpp"
-#include "eqpm/beta_select.hpp"
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/config.hpp"
-#include "eqpm/config_toml.hpp"
+#include "host/backtest.hpp"
+#include "host/beta_select.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/config.hpp"
+#include "host/config_toml.hpp"
 #include "eqpm/data.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/interrupt.hpp"
-#include "eqpm/io.hpp"
+#include "host/interrupt.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/objective.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -12,9 +12,9 @@
 #include <sstream>
 #include <vector>
 
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/objective.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 #include "test_util.hpp"
 
 namespace eqpm {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 
 namespace eqpm::test {
 

@@ -1,5 +1,5 @@
 // Atomic replacement of output files: temporary file + fsync + rename + folder fsync.
-#include "eqpm/atomic_file.hpp"
+#include "host/io/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

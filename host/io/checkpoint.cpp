@@ -2,7 +2,7 @@
 // The header reader is written for hostile input (it is fuzzed): a schema-directed JSON
 // parser with no recursion on the input, every integer overflow-checked, every offset
 // checked against the file before a single tensor byte is copied.
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -18,11 +18,11 @@
 #include <numeric>
 #include <set>
 
-#include "eqpm/atomic_file.hpp"
-#include "eqpm/config.hpp"
+#include "host/io/atomic_file.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/hd.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 

@@ -15,7 +15,7 @@
 #include <system_error>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 namespace eqpm {
 

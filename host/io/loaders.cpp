@@ -10,7 +10,7 @@
 #include <unordered_map>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/rng.hpp"
 
 namespace eqpm {

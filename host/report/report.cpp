@@ -1,5 +1,5 @@
 // `eqpm report` (report.hpp): re-evaluation by test day, bootstrap intervals, tables, plots.
-#include "eqpm/report.hpp"
+#include "host/report/report.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,15 +9,15 @@
 #include <memory>
 #include <random>
 
-#include "eqpm/atomic_file.hpp"
+#include "host/io/atomic_file.hpp"
 #include "eqpm/backend.hpp"
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
-#include "eqpm/metrics.hpp"
+#include "host/io/io.hpp"
+#include "host/metrics.hpp"
 #include "eqpm/objectives.hpp"
-#include "eqpm/run.hpp"
-#include "eqpm/trainer.hpp"
+#include "host/run.hpp"
+#include "host/trainer.hpp"
 #include "report/plot.hpp"
 
 namespace eqpm {

@@ -21,8 +21,8 @@
 #include <exception>
 #include <string>
 
-#include "eqpm/config.hpp"
-#include "eqpm/config_toml.hpp"
+#include "host/config.hpp"
+#include "host/config_toml.hpp"
 #include "eqpm/error.hpp"
 
 #include "fuzz_util.hpp"

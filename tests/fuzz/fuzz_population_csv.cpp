@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 #include "eqpm/population.hpp"
 
 #include "fuzz_util.hpp"

@@ -19,11 +19,11 @@
 #include <map>
 #include <vector>
 
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/config.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/config.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/mlp.hpp"
-#include "eqpm/run.hpp"
+#include "host/run.hpp"
 
 #include "fuzz_util.hpp"
 

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "eqpm/error.hpp"
-#include "eqpm/io.hpp"
+#include "host/io/io.hpp"
 
 #include "fuzz_util.hpp"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 #include "eqpm/data.hpp"
 
 namespace eqpm {

@@ -12,7 +12,7 @@
 
 #include "eqpm/backend.hpp"
 #include "eqpm/mlp.hpp"
-#include "eqpm/trainer.hpp"
+#include "host/trainer.hpp"
 
 namespace eqpm {
 

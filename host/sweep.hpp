@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
-#include "eqpm/run.hpp"
-#include "eqpm/sweep_check.hpp"
+#include "host/config.hpp"
+#include "host/run.hpp"
+#include "host/sweep_check.hpp"
 
 namespace eqpm {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
+#include "host/config.hpp"
 
 namespace eqpm {
 

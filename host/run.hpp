@@ -10,13 +10,13 @@
 #include <vector>
 
 #include "eqpm/backend.hpp"
-#include "eqpm/checkpoint.hpp"
-#include "eqpm/config.hpp"
+#include "host/io/checkpoint.hpp"
+#include "host/config.hpp"
 #include "eqpm/data.hpp"
 #include "eqpm/error.hpp"
-#include "eqpm/metrics.hpp"
+#include "host/metrics.hpp"
 #include "eqpm/population.hpp"
-#include "eqpm/trainer.hpp"
+#include "host/trainer.hpp"
 
 namespace eqpm {
 

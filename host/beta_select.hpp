@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
-#include "eqpm/run.hpp"
+#include "host/config.hpp"
+#include "host/run.hpp"
 
 namespace eqpm {
 

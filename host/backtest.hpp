@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "eqpm/config.hpp"
-#include "eqpm/metrics.hpp"
-#include "eqpm/run.hpp"
+#include "host/config.hpp"
+#include "host/metrics.hpp"
+#include "host/run.hpp"
 
 namespace eqpm {
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "eqpm/checkpoint.hpp"
+#include "host/io/checkpoint.hpp"
 #include "eqpm/data.hpp"
 
 namespace eqpm {
