@@ -40,7 +40,7 @@ def run_cli(eqpm_bin: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
 
 # Files whose bytes hold wall-clock timings (train.seconds, steps_per_second, the per-epoch
 # `seconds` column, and the checkpoint's copies of those): compared with the timings left out.
-TIMED = {"summary.json", "metrics.csv", "checkpoint.safetensors"}
+TIMED = {"summary.json", "metrics.csv", "checkpoint.safetensors", "anneal_start.safetensors"}
 
 
 def _strip_seconds(csv: str) -> str:

@@ -132,20 +132,35 @@ def test_train_out_is_the_programs_folder(eqpm_bin, tmp_path, monkeypatch, extra
     assert n >= 7
 
 
+# Four epochs, the last two annealed: the models train side by side to epoch 2 and may
+# anneal from another's state (anneal_start.csv).
+SWEEP = dict(SMALL, beta="0.3", agents=40, epochs=4, warm_start_epochs=1, lr_anneal_epochs=2)
+
+
 def test_sweep_out_is_the_programs_folder(eqpm_bin, tmp_path, monkeypatch):
-    keys = dict(SMALL, beta="0.3", agents=40)
     (tmp_path / "cli").mkdir()
     (tmp_path / "py").mkdir()
-    out = run_cli(eqpm_bin, "sweep", "--q", "0,4", "--out", "sw", "--agents", "40", "--epochs", "2",
-                  "--series-hours", "1500", "--backend", "cpu", "--quiet", "--beta", "0.3",
-                  cwd=tmp_path / "cli")
+    out = run_cli(eqpm_bin, "sweep", "--q", "0,4", "--out", "sw", "--agents", "40", "--epochs", "4",
+                  "--warm-start-epochs", "1", "--lr-anneal-epochs", "2", "--series-hours", "1500",
+                  "--backend", "cpu", "--quiet", "--beta", "0.3", cwd=tmp_path / "cli")
     assert out.returncode == 0, out.stderr
+    assert (tmp_path / "cli" / "sw" / "anneal_start.csv").read_text().startswith("run,beta,start_from")
     monkeypatch.chdir(tmp_path / "py")
-    runs = eqpm.sweep(q=[0, 4], out="sw", **keys)
+    runs = eqpm.sweep(q=[0, 4], out="sw", **SWEEP)
     assert list(runs) == ["plain", "q=0", "q=4"]
     assert runs["plain"].beta == 1 and runs["q=4"].beta == 0.3
     assert runs["q=4"].summary["config"]["q"] == 4
     compare_folders(tmp_path / "cli" / "sw", tmp_path / "py" / "sw")
+
+
+def test_sweep_in_memory_matches_a_written_sweep(tmp_path):
+    # Without a folder the states at the annealing exchange stay in memory: the same models.
+    memory = eqpm.sweep(q=[0, 4], **SWEEP)
+    written = eqpm.sweep(q=[0, 4], out=tmp_path / "sw", **SWEEP)
+    for name in ("plain", "q=0", "q=4"):
+        np.testing.assert_array_equal(memory[name].agents["regret"], written[name].agents["regret"])
+        for k, v in memory[name].model.state_dict().items():
+            np.testing.assert_array_equal(v, written[name].model.state_dict()[k])
 
 
 def test_train_in_memory_reports_progress_and_matches_a_written_run(tmp_path):
