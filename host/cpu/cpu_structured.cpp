@@ -92,25 +92,33 @@ void CpuStructured::prepare(int B, const float* yhat, const float* y, const long
   S_ = S;
   H_ = H;
   std::copy(t, t + B, t_.begin());
-  const double floor = p_->floor;
   if (!dc_.index.empty()) {
+    // A datacenter agent's regret (and its derivative) is sqrt(lambda d) times that of a unit
+    // agent deciding at the same hour (lambda d = 1): the family's own formulas evaluated for
+    // that unit agent, once per input, sample and hour, in double.
+    const float one = 1.0f;
+    RegretContext unit;
+    unit.demand = &one;
+    unit.demand_length = 1;
+    unit.floor = p_->floor;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int b = 0; b < B; ++b)
+    for (int b = 0; b < B; ++b) {
+      const float* yb = y + static_cast<long>(b) * H;
+      double ds[kMaxHorizon] = {};
       for (int h = 0; h < H; ++h) {
-        const double yy = y[b * H + h];
-        double fs = 0.0, ds = 0.0;
+        const Datacenter::Params at_h{1.0f, 1.0f, 0, h};
+        double fs = 0.0;
         for (int s = 0; s < S; ++s) {
-          const double raw = yhat[(static_cast<long>(b) * S + s) * H + h];
-          const double v = raw < floor ? floor : raw;
-          const double diff = std::sqrt(yy) - std::sqrt(v);
-          const double f = diff * diff / std::sqrt(v);
+          const float* v = yhat + (static_cast<long>(b) * S + s) * H;
+          const double f = Datacenter::regret<double>(at_h, v, yb, unit, 0);
           F_[(static_cast<size_t>(b) * S + s) * H + h] = f;
           fs += f;
-          if (raw >= floor) ds += (v - yy) / (2.0 * v * std::sqrt(v));
+          Datacenter::add_dregret<double>(at_h, v, yb, unit, 0, 1.0, ds);
         }
         Fsum_[static_cast<size_t>(b * H + h)] = fs;
-        Dsum_[static_cast<size_t>(b * H + h)] = ds;
+        Dsum_[static_cast<size_t>(b * H + h)] = ds[h];
       }
+    }
   }
   if (!ev_.index.empty()) {
 #pragma omp parallel for num_threads(threads) schedule(static)
