@@ -109,23 +109,22 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
   long exchange = anneal_exchange_step(base, in.data);
   if (exchange >= 0 && resume)
     for (const Slot& s : slots) {
-      // A model already past the step without a state kept there was trained without an
-      // exchange (an older sweep, or one extended with more epochs): continue as it was.
+      // A state kept at another step (a sweep extended with other --epochs), or a model
+      // already past the step without one (a sweep trained without the exchange): every
+      // model continues from its own checkpoint, as it was.
+      const std::string kept = existing(exchange_file(s.cfg));
+      if (!kept.empty()) {
+        if (static_cast<long>(load_checkpoint(kept).step) != exchange) exchange = -1;
+        continue;
+      }
       const std::string ck = existing(checkpoint_file(s.cfg));
-      if (ck.empty() || !existing(exchange_file(s.cfg)).empty()) continue;
-      if (static_cast<long>(load_checkpoint(ck).step) > exchange) exchange = -1;
+      if (!ck.empty() && static_cast<long>(load_checkpoint(ck).step) > exchange) exchange = -1;
     }
   if (exchange >= 0) {
     for (Slot& s : slots) {
       const std::string kept = existing(exchange_file(s.cfg));
       if (!kept.empty()) {
         s.at_exchange = std::make_shared<const CheckpointData>(load_checkpoint(kept));
-        if (static_cast<long>(s.at_exchange->step) != exchange) {
-          throw ConfigError("resume: " + kept + " holds the state at step " +
-                            std::to_string(s.at_exchange->step) + ", the annealing of this run " +
-                            "starts at step " + std::to_string(exchange) +
-                            " (different --epochs?); give the epochs the sweep was started with");
-        }
         continue;
       }
       RunStart st;

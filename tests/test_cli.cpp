@@ -127,6 +127,14 @@ TEST(ResumeSlow, KilledAndResumedSweepIsBitIdentical) {
   kill_and_resume("before_exchange", "q=4", 14);
   kill_and_resume("after_exchange", "q=0", at + 7);
 
+  // A finished sweep extended with more epochs: each model continues from its own state (the
+  // annealing now starts later, past the states kept at the first one).
+  ASSERT_EQ(run("sweep --resume " + tmp.file("after_exchange") + " --q 0,4 --epochs 7 --quiet",
+                tmp.file("extend.log")), 0)
+      << test::read_file(tmp.file("extend.log"));
+  EXPECT_GT(load_checkpoint(tmp.file("after_exchange") + "/q=4/checkpoint.safetensors").step,
+            load_checkpoint(whole + "/q=4/checkpoint.safetensors").step);
+
   // Settings that would change the sweep are refused, as for a run.
   const std::string out = tmp.file("before_exchange");
   EXPECT_EQ(run("sweep --resume " + out + " --q 0,4 --lr 0.01 --quiet", tmp.file("log2")), 1);
