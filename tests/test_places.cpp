@@ -361,7 +361,15 @@ TEST(FastReduce, RefusesObjectivesThatNeedEveryAgent) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("--fast-reduce"), std::string::npos) << e.what();
   }
+  // The configuration itself is refused too, whatever the backend (validate).
+  cfg.fast_reduce = true;
+  for (const char* backend_name : {"cpu", "cuda"}) {
+    cfg.backend = backend_name;
+    EXPECT_THROW(validate(cfg), ConfigError) << backend_name;
+  }
   cfg.objective = "tilt:2";
+  EXPECT_NO_THROW(validate(cfg));
+  cfg.backend = "cpu";
   Problem tilt = make_problem(cfg, set.in);
   tilt.fast_reduce = true;
   EXPECT_NO_THROW(make_backend("cpu", 1)->setup(tilt));
