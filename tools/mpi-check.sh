@@ -246,6 +246,33 @@ for k in 3; do  # an uneven split of the chunks; the train cases above cover the
   rm -rf "$work/run" "$work/eval"
 done
 
+# The same sweep under --fast-reduce at -np 2, twice: the states kept at the exchange gather
+# every agent's smoothed regret, and the two sweeps are the same file for file.
+for attempt in first again; do
+  start=$(date +%s%N)
+  if ! mpirun "${mpirun_flags[@]}" -np 2 "$bin" "${sweep[@]}" --fast-reduce true >"$work/log" 2>&1; then
+    cat "$work/log" >&2
+    echo "mpi-check: fast-reduce sweep: mpirun -np 2 failed" >&2
+    exit 1
+  fi
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  [ "$attempt" = first ] && mv "$work/run" "$work/fast-sweep"
+done
+out=""
+for r in plain q=0 q=4; do
+  o=$(compare "$work/fast-sweep/$r" "$work/run/$r") || out+=" $r: $o;"
+done
+for f in sweep.csv mq_check.csv anneal_start.csv; do
+  cmp -s "$work/fast-sweep/$f" "$work/run/$f" || out+=" $f differs;"
+done
+if [ -z "$out" ]; then
+  echo "mpi-check: fast-reduce sweep: -np 2 twice: identical to each other (${ms} ms)"
+else
+  echo "mpi-check: fast-reduce sweep: -np 2 twice:$out" >&2
+  fail=1
+fi
+rm -rf "$work/run" "$work/fast-sweep"
+
 # Stopping and resuming. A longer run (30 epochs, a checkpoint every 25 steps) in one
 # process is the reference; each case below stops a run under mpirun once a checkpoint
 # exists, checks that the checkpoint is whole, resumes it with another rank count and
