@@ -16,14 +16,21 @@ namespace eqpm {
 Trainer::Trainer(const RunConfig& cfg, const Dataset& data, const Population& population,
                  Backend& backend)
     : cfg_(cfg), data_(data), population_(population), backend_(backend) {
-  steps_per_epoch_ = (data_.fit_rows + cfg_.batch - 1) / cfg_.batch;
+  steps_per_epoch_ = epoch_steps(cfg_, data_);
+}
+
+long epoch_steps(const RunConfig& cfg, const Dataset& data) {
+  return (data.fit_rows + cfg.batch - 1) / cfg.batch;
+}
+
+long anneal_first_step(const RunConfig& cfg, const Dataset& data) {
+  return epoch_steps(cfg, data) * std::max(0, cfg.epochs - cfg.lr_anneal_epochs);
 }
 
 long anneal_exchange_step(const RunConfig& cfg, const Dataset& data) {
   if (cfg.lr_schedule != LrSchedule::anneal || cfg.anneal_start != AnnealStart::best) return -1;
-  const long per_epoch = (data.fit_rows + cfg.batch - 1) / cfg.batch;
-  const int epochs = cfg.epochs - cfg.lr_anneal_epochs;
-  return epochs > cfg.warm_start_epochs ? per_epoch * epochs : -1;
+  return cfg.epochs - cfg.lr_anneal_epochs > cfg.warm_start_epochs ? anneal_first_step(cfg, data)
+                                                                    : -1;
 }
 
 std::vector<long> Trainer::batch_rows(long step) const {
@@ -54,7 +61,7 @@ double Trainer::lr_at(long step) const {
   if (cfg_.lr_schedule == LrSchedule::anneal) {
     // Held, then geometric from lr at the first closing step to lr x lr_final at the last.
     const long total = total_steps();
-    const long start = std::max(0L, total - steps_per_epoch_ * cfg_.lr_anneal_epochs);
+    const long start = anneal_first_step(cfg_, data_);
     if (step < start) return cfg_.lr;
     const double x = double(step - start) / double(std::max(1L, total - 1 - start));
     return cfg_.lr * std::pow(cfg_.lr_final, x);

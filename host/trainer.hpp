@@ -76,6 +76,11 @@ struct TrainResult {
 // no regret-phase step before the annealing (every model is then still the warm start).
 long anneal_exchange_step(const RunConfig& cfg, const Dataset& data);
 
+// Optimiser steps per epoch (minibatches of cfg.batch fit rows, the last one shorter), and
+// the first step of the anneal schedule's fall (0 when it covers the whole run).
+long epoch_steps(const RunConfig& cfg, const Dataset& data);
+long anneal_first_step(const RunConfig& cfg, const Dataset& data);
+
 class Trainer {
  public:
   Trainer(const RunConfig& cfg, const Dataset& data, const Population& population,
