@@ -621,11 +621,7 @@ std::vector<std::pair<Family, double>> parse_mix(const std::string& text) {
 void validate(const RunConfig& c) {
   // Here rather than in a backend, so that every backend and rank count refuses the same
   // configurations.
-  if (c.fast_reduce && !run_objective(c)->flat())
-    throw ConfigError("--fast-reduce: the objective " + objective_spec(c) +
-                      " needs every agent's regret in one place; only the flat objectives "
-                      "(power, tilt, maxmin) reduce natively across ranks. Leave out "
-                      "--fast-reduce for it");
+  if (c.fast_reduce) require_flat_for_fast_reduce(*run_objective(c));
   if (c.beta_auto && !(c.val_fraction > 0))
     throw ConfigError("--beta auto chooses on the validation slice; --val-fraction 0 leaves "
                       "none (give --val-fraction > 0, or a fixed --beta)");

@@ -170,6 +170,14 @@ double evaluate_flat(const FlatObjective& f, const double* R, const AgentSet& a,
   return value;
 }
 
+void require_flat_for_fast_reduce(const Objective& f) {
+  if (!f.flat())
+    throw ConfigError("--fast-reduce: the objective " + f.spec() +
+                      " needs every agent's regret in one place; only the flat objectives "
+                      "(power, tilt, maxmin) reduce natively across ranks. Leave out "
+                      "--fast-reduce for it");
+}
+
 std::shared_ptr<const Objective> power_objective(double q) {
   return std::make_shared<Flat>(FlatObjective::power(q), "power:" + format_number(q));
 }

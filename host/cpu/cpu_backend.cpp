@@ -71,11 +71,7 @@ void CpuBackend::setup_impl() {
   reducer_ = p.reducer ? p.reducer : &local_reducer_;
   place_ = reducer_->rank();
   places_ = reducer_->size();
-  if (p.fast_reduce && !flat_)
-    throw ConfigError("--fast-reduce: the objective " + objective_->spec() +
-                      " needs every agent's regret in one place; only the flat objectives "
-                      "(power, tilt, maxmin) reduce natively across ranks. Leave out "
-                      "--fast-reduce for it");
+  if (p.fast_reduce) require_flat_for_fast_reduce(*objective_);
   fast_ = p.fast_reduce && places_ > 1;
   offsets_.assign(static_cast<size_t>(places_) + 1, 0);
   structured_ = CpuStructured();
@@ -211,18 +207,21 @@ std::pair<long, long> CpuBackend::owned_chunks(long n_chunks) const {
           chunks::first_owned(n_chunks, place_ + 1, places_)};
 }
 
+std::pair<long, long> CpuBackend::share(long n, int place) const {
+  return {n * place / places_, n * (place + 1) / places_};
+}
+
 std::pair<long, long> CpuBackend::own_agents(long n) const {
   if (!fast_) return {0, n};
-  return {n * place_ / places_, n * (place_ + 1) / places_};
+  return share(n, place_);
 }
 
 std::vector<long> CpuBackend::counted_agents(int place) const {
   std::vector<long> out;
   Families::for_each([&](auto fam) {
     const auto& g = std::get<FamilyGroup<decltype(fam)>>(groups_);
-    const long n = static_cast<long>(g.index.size());
-    for (long i = n * place / places_; i < n * (place + 1) / places_; ++i)
-      out.push_back(g.index[static_cast<size_t>(i)]);
+    const auto [first, last] = share(static_cast<long>(g.index.size()), place);
+    for (long i = first; i < last; ++i) out.push_back(g.index[static_cast<size_t>(i)]);
   });
   // Every place evaluates the factorised agents; place 0 counts them.
   if (place == 0) out.insert(out.end(), structured_.agents().begin(), structured_.agents().end());

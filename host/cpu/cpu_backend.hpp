@@ -84,6 +84,8 @@ class CpuBackend final : public Backend {
   // place evaluates within its chunks: all of them, or under --fast-reduce its own share
   // [n r/K, n (r+1)/K), whatever the chunking of the pass.
   std::pair<long, long> own_agents(long n) const;
+  // Place `place`'s share [n r/K, n (r+1)/K) of a group of n agents under --fast-reduce.
+  std::pair<long, long> share(long n, int place) const;
   // Under --fast-reduce: the agents place `place` adds into the step's sums (its own share
   // of each general-path family, and place 0 the factorised agents), population order.
   // Every place's lists together hold each agent once.

@@ -61,6 +61,11 @@ std::shared_ptr<const Objective> make_objective(const std::string& spec,
 // power:q.
 std::shared_ptr<const Objective> power_objective(double q);
 
+// --fast-reduce reduces an objective across places natively, which only a flat objective
+// allows: throws ConfigError naming the flag for any other. The configuration's validation
+// and the CPU backend both ask.
+void require_flat_for_fast_reduce(const Objective& f);
+
 // A sweep's list: "cvar:0.5,0.2,0.05" or a mix of kinds ("power:0,4,cvar:0.1"). A number
 // without a kind continues the previous kind; tilt-groups takes its numbers in pairs.
 // Each returned spec is valid for make_objective. Throws ConfigError naming `flag`.
