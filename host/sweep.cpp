@@ -40,6 +40,7 @@ struct Slot {
   std::shared_ptr<const CheckpointData> at_exchange;  // its state at the exchange step
   size_t start_from = SIZE_MAX;  // the slot whose state it anneals from (SIZE_MAX: its own)
   double own_value = 0, start_value = 0;
+  long resumed_step = -1;       // the step of the checkpoint a resumed sweep found (-1: none)
   RunOutcome outcome;
 };
 
@@ -89,7 +90,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
     folder(cfg, sweep_run_name(specs[k]));
     spec_cfgs.push_back(cfg);
     if (!base.beta_auto) {
-      slots.push_back({cfg, k, sweep_run_name(specs[k]), nullptr, SIZE_MAX, 0, 0, {}});
+      slots.push_back({cfg, k, sweep_run_name(specs[k]), nullptr, SIZE_MAX, 0, 0, -1, {}});
       continue;
     }
     for (double b : base.beta_grid)
@@ -97,7 +98,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
         RunConfig c = candidate_config(cfg, b);
         if (!c.out.empty() && in.writes_files()) fs::create_directories(c.out);
         slots.push_back({c, k, sweep_run_name(specs[k]) + " " + beta_folder(b), nullptr, SIZE_MAX,
-                         0, 0, {}});
+                         0, 0, -1, {}});
       }
   }
 
@@ -108,33 +109,39 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
   // of its objective.
   long exchange = anneal_exchange_step(base, in.data);
   if (exchange >= 0 && resume)
-    for (const Slot& s : slots) {
-      // A state kept at another step (a sweep extended with other --epochs), or a model
-      // already past the step without one (a sweep trained without the exchange): every
-      // model continues from its own checkpoint, as it was.
-      const std::string kept = existing(exchange_file(s.cfg));
-      if (!kept.empty()) {
-        if (static_cast<long>(load_checkpoint(kept).step) != exchange) exchange = -1;
-        continue;
-      }
-      const std::string ck = existing(checkpoint_file(s.cfg));
-      if (!ck.empty() && static_cast<long>(load_checkpoint(ck).step) > exchange) exchange = -1;
-    }
-  if (exchange >= 0) {
     for (Slot& s : slots) {
+      // Each file read once: the checkpoint's step, and the state kept at the exchange. One
+      // kept at another step (a sweep extended with other --epochs), or a model already past
+      // the step without one (a sweep trained without the exchange): every model continues
+      // from its own checkpoint, as it was.
+      const std::string ck = existing(checkpoint_file(s.cfg));
+      if (!ck.empty()) s.resumed_step = static_cast<long>(load_checkpoint(ck).step);
       const std::string kept = existing(exchange_file(s.cfg));
       if (!kept.empty()) {
         s.at_exchange = std::make_shared<const CheckpointData>(load_checkpoint(kept));
-        continue;
+        if (static_cast<long>(s.at_exchange->step) != exchange) exchange = -1;
+      } else if (s.resumed_step > exchange) {
+        exchange = -1;
       }
+    }
+  // Trains a slot from `st`; false when a signal stopped it (the sweep then stops).
+  auto train = [&](Slot& s, const RunStart& st) {
+    RunOutcome o = train_run(s.cfg, in, st);
+    if (s.spec != SIZE_MAX && base.beta_auto) o.out_dir = spec_cfgs[s.spec].out;
+    if (stopped(o)) return false;
+    s.outcome = std::move(o);
+    return true;
+  };
+  if (exchange >= 0) {
+    for (Slot& s : slots) {
+      if (s.at_exchange) continue;  // kept by the sweep that was stopped
       RunStart st;
       st.checkpoint = existing(checkpoint_file(s.cfg));
       st.pause_at = exchange;
-      RunOutcome o = train_run(s.cfg, in, st);
-      if (s.spec != SIZE_MAX && base.beta_auto) o.out_dir = spec_cfgs[s.spec].out;
-      if (stopped(o)) return sw;
-      s.at_exchange = o.paused;
-      if (!s.cfg.out.empty() && in.writes_files()) save_checkpoint(exchange_file(s.cfg), *o.paused);
+      if (!train(s, st)) return sw;
+      s.at_exchange = s.outcome.paused;
+      s.outcome = RunOutcome();
+      if (!s.cfg.out.empty() && in.writes_files()) save_checkpoint(exchange_file(s.cfg), *s.at_exchange);
     }
     // The decision, from each model's training-split regrets at the step.
     std::vector<std::vector<double>> regret;
@@ -174,9 +181,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
     st.checkpoint = existing(checkpoint_file(s.cfg));
     if (exchange >= 0) {
       // Not yet past the step: continue from the state kept there, the chosen model's.
-      const bool past = !st.checkpoint.empty() &&
-                        static_cast<long>(load_checkpoint(st.checkpoint).step) > exchange;
-      if (!past) {
+      if (s.resumed_step <= exchange) {
         st.checkpoint.clear();
         st.state = s.at_exchange.get();
         if (s.start_from != SIZE_MAX) {
@@ -185,10 +190,7 @@ Sweep run_sweep(const RunConfig& base, const std::vector<std::string>& specs, co
         }
       }
     }
-    RunOutcome o = train_run(s.cfg, in, st);
-    if (s.spec != SIZE_MAX && base.beta_auto) o.out_dir = spec_cfgs[s.spec].out;
-    if (stopped(o)) return sw;
-    s.outcome = std::move(o);
+    if (!train(s, st)) return sw;
   }
 
   sw.runs.push_back({"plain", 0.0, 1.0, slots[0].cfg, slots[0].outcome, ""});
