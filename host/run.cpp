@@ -596,10 +596,9 @@ RunOutcome train_run(const RunConfig& cfg, const RunInputs& in, const RunStart& 
   };
   auto save_ckpt = [&](long step) {
     last_save = now_seconds();
-    // On every rank: under --fast-reduce the state gathers the smoothed regrets, which
-    // every rank must take part in.
-    const bool collective = shared && cfg.fast_reduce;
-    if (ckpt_path.empty() && !collective) return;
+    // Every rank builds it: a backend's state may be a collective (--fast-reduce gathers
+    // the smoothed regrets), so ranks that write nothing take part too.
+    if (ckpt_path.empty() && !shared) return;
     const CheckpointData ck = make_ckpt(step);
     if (ckpt_path.empty()) return;
     save_checkpoint(ckpt_path, ck);
