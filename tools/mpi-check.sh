@@ -183,16 +183,24 @@ else
   fail=1
 fi
 rm -rf "$work/run" "$work/fast-first"
-for attempt in first again; do
-  start=$(date +%s%N)
-  if ! mpirun "${mpirun_flags[@]}" -np 2 "$bin" "${fast[@]}" >"$work/log" 2>&1; then
-    cat "$work/log" >&2
-    echo "mpi-check: fast-reduce: mpirun -np 2 failed" >&2
-    exit 1
-  fi
-  ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  [ "$attempt" = first ] && mv "$work/run" "$work/fast-first"
-done
+
+# twice_at_np2 NAME FIRST ARGS...: runs `mpirun -np 2 eqpm ARGS` (writing $work/run) twice,
+# the first run's folder moved to FIRST; sets ms to the second run's wall time.
+twice_at_np2() {
+  local name="$1" first="$2" attempt start
+  shift 2
+  for attempt in first again; do
+    start=$(date +%s%N)
+    if ! mpirun "${mpirun_flags[@]}" -np 2 "$bin" "$@" >"$work/log" 2>&1; then
+      cat "$work/log" >&2
+      echo "mpi-check: $name: mpirun -np 2 failed" >&2
+      exit 1
+    fi
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    if [ "$attempt" = first ]; then mv "$work/run" "$first"; fi
+  done
+}
+twice_at_np2 fast-reduce "$work/fast-first" "${fast[@]}"
 if out=$(compare "$work/fast-first" "$work/run"); then
   echo "mpi-check: fast-reduce: -np 2 twice: identical to each other (${ms} ms)"
 else
@@ -248,16 +256,7 @@ done
 
 # The same sweep under --fast-reduce at -np 2, twice: the states kept at the exchange gather
 # every agent's smoothed regret, and the two sweeps are the same file for file.
-for attempt in first again; do
-  start=$(date +%s%N)
-  if ! mpirun "${mpirun_flags[@]}" -np 2 "$bin" "${sweep[@]}" --fast-reduce true >"$work/log" 2>&1; then
-    cat "$work/log" >&2
-    echo "mpi-check: fast-reduce sweep: mpirun -np 2 failed" >&2
-    exit 1
-  fi
-  ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  [ "$attempt" = first ] && mv "$work/run" "$work/fast-sweep"
-done
+twice_at_np2 "fast-reduce sweep" "$work/fast-sweep" "${sweep[@]}" --fast-reduce true
 out=""
 for r in plain q=0 q=4; do
   o=$(compare "$work/fast-sweep/$r" "$work/run/$r") || out+=" $r: $o;"
