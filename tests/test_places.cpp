@@ -181,30 +181,40 @@ std::vector<Steps> run_places(const Problem& p, const Setting& s, int places, in
   return runs;
 }
 
+// The steps of one backend (one process, no places).
+Steps one_backend(const Problem& p, const Setting& s) {
+  auto backend = make_backend("cpu", 1);
+  backend->setup(p);
+  return run_steps(*backend, s);
+}
+
+// Every step's statistics and trace of `got` equal `ref`'s bit for bit.
+void expect_same_steps(const Steps& got, const Steps& ref) {
+  for (size_t s = 0; s < ref.stats.size(); ++s) {
+    SCOPED_TRACE("step " + std::to_string(s));
+    EXPECT_TRUE(bitwise_equal(got.stats[s].loss, ref.stats[s].loss));
+    EXPECT_TRUE(bitwise_equal(got.stats[s].power_mean, ref.stats[s].power_mean));
+    EXPECT_TRUE(bitwise_equal(got.stats[s].mean_regret, ref.stats[s].mean_regret));
+    EXPECT_TRUE(bitwise_equal(got.stats[s].grad_norm, ref.stats[s].grad_norm));
+    EXPECT_TRUE(bitwise_equal(got.traces[s].rhat, ref.traces[s].rhat));
+    EXPECT_TRUE(bitwise_equal(got.traces[s].omega, ref.traces[s].omega));
+    EXPECT_TRUE(bitwise_equal(got.traces[s].advantage, ref.traces[s].advantage));
+    EXPECT_TRUE(bitwise_equal(got.traces[s].g, ref.traces[s].g));
+  }
+}
+
 TEST_P(SharedAgents, EqualOneProcessBitForBit) {
   const Case c = GetParam();
   const Setting set = make_setting(c);
   Problem p = make_problem(set.cfg, set.in);
   p.regret_path = c.path;
-  auto one = make_backend("cpu", 1);
-  one->setup(p);
-  const Steps ref = run_steps(*one, set);
+  const Steps ref = one_backend(p, set);
   const std::vector<Steps> runs = run_places(p, set, c.places);
 
   for (int r = 0; r < c.places; ++r) {
     SCOPED_TRACE("place " + std::to_string(r) + " of " + std::to_string(c.places));
     const Steps& got = runs[static_cast<size_t>(r)];
-    for (size_t s = 0; s < ref.stats.size(); ++s) {
-      SCOPED_TRACE("step " + std::to_string(s));
-      EXPECT_TRUE(bitwise_equal(got.stats[s].loss, ref.stats[s].loss));
-      EXPECT_TRUE(bitwise_equal(got.stats[s].power_mean, ref.stats[s].power_mean));
-      EXPECT_TRUE(bitwise_equal(got.stats[s].mean_regret, ref.stats[s].mean_regret));
-      EXPECT_TRUE(bitwise_equal(got.stats[s].grad_norm, ref.stats[s].grad_norm));
-      EXPECT_TRUE(bitwise_equal(got.traces[s].rhat, ref.traces[s].rhat));
-      EXPECT_TRUE(bitwise_equal(got.traces[s].omega, ref.traces[s].omega));
-      EXPECT_TRUE(bitwise_equal(got.traces[s].advantage, ref.traces[s].advantage));
-      EXPECT_TRUE(bitwise_equal(got.traces[s].g, ref.traces[s].g));
-    }
+    expect_same_steps(got, ref);
     test::expect_same_state(got.state, ref.state, "after 5 steps");
   }
 }
@@ -230,9 +240,7 @@ TEST_P(FastReduce, ReproducibleAndCloseToOneProcess) {
   const Setting set = make_setting(c);
   Problem p = make_problem(set.cfg, set.in);
   p.regret_path = c.path;
-  auto one = make_backend("cpu", 1);
-  one->setup(p);
-  const Steps ref = run_steps(*one, set);
+  const Steps ref = one_backend(p, set);
   p.fast_reduce = true;
   const std::vector<Steps> first = run_places(p, set, c.places);
   const std::vector<Steps> again = run_places(p, set, c.places);
@@ -296,26 +304,11 @@ TEST(FastReduce, OnePlaceIsTheDefaultBitForBit) {
     const Setting set = make_setting(c);
     Problem p = make_problem(set.cfg, set.in);
     p.regret_path = c.path;
-    auto plain = make_backend("cpu", 1);
-    plain->setup(p);
-    const Steps ref = run_steps(*plain, set);
+    const Steps ref = one_backend(p, set);
     p.fast_reduce = true;
-    auto fast = make_backend("cpu", 1);
-    fast->setup(p);
-    const Steps local = run_steps(*fast, set);
+    const Steps local = one_backend(p, set);
     const Steps hall = run_places(p, set, 1)[0];
-    for (const Steps* got : {&local, &hall})
-      for (size_t s = 0; s < ref.stats.size(); ++s) {
-        SCOPED_TRACE("step " + std::to_string(s));
-        EXPECT_TRUE(bitwise_equal(got->stats[s].loss, ref.stats[s].loss));
-        EXPECT_TRUE(bitwise_equal(got->stats[s].power_mean, ref.stats[s].power_mean));
-        EXPECT_TRUE(bitwise_equal(got->stats[s].mean_regret, ref.stats[s].mean_regret));
-        EXPECT_TRUE(bitwise_equal(got->stats[s].grad_norm, ref.stats[s].grad_norm));
-        EXPECT_TRUE(bitwise_equal(got->traces[s].rhat, ref.traces[s].rhat));
-        EXPECT_TRUE(bitwise_equal(got->traces[s].omega, ref.traces[s].omega));
-        EXPECT_TRUE(bitwise_equal(got->traces[s].advantage, ref.traces[s].advantage));
-        EXPECT_TRUE(bitwise_equal(got->traces[s].g, ref.traces[s].g));
-      }
+    for (const Steps* got : {&local, &hall}) expect_same_steps(*got, ref);
     test::expect_same_state(local.state, ref.state, "local reducer");
     test::expect_same_state(hall.state, ref.state, "one place");
   }
