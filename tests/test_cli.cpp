@@ -50,13 +50,8 @@ TEST(ResumeSlow, KilledAndResumedRunIsBitIdentical) {
       << test::read_file(tmp.file("log1"));
 
   const std::string out = tmp.file("killed");
-  const pid_t child = fork();
+  const pid_t child = test::spawn_eqpm(args + " --out " + out + " > /dev/null 2>&1");
   ASSERT_GE(child, 0);
-  if (child == 0) {
-    const std::string cmd = std::string(EQPM_BINARY) + " " + args + " --out " + out;
-    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > /dev/null 2>&1").c_str(), (char*)nullptr);
-    _exit(127);
-  }
   // Kill once a mid-training checkpoint exists (step 7 .. well before the end).
   const std::string ckpt = out + "/checkpoint.safetensors";
   test::wait_for_checkpoint(ckpt, 14);
@@ -98,13 +93,8 @@ TEST(ResumeSlow, KilledAndResumedSweepIsBitIdentical) {
   // Kills the sweep once `ckpt` holds step `min_step` or later, resumes it, and compares.
   auto kill_and_resume = [&](const std::string& name, const std::string& run_name, long min_step) {
     const std::string out = tmp.file(name);
-    const pid_t child = fork();
+    const pid_t child = test::spawn_eqpm(args + " --out " + out + " > /dev/null 2>&1");
     ASSERT_GE(child, 0);
-    if (child == 0) {
-      const std::string cmd = std::string(EQPM_BINARY) + " " + args + " --out " + out;
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > /dev/null 2>&1").c_str(), (char*)nullptr);
-      _exit(127);
-    }
     const std::string ckpt = out + "/" + run_name + "/checkpoint.safetensors";
     test::wait_for_checkpoint(ckpt, min_step);
     kill(child, SIGKILL);

@@ -179,13 +179,8 @@ TEST(ResumeSlow, SigtermThenResumeMatchesUninterruptedRun) {
   ASSERT_EQ(run(args, tmp.file("log1")), 0) << test::read_file(tmp.file("log1"));
   fs::rename(out, tmp.file("whole"));
 
-  const pid_t child = fork();
+  const pid_t child = test::spawn_eqpm(args + " 2> " + tmp.file("log2"));
   ASSERT_GE(child, 0);
-  if (child == 0) {
-    const std::string cmd = std::string(EQPM_BINARY) + " " + args + " 2> " + tmp.file("log2");
-    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), (char*)nullptr);
-    _exit(127);
-  }
   // Signal once training is under way (a checkpoint exists, so the handlers are installed).
   const std::string ckpt = out + "/checkpoint.safetensors";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

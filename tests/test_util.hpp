@@ -150,6 +150,20 @@ inline long wait_for_checkpoint(const std::string& path, long min_step, int seco
   return step;
 }
 
+#ifdef EQPM_BINARY
+// Starts `eqpm ARGS` in a child process (through sh, so ARGS may redirect) and returns its
+// pid, or -1 when fork fails: for tests that signal or kill a run mid-way.
+inline pid_t spawn_eqpm(const std::string& args) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const std::string cmd = "exec " + std::string(EQPM_BINARY) + " " + args;
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return child;
+}
+#endif
+
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
