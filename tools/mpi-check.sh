@@ -220,6 +220,18 @@ rm -rf "$work/run" "$work/fast-first"
 # 0 writes): every run's files as above, the sweep's tables and eval's agents.csv and
 # summary.json byte for byte.
 sweep=(sweep --out "$work/run" "${base[@]}" --epochs 4 --lr-anneal-epochs 2 --q 0,4)
+# compare_sweep REF NEW: every run's files (compare) and the sweep's tables byte for byte;
+# prints what differs, nothing when all is the same.
+compare_sweep() {
+  local r f o out=""
+  for r in plain q=0 q=4; do
+    o=$(compare "$1/$r" "$2/$r") || out+=" $r: $o;"
+  done
+  for f in sweep.csv mq_check.csv anneal_start.csv; do
+    cmp -s "$1/$f" "$2/$f" || out+=" $f differs;"
+  done
+  echo "$out"
+}
 evalargs=(eval --model "$work/run/q=4/model.safetensors" --out "$work/eval" --threads "$threads")
 "$bin" "${sweep[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
 "$bin" "${evalargs[@]}" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
@@ -235,15 +247,9 @@ for k in 3; do  # an uneven split of the chunks; the train cases above cover the
     exit 1
   fi
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  out=""
-  for r in plain q=0 q=4; do
-    o=$(compare "$work/ref-sweep/$r" "$work/run/$r") || out+=" $r: $o;"
-  done
-  for f in ref-sweep/sweep.csv ref-sweep/mq_check.csv ref-sweep/anneal_start.csv \
-           ref-eval/agents.csv ref-eval/summary.json; do
-    new="$work/${f/ref-sweep/run}"
-    new="${new/ref-eval/eval}"
-    cmp -s "$work/$f" "$new" || out+=" ${f#ref-} differs;"
+  out=$(compare_sweep "$work/ref-sweep" "$work/run")
+  for f in agents.csv summary.json; do
+    cmp -s "$work/ref-eval/$f" "$work/eval/$f" || out+=" eval/$f differs;"
   done
   if [ -z "$out" ]; then
     echo "mpi-check: sweep and eval: -np $k: identical to one process (${ms} ms)"
@@ -257,13 +263,7 @@ done
 # The same sweep under --fast-reduce at -np 2, twice: the states kept at the exchange gather
 # every agent's smoothed regret, and the two sweeps are the same file for file.
 twice_at_np2 "fast-reduce sweep" "$work/fast-sweep" "${sweep[@]}" --fast-reduce true
-out=""
-for r in plain q=0 q=4; do
-  o=$(compare "$work/fast-sweep/$r" "$work/run/$r") || out+=" $r: $o;"
-done
-for f in sweep.csv mq_check.csv anneal_start.csv; do
-  cmp -s "$work/fast-sweep/$f" "$work/run/$f" || out+=" $f differs;"
-done
+out=$(compare_sweep "$work/fast-sweep" "$work/run")
 if [ -z "$out" ]; then
   echo "mpi-check: fast-reduce sweep: -np 2 twice: identical to each other (${ms} ms)"
 else
