@@ -864,7 +864,7 @@ EvalResult CpuBackend::evaluate_impl(const std::vector<long>& rows) {
     // regret is energy times it, the float product the scalar code forms: compute the
     // shared part once per (k, window), then each agent's sum costs O(R).
     const auto& g = std::get<FamilyGroup<EvCharging>>(all_groups_);
-    const EvClasses cls = ev_classes(g.params);
+    const AgentClasses cls = classes_of<EvCharging>(g.params);
     const long n_classes = static_cast<long>(cls.count());
     std::vector<float> r;
 #pragma omp parallel for num_threads(thread_count()) schedule(dynamic, 1) firstprivate(r)

@@ -1,26 +1,120 @@
-// Shared per-(b, s) work for datacenter and whole-horizon EV agents (cpu_structured.hpp).
+// Shared per-(b, s) work for datacenter, EV and inventory agents (cpu_structured.hpp).
 #include "cpu_structured.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
+#include <omp.h>
+
 #include "chunks.hpp"
 #include "eqpm/regret_structure.hpp"
 
 namespace eqpm {
 
-EvClasses ev_classes(const std::vector<EvCharging::Params>& params) {
-  auto key = [&](size_t i) { return RegretStructure<EvCharging>::key(params[i]); };
-  EvClasses c;
-  c.order.resize(params.size());
-  std::iota(c.order.begin(), c.order.end(), size_t{0});
-  std::stable_sort(c.order.begin(), c.order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
-  for (size_t m = 0; m < c.order.size(); ++m)
-    if (m == 0 || key(c.order[m]) != key(c.order[m - 1])) c.begin.push_back(m);
-  c.begin.push_back(c.order.size());
-  return c;
+template <class F>
+void ClassTable<F>::take(FamilyGroup<F>& g, const Problem& p) {
+  *this = ClassTable<F>();
+  AgentClasses cls = classes_of<F>(g.params);
+  const size_t classes = cls.count(), units = classes * J;
+  B_ = p.max_batch;
+  S_ = p.samples;
+  H_ = p.layout.output_dim();
+  const size_t BS = static_cast<size_t>(B_) * static_cast<size_t>(S_);
+  if (classes == 0 || 4 * units > cls.order.size() || units * BS > (size_t{16} << 20)) return;
+  for (size_t i : cls.order) {
+    group_.index.push_back(g.index[i]);
+    group_.weight.push_back(g.weight[i]);
+    group_.params.push_back(g.params[i]);
+  }
+  g = FamilyGroup<F>();
+  begin_ = std::move(cls.begin);
+  for (size_t c = 0; c < classes; ++c)
+    for (int j = 0; j < J; ++j) units_.push_back(Structure::unit(group_.params[begin_[c]], j));
+  if constexpr (F::differentiable) pathwise_ = uses_pathwise<F>(p.estimator);
+  U_.resize(units * BS);
+  Usum_.resize(units);
+  W_.resize(units);
+  if (pathwise_) D_.resize(units * static_cast<size_t>(B_) * static_cast<size_t>(H_));
 }
+
+template <class F>
+void ClassTable<F>::prepare(const lanes::Lanes& X, const RegretContext& ctx, int B, int threads) {
+  B_ = B;
+  const long BS = static_cast<long>(B) * S_, BH = static_cast<long>(B) * H_;
+  const long n_units = static_cast<long>(units());
+  const size_t per_thread = static_cast<size_t>(H_) * static_cast<size_t>(BS);
+  if (pathwise_ && scratch_.size() < static_cast<size_t>(threads) * per_thread)
+    scratch_.resize(static_cast<size_t>(threads) * per_thread);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (long u = 0; u < n_units; ++u) {
+    const auto& unit = units_[static_cast<size_t>(u)];
+    Usum_[static_cast<size_t>(u)] = lanes::regrets<F>(unit, X, ctx, U_.data() + u * BS);
+    if constexpr (F::differentiable) {
+      if (!pathwise_) continue;
+      double* acc = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
+      std::fill(acc, acc + static_cast<long>(H_) * BS, 0.0);
+      lanes::add_dregrets<F>(unit, X, ctx, 1.0f, acc);
+      double* Du = D_.data() + u * BH;
+      for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H_; ++h) {
+          const double* d = acc + static_cast<long>(h) * BS + static_cast<long>(b) * S_;
+          double sum = 0.0;
+          for (int s = 0; s < S_; ++s) sum += d[s];
+          Du[b * H_ + h] = sum;
+        }
+    }
+  }
+}
+
+template <class F>
+void ClassTable<F>::mean_regrets(std::vector<double>& rhat, double inv_bs) const {
+  for (size_t c = 0; c + 1 < begin_.size(); ++c)
+    for (size_t m = begin_[c]; m < begin_[c + 1]; ++m) {
+      double r = Structure::coef(group_.params[m], 0) * Usum_[c * J];
+      for (int j = 1; j < J; ++j) r += Structure::coef(group_.params[m], j) * Usum_[c * J + static_cast<size_t>(j)];
+      rhat[static_cast<size_t>(group_.index[m])] = r * inv_bs;
+    }
+}
+
+template <class F>
+void ClassTable<F>::advantages(const std::vector<double>& omega, double* A, double* G, double inv_bs,
+                               int threads) {
+  for (size_t c = 0; c + 1 < begin_.size(); ++c)
+    for (int j = 0; j < J; ++j) {
+      double w = 0.0;
+      for (size_t m = begin_[c]; m < begin_[c + 1]; ++m)
+        w += omega[static_cast<size_t>(group_.index[m])] * Structure::coef(group_.params[m], j);
+      W_[c * J + static_cast<size_t>(j)] = w;
+    }
+  const int B = B_, S = S_, H = H_;
+  const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
+  const long n_units = static_cast<long>(units());
+  if (pathwise_) {
+    for (long u = 0; u < n_units; ++u) {
+      const double w = W_[static_cast<size_t>(u)] * inv_bs;
+      if (w == 0.0) continue;
+      const double* Du = D_.data() + u * BH;
+      for (long i = 0; i < BH; ++i) G[i] += w * Du[i];
+    }
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int b = 0; b < B; ++b) {
+    double Ab[kMaxSamples];
+    std::fill(Ab, Ab + S, 0.0);
+    for (long u = 0; u < n_units; ++u) {
+      const double w = W_[static_cast<size_t>(u)];
+      if (w == 0.0) continue;
+      const float* Ub = U_.data() + u * BS + static_cast<long>(b) * S;
+      for (int s = 0; s < S; ++s) Ab[s] += w * Ub[s];
+    }
+    for (int s = 0; s < S; ++s) A[static_cast<long>(b) * S + s] += Ab[s];
+  }
+}
+
+template class ClassTable<EvCharging>;
+template class ClassTable<Inventory>;
 
 void CpuStructured::setup(FamilyGroups& groups, const Problem& p) {
   p_ = &p;
@@ -42,27 +136,13 @@ void CpuStructured::setup(FamilyGroups& groups, const Problem& p) {
   }
   const size_t B = static_cast<size_t>(p.max_batch), S = static_cast<size_t>(p.samples),
                Hs = static_cast<size_t>(H);
-  {
-    const EvClasses cls = ev_classes(windowed.params);
-    const size_t classes = cls.count();
-    // Pays off when classes average at least 4 agents; the table stays under 64 MB.
-    if (classes > 0 && 4 * classes <= cls.order.size() && classes * B * S <= (size_t{16} << 20)) {
-      for (size_t i : cls.order) {
-        evw_.index.push_back(windowed.index[i]);
-        evw_.weight.push_back(windowed.weight[i]);
-        evw_.params.push_back(windowed.params[i]);
-      }
-      class_begin_ = cls.begin;
-      windowed = FamilyGroup<EvCharging>();
-      C_.resize(classes * B * S);
-      Csum_.resize(classes);
-      Cweight_.resize(classes);
-    }
-  }
+  evw_.take(windowed, p);
   ev = std::move(windowed);
+  inv_.take(std::get<FamilyGroup<Inventory>>(groups), p);
   agents_ = dc_.index;
   agents_.insert(agents_.end(), ev_.index.begin(), ev_.index.end());
-  agents_.insert(agents_.end(), evw_.index.begin(), evw_.index.end());
+  agents_.insert(agents_.end(), evw_.index().begin(), evw_.index().end());
+  agents_.insert(agents_.end(), inv_.index().begin(), inv_.index().end());
   F_.resize(B * S * Hs);
   Fsum_.resize(B * Hs);
   Dsum_.resize(B * Hs);
@@ -154,18 +234,13 @@ void CpuStructured::prepare(int B, const float* yhat, const float* y, const long
       Gtot_[static_cast<size_t>(k)] = tot;
     }
   }
-  if (!evw_.index.empty()) {
-    // C_{c,j} = (chosen - best) of class c at sample j: the regret of an agent of energy 1.
+  if (!evw_.empty() || !inv_.empty()) {
     RegretContext ctx;
+    ctx.demand = p_->demand.data();
+    ctx.demand_length = static_cast<long>(p_->demand.size());
     ctx.floor = p_->floor;
-    const long BS = static_cast<long>(B) * S;
-    const long classes = static_cast<long>(class_begin_.size()) - 1;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (long c = 0; c < classes; ++c) {
-      EvCharging::Params unit = evw_.params[class_begin_[static_cast<size_t>(c)]];
-      unit.energy = 1.0f;
-      Csum_[static_cast<size_t>(c)] = lanes::regrets<EvCharging>(unit, X, ctx, C_.data() + c * BS);
-    }
+    evw_.prepare(X, ctx, B, threads);
+    inv_.prepare(X, ctx, B, threads);
   }
 }
 
@@ -187,9 +262,8 @@ void CpuStructured::mean_regrets(std::vector<double>& rhat, int threads) const {
     rhat[static_cast<size_t>(ev_.index[static_cast<size_t>(i)])] =
         static_cast<double>(prm.energy) * Gtot_[static_cast<size_t>(prm.k - 1)] * inv;
   }
-  for (size_t c = 0; c + 1 < class_begin_.size(); ++c)
-    for (size_t m = class_begin_[c]; m < class_begin_[c + 1]; ++m)
-      rhat[static_cast<size_t>(evw_.index[m])] = static_cast<double>(evw_.params[m].energy) * Csum_[c] * inv;
+  evw_.mean_regrets(rhat, inv);
+  inv_.mean_regrets(rhat, inv);
 }
 
 void CpuStructured::advantages(const std::vector<double>& omega, double* A, double* G, int threads) {
@@ -255,29 +329,10 @@ void CpuStructured::advantages(const std::vector<double>& omega, double* A, doub
         A[b * S + s] += a;
       }
   }
-  // Windowed EV classes: A_{b,s} += sum_c W_c C_{c,b,s}, W_c = sum_n omega_n e_n.
-  const long classes = static_cast<long>(class_begin_.size()) - 1;
-  if (classes > 0) {
-    for (long c = 0; c < classes; ++c) {
-      double w = 0.0;
-      for (size_t m = class_begin_[static_cast<size_t>(c)]; m < class_begin_[static_cast<size_t>(c) + 1]; ++m)
-        w += omega[static_cast<size_t>(evw_.index[m])] * static_cast<double>(evw_.params[m].energy);
-      Cweight_[static_cast<size_t>(c)] = w;
-    }
-    const long BS = static_cast<long>(B) * S;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int b = 0; b < B; ++b) {
-      double Ab[kMaxSamples];
-      std::fill(Ab, Ab + S, 0.0);
-      for (long c = 0; c < classes; ++c) {
-        const double w = Cweight_[static_cast<size_t>(c)];
-        if (w == 0.0) continue;
-        const float* Cb = C_.data() + c * BS + static_cast<long>(b) * S;
-        for (int s = 0; s < S; ++s) Ab[s] += w * Cb[s];
-      }
-      for (int s = 0; s < S; ++s) A[static_cast<long>(b) * S + s] += Ab[s];
-    }
-  }
+  // Windowed EV classes and inventory hours.
+  const double inv_bs = 1.0 / (static_cast<double>(B) * S);
+  evw_.advantages(omega, A, G, inv_bs, threads);
+  inv_.advantages(omega, A, G, inv_bs, threads);
 }
 
 }  // namespace eqpm

@@ -57,7 +57,7 @@ std::vector<double> forecast_regrets(const Population& population, const std::ve
   // per class, then scaled by each agent's energy (as the backend's evaluation does).
   {
     const auto& g = std::get<FamilyGroup<EvCharging>>(groups);
-    const EvClasses cls = ev_classes(g.params);
+    const AgentClasses cls = classes_of<EvCharging>(g.params);
     const long n_classes = static_cast<long>(cls.count());
     std::vector<float> r;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) firstprivate(r)
