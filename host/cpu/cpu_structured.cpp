@@ -32,39 +32,25 @@ void ClassTable<F>::take(FamilyGroup<F>& g, const Problem& p) {
   for (size_t c = 0; c < classes; ++c)
     for (int j = 0; j < J; ++j) units_.push_back(Structure::unit(group_.params[begin_[c]], j));
   if constexpr (F::differentiable) pathwise_ = uses_pathwise<F>(p.estimator);
-  U_.resize(units * BS);
   Usum_.resize(units);
   W_.resize(units);
-  if (pathwise_) D_.resize(units * static_cast<size_t>(B_) * static_cast<size_t>(H_));
+  if (pathwise_) scratch_.resize(static_cast<size_t>(H_) * BS);
+  else U_.resize(units * BS);
 }
 
 template <class F>
 void ClassTable<F>::prepare(const lanes::Lanes& X, const RegretContext& ctx, int B, int threads) {
   B_ = B;
-  const long BS = static_cast<long>(B) * S_, BH = static_cast<long>(B) * H_;
+  X_ = X;
+  ctx_ = ctx;
+  const long BS = static_cast<long>(B) * S_;
   const long n_units = static_cast<long>(units());
-  const size_t per_thread = static_cast<size_t>(H_) * static_cast<size_t>(BS);
-  if (pathwise_ && scratch_.size() < static_cast<size_t>(threads) * per_thread)
-    scratch_.resize(static_cast<size_t>(threads) * per_thread);
+  // A pathwise family needs only the sums here (its gradient comes from the derivatives);
+  // the score function needs every sample's unit regret.
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-  for (long u = 0; u < n_units; ++u) {
-    const auto& unit = units_[static_cast<size_t>(u)];
-    Usum_[static_cast<size_t>(u)] = lanes::regrets<F>(unit, X, ctx, U_.data() + u * BS);
-    if constexpr (F::differentiable) {
-      if (!pathwise_) continue;
-      double* acc = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * per_thread;
-      std::fill(acc, acc + static_cast<long>(H_) * BS, 0.0);
-      lanes::add_dregrets<F>(unit, X, ctx, 1.0f, acc);
-      double* Du = D_.data() + u * BH;
-      for (int b = 0; b < B; ++b)
-        for (int h = 0; h < H_; ++h) {
-          const double* d = acc + static_cast<long>(h) * BS + static_cast<long>(b) * S_;
-          double sum = 0.0;
-          for (int s = 0; s < S_; ++s) sum += d[s];
-          Du[b * H_ + h] = sum;
-        }
-    }
-  }
+  for (long u = 0; u < n_units; ++u)
+    Usum_[static_cast<size_t>(u)] =
+        lanes::regrets<F>(units_[static_cast<size_t>(u)], X, ctx, pathwise_ ? nullptr : U_.data() + u * BS);
 }
 
 template <class F>
@@ -80,6 +66,7 @@ void ClassTable<F>::mean_regrets(std::vector<double>& rhat, double inv_bs) const
 template <class F>
 void ClassTable<F>::advantages(const std::vector<double>& omega, double* A, double* G, double inv_bs,
                                int threads) {
+  // W_{c,j} in class order: the same sums whatever the thread count.
   for (size_t c = 0; c + 1 < begin_.size(); ++c)
     for (int j = 0; j < J; ++j) {
       double w = 0.0;
@@ -88,16 +75,28 @@ void ClassTable<F>::advantages(const std::vector<double>& omega, double* A, doub
       W_[c * J + static_cast<size_t>(j)] = w;
     }
   const int B = B_, S = S_, H = H_;
-  const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
+  const long BS = static_cast<long>(B) * S;
   const long n_units = static_cast<long>(units());
-  if (pathwise_) {
-    for (long u = 0; u < n_units; ++u) {
-      const double w = W_[static_cast<size_t>(u)] * inv_bs;
-      if (w == 0.0) continue;
-      const double* Du = D_.data() + u * BH;
-      for (long i = 0; i < BH; ++i) G[i] += w * Du[i];
+  if constexpr (F::differentiable) {
+    if (pathwise_) {
+      // Each unit's derivatives, weighted by its class's W, into one hour-major table
+      // (H x B S, as the general path accumulates an agent's), then summed over s.
+      double* acc = scratch_.data();
+      std::fill(acc, acc + static_cast<long>(H) * BS, 0.0);
+      for (long u = 0; u < n_units; ++u) {
+        const double w = W_[static_cast<size_t>(u)] * inv_bs;
+        if (w == 0.0) continue;
+        lanes::add_dregrets<F>(units_[static_cast<size_t>(u)], X_, ctx_, static_cast<float>(w), acc);
+      }
+      for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h) {
+          const double* d = acc + static_cast<long>(h) * BS + static_cast<long>(b) * S;
+          double sum = 0.0;
+          for (int s = 0; s < S; ++s) sum += d[s];
+          G[b * H + h] += sum;
+        }
+      return;
     }
-    return;
   }
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int b = 0; b < B; ++b) {

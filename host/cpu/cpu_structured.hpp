@@ -47,8 +47,8 @@ AgentClasses classes_of(const std::vector<typename F::Params>& params) {
 
 // Agents of family F grouped by class (RegretStructure<F>::key): each agent's regret is
 // sum_j coef_j(n) u_{c,j}, u_{c,j} the regret of its class's unit representative j, and so
-// is its derivative. Per step: the unit regrets (and, for a pathwise family, their
-// derivatives summed over samples) once per class, base and sample; per agent O(bases).
+// is its derivative. Per step: the unit regrets once per class, base and sample, and for a
+// pathwise family the units' derivatives under their weights W_{c,j}; per agent O(bases).
 template <class F>
 class ClassTable {
  public:
@@ -75,10 +75,11 @@ class ClassTable {
   std::vector<typename F::Params> units_;  // class c, base j at c J + j
   bool pathwise_ = false;
   int B_ = 0, S_ = 0, H_ = 0;
-  std::vector<float> U_;             // units x B S
+  lanes::Lanes X_;                   // this step's samples (prepare) for the derivatives
+  RegretContext ctx_;
+  std::vector<float> U_;             // units x B S (score function)
   std::vector<double> Usum_, W_;     // units
-  std::vector<double> D_;            // units x B H: sum over s of du/dv (pathwise)
-  std::vector<double> scratch_;      // per thread, H x B S
+  std::vector<double> scratch_;      // H x B S: the weighted derivatives (pathwise)
 };
 
 class CpuStructured {
