@@ -26,6 +26,7 @@
 #include "eqpm/cuda_backend.hpp"
 #include "eqpm/error.hpp"
 #include "eqpm/regret_structure.hpp"
+#include "eqpm/step_stages.hpp"
 #include "stages.cuh"
 
 namespace eqpm::cuda {
@@ -118,7 +119,36 @@ class CudaBackend final : public Backend {
   void plan_family(FamilyPlan& plan, const FamilyGroup<F>& group, KernelPath path,
                    std::vector<long>& perm, std::vector<double>& w_raw,
                    std::vector<double>& w_over_W);
+  // One step's work, passed through the stages of step_stages.hpp's run_step; the values
+  // the kernels read live on the device (the step block, the scalars), so a captured graph
+  // replays any step of the same shape.
+  struct StepWork {
+    int B = 0, S = 0, H = 0;
+    long BS = 0, BH = 0;
+    bool equitable = false;
+    cudaEvent_t* events = nullptr;  // stage timing events (eager steps), or null
+    const StepParams* dp = nullptr;
+    const std::int64_t* rows = nullptr;
+    StepScalars* sc = nullptr;
+    SampleSet set{};
+    double inv_bs = 0.0;
+  };
+  template <class X, class W>
+  friend void eqpm::run_step(X& x, W& w);
+  void upload_step(const StepSpec& spec);
+  GraphEntry* launch_step(int B, bool equitable, bool* replay);
+  void account_stage_times(GraphEntry* entry, bool replay, double wall);
+  void download_trace(int B, bool equitable, StepTrace& trace);
   void enqueue_step(int B, bool equitable, cudaEvent_t* events);
+  void mark(const StepWork& w, int i);
+  void stage_forward(StepWork& w);
+  void stage_sample(StepWork& w);
+  void stage_regrets(StepWork& w);
+  void stage_weights(StepWork& w);
+  void stage_advantages(StepWork& w);
+  void stage_gradient(StepWork& w);
+  void stage_backward(StepWork& w);
+  void stage_update(StepWork& w);
   // An objective without a flat form (objectives.hpp): Rhat and Rbar go to the host, which
   // evaluates it and its weights with the CPU's code, and the values and omega come back.
   void host_objective(StepScalars* scalars);
@@ -454,105 +484,157 @@ CudaBackend::GraphEntry& CudaBackend::graph_entry(int B, bool equitable) {
   return graphs_.back();
 }
 
+// One step enqueued on the stream: step_stages.hpp's stages in their order (the same
+// order the CPU runs), eagerly or under graph capture.
 void CudaBackend::enqueue_step(int B, bool eq, cudaEvent_t* ev) {
   const Problem& p = problem_;
-  const MlpLayout& L = p.layout;
-  const int H = L.output_dim(), S = p.samples, in = L.input_dim();
-  auto mark = [&](int i) {
-    if (ev) EQPM_CUDA_CHECK(cudaEventRecord(ev[i], stream_));
-  };
-  const auto* dp = reinterpret_cast<const StepParams*>(step_block_.data());
-  const auto* rows = reinterpret_cast<const std::int64_t*>(step_block_.data() + kStepRowsOffset);
-  StepScalars* sc = scalars_.data();
-  const long BS = static_cast<long>(B) * S, BH = static_cast<long>(B) * H;
-
-  mark(0);
-  EQPM_CUDA_CHECK(cudaMemsetAsync(sc, 0, sizeof(StepScalars), stream_));
-  launch_gather_rows(rows, B, x_all_.data(), y_all_.data(), t_all_.data(), in, H, y_b_.data(),
-                     t_b_.data(), x_b_.data(), stream_);
-  launch_mlp_forward(forward_kind_, L, theta_.data(), x_all_.data(), rows, B, pre_.data(),
-                     mu_.data(), stream_);
-  launch_batch_mse(mu_.data(), y_b_.data(), B, H, p.rho, state_.data(), sc, stream_);
-  mark(1);
-  if (eq) {
-    launch_perturbations(p.seed, dp, B, S, H, p.antithetic, mu_.data(), eps_.data(),
-                         yhat_.data(), stream_);
-    mark(2);
-    // Pass 1: Rhat_n.
-    SampleSet set{yhat_.data(), y_b_.data(), t_b_.data(), B, S, H};
-    if (p.ev_conditional()) {
-      set.mu = mu_.data();
-      set.sigma = reinterpret_cast<const float*>(step_block_.data() + offsetof(StepParams, sigma));
-    }
-    const double inv_bs = 1.0 / (static_cast<double>(B) * S);
-    for (FamilyPlan& f : plans_) {
-      if (f.n == 0) continue;
-      double* rhat = rhat_.data() + f.begin;
-      if (f.structured) {
-        launch_class_regrets(f.slot, f.units.data(), f.K, set, ctx_, f.E.data(), stream_);
-        if (f.pathwise)
-          launch_class_dregrets(f.slot, f.units.data(), f.K, set, ctx_, f.dE.data(), stream_);
-        launch_row_sums(f.E.data(), f.K, BS, f.Etot.data(), stream_);
-        launch_structured_mean_regret(f.class_of.data(), f.coef.data(), f.J, f.Etot.data(), f.n,
-                                      inv_bs, rhat, stream_);
-      } else {
-        launch_mean_regret(f.slot, f.params.data(), f.n, set, ctx_, inv_bs, 1.0, rhat, stream_);
-      }
-    }
-    mark(3);
-    // Rbar, power means, weights.
-    launch_agent_stats(N_, rhat_.data(), rbar_.data(), p.rho, state_.data(), rbar_new_.data(),
-                       reduce_.data(), stream_);
-    launch_finalize_agent_stats(reduce_.data(), reduction_blocks(N_), sc, stream_);
-    if (on_host_) {
-      host_objective(sc);
-    } else {
-      launch_power_sums(N_, rhat_.data(), rbar_new_.data(), w_raw_.data(), flat_, sc,
-                        reduce_.data(), stream_);
-      launch_finalize_power_means(reduce_.data(), reduction_blocks(N_), wsum_, flat_, sc, stream_);
-      launch_agent_weights(N_, rbar_new_.data(), w_over_W_.data(), flat_, sc, omega_.data(),
-                           stream_);
-    }
-    // Pass 2: X = sum omega r (score agents), G = sum omega dr / (B S) (pathwise agents).
-    for (FamilyPlan& f : plans_) {
-      if (f.n == 0) continue;
-      const double* omega = omega_.data() + f.begin;
-      double* slab = f.pathwise ? partial_g_.data() + f.slab * BH : partial_x_.data() + f.slab * BS;
-      if (f.structured) {
-        launch_class_weights(f.seg.data(), f.classes, f.J, f.splits, omega, f.coef.data(),
-                             f.Wpart.data(), f.Wc.data(), stream_);
-        if (f.pathwise)
-          launch_combine_classes(f.Wc.data(), f.K, f.dE.data(), BH, inv_bs, f.tiles, slab, stream_);
-        else
-          launch_combine_classes(f.Wc.data(), f.K, f.E.data(), BS, 1.0, f.tiles, slab, stream_);
-      } else if (f.pathwise) {
-        launch_pathwise_partials(f.slot, f.params.data(), f.n, omega, f.tiles, inv_bs, set, ctx_,
-                                 slab, stream_);
-      } else {
-        launch_score_partials(f.slot, f.params.data(), f.n, omega, f.tiles, set, ctx_, slab,
-                              stream_);
-      }
-    }
-    launch_sum_partials(partial_x_.data(), slabs_x_, BS, X_.data(), stream_);
-    launch_sum_partials(partial_g_.data(), slabs_g_, BH, G_.data(), stream_);
-    launch_advantages(X_.data(), B, S, p.antithetic, A_.data(), stream_);
-  } else {
-    mark(2);
-    mark(3);
+  StepWork w;
+  w.B = B;
+  w.S = p.samples;
+  w.H = p.layout.output_dim();
+  w.BS = static_cast<long>(B) * w.S;
+  w.BH = static_cast<long>(B) * w.H;
+  w.equitable = eq;
+  w.events = ev;
+  w.dp = reinterpret_cast<const StepParams*>(step_block_.data());
+  w.rows = reinterpret_cast<const std::int64_t*>(step_block_.data() + kStepRowsOffset);
+  w.sc = scalars_.data();
+  w.set = SampleSet{yhat_.data(), y_b_.data(), t_b_.data(), B, w.S, w.H};
+  if (p.ev_conditional()) {
+    w.set.mu = mu_.data();
+    w.set.sigma = reinterpret_cast<const float*>(step_block_.data() + offsetof(StepParams, sigma));
   }
-  launch_assemble_g(B, S, H, eq, A_.data(), eps_.data(), G_.data(), mu_.data(),
-                    y_b_.data(), dp, sc, g_.data(), stream_);
-  mark(4);
+  w.inv_bs = 1.0 / static_cast<double>(w.BS);
+  run_step(*this, w);
+}
+
+void CudaBackend::mark(const StepWork& w, int i) {
+  if (w.events) EQPM_CUDA_CHECK(cudaEventRecord(w.events[i], stream_));
+}
+
+// The minibatch's rows, the MLP forward pass, the MSE and MSEbar.
+void CudaBackend::stage_forward(StepWork& w) {
+  const Problem& p = problem_;
+  const MlpLayout& L = p.layout;
+  const int B = w.B, H = w.H;
+  mark(w, 0);
+  EQPM_CUDA_CHECK(cudaMemsetAsync(w.sc, 0, sizeof(StepScalars), stream_));
+  launch_gather_rows(w.rows, B, x_all_.data(), y_all_.data(), t_all_.data(), L.input_dim(), H,
+                     y_b_.data(), t_b_.data(), x_b_.data(), stream_);
+  launch_mlp_forward(forward_kind_, L, theta_.data(), x_all_.data(), w.rows, B, pre_.data(),
+                     mu_.data(), stream_);
+  launch_batch_mse(mu_.data(), y_b_.data(), B, H, p.rho, state_.data(), w.sc, stream_);
+  mark(w, 1);
+}
+
+void CudaBackend::stage_sample(StepWork& w) {
+  const Problem& p = problem_;
+  launch_perturbations(p.seed, w.dp, w.B, w.S, w.H, p.antithetic, mu_.data(), eps_.data(),
+                       yhat_.data(), stream_);
+  mark(w, 2);
+}
+
+// Pass 1: Rhat_n.
+void CudaBackend::stage_regrets(StepWork& w) {
+  const long BS = w.BS;
+  for (FamilyPlan& f : plans_) {
+    if (f.n == 0) continue;
+    double* rhat = rhat_.data() + f.begin;
+    if (f.structured) {
+      launch_class_regrets(f.slot, f.units.data(), f.K, w.set, ctx_, f.E.data(), stream_);
+      if (f.pathwise)
+        launch_class_dregrets(f.slot, f.units.data(), f.K, w.set, ctx_, f.dE.data(), stream_);
+      launch_row_sums(f.E.data(), f.K, BS, f.Etot.data(), stream_);
+      launch_structured_mean_regret(f.class_of.data(), f.coef.data(), f.J, f.Etot.data(), f.n,
+                                    w.inv_bs, rhat, stream_);
+    } else {
+      launch_mean_regret(f.slot, f.params.data(), f.n, w.set, ctx_, w.inv_bs, 1.0, rhat, stream_);
+    }
+  }
+  mark(w, 3);
+}
+
+// Rbar, the power means (or the host's objective) and the weights omega.
+void CudaBackend::stage_weights(StepWork& w) {
+  const Problem& p = problem_;
+  StepScalars* sc = w.sc;
+  launch_agent_stats(N_, rhat_.data(), rbar_.data(), p.rho, state_.data(), rbar_new_.data(),
+                     reduce_.data(), stream_);
+  launch_finalize_agent_stats(reduce_.data(), reduction_blocks(N_), sc, stream_);
+  if (on_host_) {
+    host_objective(sc);
+  } else {
+    launch_power_sums(N_, rhat_.data(), rbar_new_.data(), w_raw_.data(), flat_, sc,
+                      reduce_.data(), stream_);
+    launch_finalize_power_means(reduce_.data(), reduction_blocks(N_), wsum_, flat_, sc, stream_);
+    launch_agent_weights(N_, rbar_new_.data(), w_over_W_.data(), flat_, sc, omega_.data(),
+                         stream_);
+  }
+}
+
+// Pass 2: X = sum omega r (score agents), G = sum omega dr / (B S) (pathwise agents), and the
+// advantages A from X.
+void CudaBackend::stage_advantages(StepWork& w) {
+  const Problem& p = problem_;
+  const int B = w.B, S = w.S;
+  const long BS = w.BS, BH = w.BH;
+  const double inv_bs = w.inv_bs;
+  const SampleSet& set = w.set;
+  for (FamilyPlan& f : plans_) {
+    if (f.n == 0) continue;
+    const double* omega = omega_.data() + f.begin;
+    double* slab = f.pathwise ? partial_g_.data() + f.slab * BH : partial_x_.data() + f.slab * BS;
+    if (f.structured) {
+      launch_class_weights(f.seg.data(), f.classes, f.J, f.splits, omega, f.coef.data(),
+                           f.Wpart.data(), f.Wc.data(), stream_);
+      if (f.pathwise)
+        launch_combine_classes(f.Wc.data(), f.K, f.dE.data(), BH, inv_bs, f.tiles, slab, stream_);
+      else
+        launch_combine_classes(f.Wc.data(), f.K, f.E.data(), BS, 1.0, f.tiles, slab, stream_);
+    } else if (f.pathwise) {
+      launch_pathwise_partials(f.slot, f.params.data(), f.n, omega, f.tiles, inv_bs, set, ctx_,
+                               slab, stream_);
+    } else {
+      launch_score_partials(f.slot, f.params.data(), f.n, omega, f.tiles, set, ctx_, slab,
+                            stream_);
+    }
+  }
+  launch_sum_partials(partial_x_.data(), slabs_x_, BS, X_.data(), stream_);
+  launch_sum_partials(partial_g_.data(), slabs_g_, BH, G_.data(), stream_);
+  launch_advantages(X_.data(), B, S, p.antithetic, A_.data(), stream_);
+}
+
+// g = d loss / d mu on the device (the loss with it).
+void CudaBackend::stage_gradient(StepWork& w) {
+  const Problem& p = problem_;
+  if (!w.equitable) {  // no sampling or regret stages: their events mark the same point
+    mark(w, 2);
+    mark(w, 3);
+  }
+  launch_assemble_g(w.B, p.samples, w.H, w.equitable, A_.data(), eps_.data(), G_.data(), mu_.data(),
+                    y_b_.data(), w.dp, w.sc, g_.data(), stream_);
+  mark(w, 4);
+}
+
+// Back-propagation, the gradient norm and the finite-step guard (launch_finalize_step).
+void CudaBackend::stage_backward(StepWork& w) {
+  const Problem& p = problem_;
+  const MlpLayout& L = p.layout;
   const BackwardBuffers bufs{x_b_.data(), act_d_.data(), delta0_.data(), delta1_.data(),
                              params_d_.data()};
-  mlp_backward(cublas_, L, B, theta_.data(), pre_.data(), g_.data(), bufs, grad_d_.data(), stream_);
+  mlp_backward(cublas_, L, w.B, theta_.data(), pre_.data(), g_.data(), bufs, grad_d_.data(), stream_);
   launch_grad_norm_partials(grad_d_.data(), P_, grad_f_.data(), reduce_.data(), stream_);
-  launch_finalize_step(reduce_.data(), reduction_blocks(P_), p.grad_clip, eq, dp, sc, stream_);
-  mark(5);
-  launch_adam(P_, dp, sc, grad_f_.data(), theta_.data(), adam_m_.data(), adam_v_.data(),
+  launch_finalize_step(reduce_.data(), reduction_blocks(P_), p.grad_clip, w.equitable, w.dp, w.sc,
+                       stream_);
+  mark(w, 5);
+}
+
+// Adam and the commit of Rbar and MSEbar, both skipped on the device by a non-finite step.
+void CudaBackend::stage_update(StepWork& w) {
+  launch_adam(P_, w.dp, w.sc, grad_f_.data(), theta_.data(), adam_m_.data(), adam_v_.data(),
               stream_);
-  launch_commit(N_, eq, sc, rbar_new_.data(), rbar_.data(), state_.data(), stream_);
-  mark(6);
+  launch_commit(N_, w.equitable, w.sc, rbar_new_.data(), rbar_.data(), state_.data(), stream_);
+  mark(w, 6);
 }
 
 void CudaBackend::host_objective(StepScalars* sc) {
@@ -569,14 +651,11 @@ void CudaBackend::host_objective(StepScalars* sc) {
   EQPM_CUDA_CHECK(cudaMemcpyAsync(omega_.data(), host_omega_.data(), bytes, cudaMemcpyHostToDevice, stream_));
 }
 
-StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
-  using Clock = std::chrono::steady_clock;
+// The step's parameter block: the values a captured graph must not bake in, uploaded
+// ahead of the step on its stream.
+void CudaBackend::upload_step(const StepSpec& spec) {
   const Problem& p = problem_;
   const int B = static_cast<int>(spec.rows.size());
-  const int S = p.samples, H = p.layout.output_dim();
-  const bool eq = spec.beta < 1.0;
-
-  // The step's parameter block: the values a captured graph must not bake in.
   StepParams hp;
   hp.step = spec.step;
   hp.batch = B;
@@ -589,23 +668,26 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     const std::int64_t r = spec.rows[static_cast<size_t>(b)];
     std::memcpy(step_host_.data() + kStepRowsOffset + sizeof(std::int64_t) * b, &r, sizeof r);
   }
-  const auto t0 = Clock::now();
   EQPM_CUDA_CHECK(cudaMemcpyAsync(step_block_.data(), step_host_.data(),
                                   kStepRowsOffset + sizeof(std::int64_t) * B,
                                   cudaMemcpyHostToDevice, stream_));
+}
 
+// Runs one step of this shape: eagerly (with stage events), or by replaying its graph,
+// captured on the shape's third step: its first eager step has loaded every kernel (and
+// cuBLAS's choice for these sizes), so capturing loads nothing, and its second, warm one
+// gives the stage shares a replay's wall time is split by. Returns the graph entry (null
+// without graphs) and whether the step was a replay.
+CudaBackend::GraphEntry* CudaBackend::launch_step(int B, bool eq, bool* replay) {
   GraphEntry* entry = use_graphs_ ? &graph_entry(B, eq) : nullptr;
   const auto captured = std::count_if(graphs_.begin(), graphs_.end(),
                                       [](const GraphEntry& g) { return g.exec != nullptr; });
-  // Capture on a shape's third step: its first eager step has loaded every kernel (and
-  // cuBLAS's choice for these sizes), so capturing loads nothing, and its second, warm one
-  // gives the stage shares a replay's wall time is split by.
   if (entry && !entry->exec && entry->runs >= 2 && captured < kMaxGraphs &&
       !capture_graph(*entry)) {
     entry = nullptr;  // this step and the following ones run without graphs
   }
-  const bool replay = entry && entry->exec;
-  if (replay) {
+  *replay = entry && entry->exec;
+  if (*replay) {
     EQPM_CUDA_CHECK(cudaGraphLaunch(entry->exec, stream_));
     diagnostics_.graph_replays += 1;
   } else {
@@ -613,12 +695,12 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     diagnostics_.eager_steps += 1;
   }
   if (entry) entry->runs += 1;
-  scalars_.download(scalars_host_.data(), 1, stream_);
-  sync();
-  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  return entry;
+}
 
-  // Stage times: measured with events on eager steps; a replay's wall time is shared out in
-  // the proportions of its shape's last warm eager step (never the cold first one).
+// Stage times: measured with events on eager steps; a replay's wall time is shared out in
+// the proportions of its shape's last warm eager step (never the cold first one).
+void CudaBackend::account_stage_times(GraphEntry* entry, bool replay, double wall) {
   std::array<double, kStageEvents - 1> stage{};
   if (!replay) {
     double total = 0.0;
@@ -639,6 +721,39 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   times_.reductions += stage[3];
   times_.backward += stage[4];
   times_.optimiser += stage[5];
+}
+
+void CudaBackend::download_trace(int B, bool eq, StepTrace& trace) {
+  const Problem& p = problem_;
+  const size_t BH = static_cast<size_t>(B) * p.layout.output_dim(), BS = static_cast<size_t>(B) * p.samples;
+  const size_t H = static_cast<size_t>(p.layout.output_dim());
+  trace.mu.resize(BH);
+  mu_.download(trace.mu.data(), BH, stream_);
+  trace.eps.resize(eq ? BS * H : 0);
+  if (eq) eps_.download(trace.eps.data(), BS * H, stream_);
+  trace.advantage.resize(eq ? BS : 0);
+  if (eq) A_.download(trace.advantage.data(), BS, stream_);
+  trace.g.resize(BH);
+  g_.download(trace.g.data(), BH, stream_);
+  trace.grad.resize(static_cast<size_t>(P_));
+  grad_f_.download(trace.grad.data(), static_cast<size_t>(P_), stream_);
+  sync();
+  trace.rhat = eq ? to_population_order(rhat_) : std::vector<double>();
+  trace.rbar = eq ? to_population_order(rbar_new_) : std::vector<double>();
+  trace.omega = eq ? to_population_order(omega_) : std::vector<double>();
+}
+
+StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
+  using Clock = std::chrono::steady_clock;
+  const int B = static_cast<int>(spec.rows.size());
+  const bool eq = spec.beta < 1.0;
+  const auto t0 = Clock::now();
+  upload_step(spec);
+  bool replay = false;
+  GraphEntry* entry = launch_step(B, eq, &replay);
+  scalars_.download(scalars_host_.data(), 1, stream_);
+  sync();
+  account_stage_times(entry, replay, std::chrono::duration<double>(Clock::now() - t0).count());
 
   const StepScalars& sc = scalars_host_[0];
   StepStats st;
@@ -652,25 +767,7 @@ StepStats CudaBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
     st.mean_regret = sc.sum_hat / static_cast<double>(N_);
     st.max_regret = sc.rmax_hat;
   }
-
-  if (trace) {
-    const size_t BH = static_cast<size_t>(B) * H, BS = static_cast<size_t>(B) * S;
-    trace->mu.resize(BH);
-    mu_.download(trace->mu.data(), BH, stream_);
-    trace->eps.resize(eq ? BS * H : 0);
-    if (eq) eps_.download(trace->eps.data(), BS * H, stream_);
-    trace->advantage.resize(eq ? BS : 0);
-    if (eq) A_.download(trace->advantage.data(), BS, stream_);
-    trace->g.resize(BH);
-    g_.download(trace->g.data(), BH, stream_);
-    trace->grad.resize(static_cast<size_t>(P_));
-    grad_f_.download(trace->grad.data(), static_cast<size_t>(P_), stream_);
-    sync();
-    trace->rhat = eq ? to_population_order(rhat_) : std::vector<double>();
-    trace->rbar = eq ? to_population_order(rbar_new_) : std::vector<double>();
-    trace->omega = eq ? to_population_order(omega_) : std::vector<double>();
-  }
-
+  if (trace) download_trace(B, eq, *trace);
   if (st.finite) {
     adam_step_ += 1;
     if (eq) rbar_started_ = true;

@@ -262,7 +262,8 @@ double CpuBackend::flat_value(const std::vector<double>& R) {
                          static_cast<long>(counted_.size()), native);
 }
 
-void CpuBackend::fast_values(StepWork& w, StepStats& st) {
+void CpuBackend::fast_values(StepWork& w) {
+  StepStats& st = w.st;
   const size_t n = counted_.size();
   // objective_value's two passes for Rbar and Rhat at once, with the statistics alongside;
   // the maximum of Rhat is also its statistic.
@@ -523,45 +524,26 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
   return finite;
 }
 
-// A training step in the order of DESIGN.md 5.2; each stage below is one piece of it, and
-// the algebra inside the stages is step_algebra.hpp's, shared with the CUDA kernels.
+// A training step: the stages of step_stages.hpp in their order, each one piece of DESIGN.md
+// 5.2; the algebra inside them is step_algebra.hpp's, shared with the CUDA kernels.
 StepStats CpuBackend::step_impl(const StepSpec& spec, StepTrace* trace) {
   const Problem& p = problem_;
   StepWork w;
+  w.spec = &spec;
+  w.trace = trace;
   w.B = static_cast<int>(spec.rows.size());
   w.S = p.samples;
   w.H = p.layout.output_dim();
   w.equitable = spec.beta < 1.0;
   w.sigma = spec.sigma > 0 ? spec.sigma : p.sigma;
-  StepStats st;
-
-  stage_forward(spec, w, st);
-  std::fill(g_.begin(), g_.begin() + static_cast<long>(w.B) * w.H, 0.0);
-  if (w.equitable) {
-    const lanes::Lanes X = stage_sample(spec, w);
-    stage_regrets(w, X);
-    // The fused pass has already weighted its own agents, so unless a trace asks for all of
-    // them only the factorised agents need weights here.
-    stage_weights(w, st, !w.fused || trace);
-    stage_advantages(w);
-  }
-  stage_gradient_mu(spec, w);
-  st.loss = step::loss(w.equitable, spec.beta, st.power_mean, w.mbar, st.mse, w.msebar);
-  stage_backward(spec, w, st);
-  if (trace) fill_trace(w, *trace);
-
-  // Numerical guard: a non-finite step changes nothing.
-  bool regrets_finite = !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(p.population->size()));
-  // Only own agents' regrets are this place's: every place must skip the same steps.
-  if (fast_ && w.equitable) regrets_finite = w.regrets_finite;
-  st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
-  if (st.finite) stage_update(spec, w, st);
-  return st;
+  run_step(*this, w);
+  return w.st;
 }
 
 // Forward pass, the minibatch's truths and times, its MSE and the smoothed MSEbar.
-void CpuBackend::stage_forward(const StepSpec& spec, StepWork& w, StepStats& st) {
+void CpuBackend::stage_forward(StepWork& w) {
   const Problem& p = problem_;
+  const StepSpec& spec = *w.spec;
   const Dataset& d = *p.data;
   const int B = w.B, H = w.H;
   const auto t0 = Clock::now();
@@ -577,15 +559,17 @@ void CpuBackend::stage_forward(const StepSpec& spec, StepWork& w, StepStats& st)
     mse += e * e;
   }
   mse /= static_cast<double>(B) * H;
-  st.mse = mse;
+  w.st.mse = mse;
   w.msebar = step::smooth(state_.msebar, mse, p.rho, state_.msebar > 0);
+  std::fill(g_.begin(), g_.begin() + static_cast<long>(B) * H, 0.0);
   times_.forward += seconds_since(t0);
 }
 
 // Perturbations from the counter (seed, step, b, s, h-block) and the samples
 // yhat = mu + sigma eps; the fast paths read the samples hour-major (cpu_lanes.hpp).
-lanes::Lanes CpuBackend::stage_sample(const StepSpec& spec, const StepWork& w) {
+void CpuBackend::stage_sample(StepWork& w) {
   const Problem& p = problem_;
+  const StepSpec& spec = *w.spec;
   const int B = w.B, S = w.S, H = w.H;
   const auto t0 = Clock::now();
   for (int b = 0; b < B; ++b)
@@ -597,17 +581,16 @@ lanes::Lanes CpuBackend::stage_sample(const StepSpec& spec, const StepWork& w) {
         yhat_[static_cast<size_t>(off + h)] =
             mu_[static_cast<size_t>(b * H + h)] + w.sigma * eps_[static_cast<size_t>(off + h)];
     }
-  const lanes::Lanes X = in_lanes(p.regret_path)
-                             ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H)
-                             : lanes::Lanes{};
+  w.X = in_lanes(p.regret_path) ? lanes_.fill(yhat_.data(), ybatch_.data(), tbatch_.data(), B, S, H)
+                                : lanes::Lanes{};
   times_.sampling += seconds_since(t0);
-  return X;
 }
 
 // Pass 1: every agent's mean regret Rhat_n over the minibatch's samples. In the steady
 // state the fast path fuses passes 1 and 2 for the general-path agents (fused_general).
-void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
+void CpuBackend::stage_regrets(StepWork& w) {
   const Problem& p = problem_;
+  const lanes::Lanes& X = w.X;
   const auto t0 = Clock::now();
   if (!structured_.empty()) {
     structured_.prepare(w.B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
@@ -629,8 +612,12 @@ void CpuBackend::stage_regrets(StepWork& w, const lanes::Lanes& X) {
 
 // Smoothed regrets Rbar_n, the power means of Rhat and Rbar (Mbar), the step's statistics
 // and the agent weights omega_n (all of them, or only the factorised agents').
-void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
+void CpuBackend::stage_weights(StepWork& w) {
   const Problem& p = problem_;
+  StepStats& st = w.st;
+  // The fused pass has already weighted its own agents, so unless a trace asks for all of
+  // them only the factorised agents need weights here.
+  const bool all = !w.fused || w.trace;
   const long N = p.population->size();
   const auto t0 = Clock::now();
   const bool started = !state_.rbar.empty();
@@ -638,7 +625,7 @@ void CpuBackend::stage_weights(StepWork& w, StepStats& st, bool all) {
     rbar_new_[static_cast<size_t>(n)] = step::smooth(started ? state_.rbar[static_cast<size_t>(n)] : 0.0,
                                                      rhat_[static_cast<size_t>(n)], p.rho, started);
   if (fast_) {
-    fast_values(w, st);
+    fast_values(w);
   } else if (flat_) {
     w.mbar = flat_value(rbar_new_);
     st.power_mean = flat_value(rhat_);
@@ -727,8 +714,10 @@ void CpuBackend::stage_advantages(StepWork& w) {
   times_.reductions += seconds_since(t0);
 }
 
-// g = d loss / d mu (B x H): the regret term (score function and pathwise) and the accuracy term.
-void CpuBackend::stage_gradient_mu(const StepSpec& spec, const StepWork& w) {
+// g = d loss / d mu (B x H): the regret term (score function and pathwise) and the accuracy
+// term; and the loss.
+void CpuBackend::stage_gradient(StepWork& w) {
+  const StepSpec& spec = *w.spec;
   const int B = w.B, S = w.S, H = w.H;
   const auto t0 = Clock::now();
   const step::GradCoefficients c =
@@ -743,12 +732,16 @@ void CpuBackend::stage_gradient_mu(const StepSpec& spec, const StepWork& w) {
       const size_t i = static_cast<size_t>(b * H + h);
       g_[i] = step::grad_mu(c, score, w.equitable ? G_[i] : 0.0, mu_[i], ybatch_[i]);
     }
+  w.st.loss = step::loss(w.equitable, spec.beta, w.st.power_mean, w.mbar, w.st.mse, w.msebar);
   times_.reductions += seconds_since(t0);
 }
 
 // Backward pass through the MLP, accumulated in double in sample order, and the gradient's
-// global norm (infinite when any entry is beyond float range).
-void CpuBackend::stage_backward(const StepSpec& spec, const StepWork& w, StepStats& st) {
+// global norm (infinite when any entry is beyond float range); the trace, when asked for; and
+// the numerical guard: a non-finite step changes nothing (stage_update).
+void CpuBackend::stage_backward(StepWork& w) {
+  const StepSpec& spec = *w.spec;
+  StepStats& st = w.st;
   const MlpLayout& L = problem_.layout;
   const Dataset& d = *problem_.data;
   const int B = w.B, H = w.H;
@@ -774,11 +767,21 @@ void CpuBackend::stage_backward(const StepSpec& spec, const StepWork& w, StepSta
   }
   st.grad_norm = grad_finite ? std::sqrt(norm2) : INFINITY;
   times_.backward += seconds_since(t0);
+  if (w.trace) fill_trace(w, *w.trace);
+
+  bool regrets_finite =
+      !w.equitable || all_finite(rhat_.data(), static_cast<size_t>(problem_.population->size()));
+  // Only own agents' regrets are this place's: every place must skip the same steps.
+  if (fast_ && w.equitable) regrets_finite = w.regrets_finite;
+  st.finite = step::finite_step(st.loss, st.grad_norm, st.mse, w.equitable, regrets_finite, w.mbar);
 }
 
 // Adam with global-norm clipping, then the commit of the smoothing state.
-void CpuBackend::stage_update(const StepSpec& spec, const StepWork& w, const StepStats& st) {
+void CpuBackend::stage_update(StepWork& w) {
+  if (!w.st.finite) return;
   const Problem& p = problem_;
+  const StepSpec& spec = *w.spec;
+  const StepStats& st = w.st;
   const long P = p.layout.parameter_count;
   const auto t0 = Clock::now();
   const float clip = step::clip_factor(st.grad_norm, p.grad_clip);

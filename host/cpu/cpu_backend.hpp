@@ -15,6 +15,7 @@
 #include "ev_conditional.hpp"
 #include "eqpm/backend.hpp"
 #include "eqpm/objectives.hpp"
+#include "eqpm/step_stages.hpp"
 
 namespace eqpm {
 
@@ -39,8 +40,12 @@ class CpuBackend final : public Backend {
   std::vector<float> predict_impl(const std::vector<long>& rows) override;
 
  private:
-  // One step's shapes and the scalars its stages hand on (step_impl).
+  // One step's work, passed through the stages of step_stages.hpp's run_step.
   struct StepWork {
+    const StepSpec* spec = nullptr;
+    StepTrace* trace = nullptr;  // filled when not null
+    StepStats st;
+    lanes::Lanes X;              // the samples hour-major (stage_sample), for the fast paths
     int B = 0, S = 0, H = 0;
     float sigma = 0.0f;
     bool equitable = false;    // beta < 1: the regret stages run
@@ -51,15 +56,17 @@ class CpuBackend final : public Backend {
     double msebar = 0.0;       // smoothed MSE after this step
     bool regrets_finite = true;  // --fast-reduce: every place's Rhat finite (fast_values)
   };
-  void stage_forward(const StepSpec& spec, StepWork& w, StepStats& st);
-  lanes::Lanes stage_sample(const StepSpec& spec, const StepWork& w);
-  void stage_regrets(StepWork& w, const lanes::Lanes& X);
-  void stage_weights(StepWork& w, StepStats& st, bool all);
+  template <class X, class W>
+  friend void eqpm::run_step(X& x, W& w);
+  void stage_forward(StepWork& w);
+  void stage_sample(StepWork& w);
+  void stage_regrets(StepWork& w);
+  void stage_weights(StepWork& w);
   void weigh(long n, double value);  // omega_n (stage_weights, stage_advantages)
   void stage_advantages(StepWork& w);
-  void stage_gradient_mu(const StepSpec& spec, const StepWork& w);
-  void stage_backward(const StepSpec& spec, const StepWork& w, StepStats& st);
-  void stage_update(const StepSpec& spec, const StepWork& w, const StepStats& st);
+  void stage_gradient(StepWork& w);
+  void stage_backward(StepWork& w);
+  void stage_update(StepWork& w);
   void fill_trace(const StepWork& w, StepTrace& trace) const;
 
   int thread_count() const;
@@ -96,7 +103,7 @@ class CpuBackend final : public Backend {
   // Under --fast-reduce: Mbar (the objective of rbar_new_), the objective of rhat_ and the
   // regrets' mean and max over every place, in two native reductions of a few scalars
   // (the maxima, then the sums of terms and of regrets).
-  void fast_values(StepWork& w, StepStats& st);
+  void fast_values(StepWork& w);
   // After each place evaluated Rhat_n of the agents in its own chunks of g (n_chunks of
   // them), every place holds every agent's Rhat_n of g (copied, so exact).
   template <class F>
