@@ -491,14 +491,7 @@ bool CpuBackend::fused_general(int B, const lanes::Lanes& X, double mref, std::v
         lanes::axpy(u, r, acc, BS);
       }
       if (pathwise) {
-        double* Gc = pg + c * BH;
-        for (int b = 0; b < B; ++b)
-          for (int h = 0; h < H; ++h) {
-            const double* gbh = acc + static_cast<long>(h) * BS + static_cast<long>(b) * S;
-            double sum = 0.0;
-            for (int s = 0; s < S; ++s) sum += gbh[s];
-            Gc[b * H + h] = sum;
-          }
+        lanes::sum_samples<false>(acc, B, S, H, pg + c * BH);
       } else {
         std::copy(acc, acc + BS, pa + c * BS);
       }
@@ -593,7 +586,7 @@ void CpuBackend::stage_regrets(StepWork& w) {
   const lanes::Lanes& X = w.X;
   const auto t0 = Clock::now();
   if (!structured_.empty()) {
-    structured_.prepare(w.B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, thread_count());
+    structured_.prepare(w.B, yhat_.data(), ybatch_.data(), tbatch_.data(), X, ctx_, thread_count());
     structured_.mean_regrets(rhat_, thread_count());
   }
   // Mref, the power mean of the current smoothed regrets, is the previous step's Mbar (same

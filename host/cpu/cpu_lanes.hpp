@@ -187,6 +187,21 @@ void add_dregrets(const typename F::Params prm, const Lanes x, const RegretConte
                                    Grad{g + j, n});
 }
 
+// Per-sample values hour-major (g[h * B S + b S + s], as add_dregrets writes them) summed
+// over each input's S samples in sample order: out[b H + h] = that sum, or += with Add.
+template <bool Add>
+void sum_samples(const double* g, int B, int S, int H, double* out) {
+  const long BS = static_cast<long>(B) * S;
+  for (int b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      const double* d = g + static_cast<long>(h) * BS + static_cast<long>(b) * S;
+      double sum = 0.0;
+      for (int s = 0; s < S; ++s) sum += d[s];
+      if constexpr (Add) out[b * H + h] += sum;
+      else out[b * H + h] = sum;
+    }
+}
+
 // acc[j] += w * r[j].
 inline void axpy(double w, const float* __restrict r, double* __restrict acc, long n) {
 #pragma omp simd

@@ -40,6 +40,7 @@ void ClassTable<F>::take(FamilyGroup<F>& g, const Problem& p) {
 
 template <class F>
 void ClassTable<F>::prepare(const lanes::Lanes& X, const RegretContext& ctx, int B, int threads) {
+  if (empty()) return;
   B_ = B;
   X_ = X;
   ctx_ = ctx;
@@ -66,6 +67,7 @@ void ClassTable<F>::mean_regrets(std::vector<double>& rhat, double inv_bs) const
 template <class F>
 void ClassTable<F>::advantages(const std::vector<double>& omega, double* A, double* G, double inv_bs,
                                int threads) {
+  if (empty()) return;
   // W_{c,j} in class order: the same sums whatever the thread count.
   for (size_t c = 0; c + 1 < begin_.size(); ++c)
     for (int j = 0; j < J; ++j) {
@@ -88,13 +90,7 @@ void ClassTable<F>::advantages(const std::vector<double>& omega, double* A, doub
         if (w == 0.0) continue;
         lanes::add_dregrets<F>(units_[static_cast<size_t>(u)], X_, ctx_, static_cast<float>(w), acc);
       }
-      for (int b = 0; b < B; ++b)
-        for (int h = 0; h < H; ++h) {
-          const double* d = acc + static_cast<long>(h) * BS + static_cast<long>(b) * S;
-          double sum = 0.0;
-          for (int s = 0; s < S; ++s) sum += d[s];
-          G[b * H + h] += sum;
-        }
+      lanes::sum_samples<true>(acc, B, S, H, G);
       return;
     }
   }
@@ -165,7 +161,7 @@ double CpuStructured::demand_root(long i, long t) const {
 }
 
 void CpuStructured::prepare(int B, const float* yhat, const float* y, const long* t,
-                           const lanes::Lanes& X, int threads) {
+                           const lanes::Lanes& X, const RegretContext& ctx, int threads) {
   const int S = p_->samples, H = p_->layout.output_dim();
   B_ = B;
   S_ = S;
@@ -233,14 +229,8 @@ void CpuStructured::prepare(int B, const float* yhat, const float* y, const long
       Gtot_[static_cast<size_t>(k)] = tot;
     }
   }
-  if (!evw_.empty() || !inv_.empty()) {
-    RegretContext ctx;
-    ctx.demand = p_->demand.data();
-    ctx.demand_length = static_cast<long>(p_->demand.size());
-    ctx.floor = p_->floor;
-    evw_.prepare(X, ctx, B, threads);
-    inv_.prepare(X, ctx, B, threads);
-  }
+  evw_.prepare(X, ctx, B, threads);
+  inv_.prepare(X, ctx, B, threads);
 }
 
 void CpuStructured::mean_regrets(std::vector<double>& rhat, int threads) const {

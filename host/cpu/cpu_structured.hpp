@@ -93,9 +93,9 @@ class CpuStructured {
   const std::vector<long>& agents() const { return agents_; }
 
   // Per-step tables from the samples yhat (B x S x H), truths y (B x H), times t (B), and
-  // the same samples hour-major (X).
+  // the same samples hour-major (X), under the caller's regret context.
   void prepare(int B, const float* yhat, const float* y, const long* t, const lanes::Lanes& X,
-               int threads);
+               const RegretContext& ctx, int threads);
   // Pass 1: Rhat_n of the agents it handles (population order).
   void mean_regrets(std::vector<double>& rhat, int threads) const;
   // Pass 2: adds sum_n omega_n r into A (B x S; the caller applies the baseline) for

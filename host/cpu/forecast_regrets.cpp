@@ -162,7 +162,7 @@ GradientEstimate ForecastEstimator::estimate(const float* mu, const float* targe
   // Pass 1: Rhat_n, the mean regret over the B S samples.
   std::vector<long> times(t, t + B);
   if (!structured_->empty()) {
-    structured_->prepare(B, yhat.data(), target, times.data(), X, nt);
+    structured_->prepare(B, yhat.data(), target, times.data(), X, ctx_, nt);
     structured_->mean_regrets(e.rhat, nt);
   }
   Families::for_each([&](auto fam) {
